@@ -1,0 +1,12 @@
+# Warnings for amp's own targets (never for consumers or third-party code).
+function(amp_set_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
+                                           -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Woverloaded-virtual
+                                           -Wnull-dereference -Wformat=2 -Wimplicit-fallthrough)
+  if(AMP_WARNINGS_AS_ERRORS)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+# The core must build freestanding: no exceptions, no RTTI. Enforce it on the host build too.
+set(AMP_CORE_FLAGS -fno-exceptions -fno-rtti)

@@ -1,0 +1,10 @@
+# Cross-compiles amp's freestanding core and bare-metal port with Debian's gcc-arm-none-eabi.
+set(CMAKE_SYSTEM_NAME Generic)
+set(CMAKE_SYSTEM_PROCESSOR arm)
+set(CMAKE_CXX_COMPILER arm-none-eabi-g++)
+set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)
+set(AMP_ARM_CPU "cortex-r5" CACHE STRING "-mcpu for the arm-none-eabi build")
+set(CMAKE_CXX_FLAGS_INIT "-mcpu=${AMP_ARM_CPU} -ffreestanding -fno-exceptions -fno-rtti")
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)

@@ -1,0 +1,82 @@
+// Logging: levels, a user-replaceable sink, printf-style formatting into a stack buffer (no heap, no iostream).
+//
+// Thread-safety: log() may be called from any thread; the level and sink are atomics. A sink must itself be
+// safe to call from several threads. set_log_sink() does not wait for calls already inside the old sink, so
+// an old sink must stay alive (sinks are usually static objects).
+#pragma once
+
+#include <atomic>
+#include <cstdarg>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace amp::metal {
+
+enum class LogLevel : std::uint8_t { kTrace = 0, kDebug, kInfo, kWarning, kError, kOff };
+
+/// "trace", "debug", "info", "warning", "error" or "off".
+const char* to_string(LogLevel level) noexcept;
+
+/// Where log lines go. `message` has no trailing newline.
+class LogSink {
+ public:
+  virtual void write(LogLevel level, std::string_view message) noexcept = 0;
+
+ protected:
+  ~LogSink() = default;
+};
+
+/// A sink that forwards to any callable taking (LogLevel, std::string_view).
+template <class F>
+class FunctionLogSink final : public LogSink {
+ public:
+  explicit FunctionLogSink(F f) : f_(static_cast<F&&>(f)) {}
+  void write(LogLevel level, std::string_view message) noexcept override { f_(level, message); }
+
+ private:
+  F f_;
+};
+
+/// The platform's sink: standard error on Linux; the board's log hook on bare metal (or nowhere).
+LogSink& default_log_sink() noexcept;
+
+/// Replaces the sink; nullptr restores the platform default.
+void set_log_sink(LogSink* sink) noexcept;
+/// Messages below `level` are dropped. The default is kWarning.
+void set_log_level(LogLevel level) noexcept;
+LogLevel log_level() noexcept;
+
+namespace detail {
+extern std::atomic<LogLevel> g_log_level;
+}  // namespace detail
+
+inline bool log_enabled(LogLevel level) noexcept {
+  return level != LogLevel::kOff && level >= detail::g_log_level.load(std::memory_order_relaxed);
+}
+
+/// Longest message passed to a sink, in bytes; longer ones are cut and end in "...".
+inline constexpr std::size_t kMaxLogMessage = 255;
+
+/// Formats and sends a message. Supports a printf subset: flags '-' and '0', width, precision (for s), length
+/// modifiers hh h l ll z j t, and conversions d i u x X o c s p %.
+void log(LogLevel level, const char* fmt, ...) noexcept __attribute__((format(printf, 2, 3)));
+void vlog(LogLevel level, const char* fmt, va_list args) noexcept;
+
+/// snprintf-like formatting into `out` (always NUL-terminated when out is not empty). Returns the length the
+/// whole result would have had.
+std::size_t format(std::span<char> out, const char* fmt, ...) noexcept __attribute__((format(printf, 2, 3)));
+std::size_t vformat(std::span<char> out, const char* fmt, va_list args) noexcept;
+
+}  // namespace amp::metal
+
+/// Logs only when the level is enabled, so the arguments are not evaluated otherwise.
+#define AMP_LOG(level, ...)                                                       \
+  do {                                                                            \
+    if (::amp::metal::log_enabled(level)) ::amp::metal::log((level), __VA_ARGS__); \
+  } while (0)
+#define AMP_LOG_DEBUG(...) AMP_LOG(::amp::metal::LogLevel::kDebug, __VA_ARGS__)
+#define AMP_LOG_INFO(...) AMP_LOG(::amp::metal::LogLevel::kInfo, __VA_ARGS__)
+#define AMP_LOG_WARNING(...) AMP_LOG(::amp::metal::LogLevel::kWarning, __VA_ARGS__)
+#define AMP_LOG_ERROR(...) AMP_LOG(::amp::metal::LogLevel::kError, __VA_ARGS__)
