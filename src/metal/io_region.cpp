@@ -47,9 +47,9 @@ Result<std::size_t> IoRegion::offset_of(DeviceAddress da, std::size_t len) const
     const DeviceAddress delta = da - da_;
     if (delta > size_) return fail(Status::kOutOfRange);
     const auto offset = static_cast<std::size_t>(delta);
+    if (const Status s = check_range(offset, len); !ok(s)) return fail(s);
     // The device range itself must not wrap: da + len - 1 must be representable.
     if (len != 0 && da > kMaxAddress - (len - 1)) return fail(Status::kOverflow);
-    if (const Status s = check_range(offset, len); !ok(s)) return fail(s);
     return offset;
   }
   // Paged: find the page that holds `da` among the pages this (sub)region covers, then require that every

@@ -72,12 +72,18 @@ enum class Length { kNone, kChar, kShort, kLong, kLongLong, kSize, kMax, kPtrdif
 
 const char* to_string(LogLevel level) noexcept {
   switch (level) {
-    case LogLevel::kTrace: return "trace";
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarning: return "warning";
-    case LogLevel::kError: return "error";
-    case LogLevel::kOff: return "off";
+    case LogLevel::kTrace:
+      return "trace";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarning:
+      return "warning";
+    case LogLevel::kError:
+      return "error";
+    case LogLevel::kOff:
+      return "off";
   }
   return "?";
 }
@@ -115,7 +121,8 @@ std::size_t vformat(std::span<char> out, const char* fmt, va_list args) noexcept
         spec.precision = prec < 0 ? 0 : static_cast<std::size_t>(prec);
         ++p;
       } else {
-        while (*p >= '0' && *p <= '9') spec.precision = spec.precision * 10 + static_cast<std::size_t>(*p++ - '0');
+        while (*p >= '0' && *p <= '9')
+          spec.precision = spec.precision * 10 + static_cast<std::size_t>(*p++ - '0');
       }
     }
     Length len = Length::kNone;
@@ -141,17 +148,34 @@ std::size_t vformat(std::span<char> out, const char* fmt, va_list args) noexcept
       case 'i': {
         long long v;
         switch (len) {
-          case Length::kLong: v = va_arg(args, long); break;
-          case Length::kLongLong: v = va_arg(args, long long); break;
-          case Length::kSize: v = static_cast<long long>(va_arg(args, std::size_t)); break;
-          case Length::kMax: v = static_cast<long long>(va_arg(args, intmax_t)); break;
-          case Length::kPtrdiff: v = static_cast<long long>(va_arg(args, std::ptrdiff_t)); break;
-          case Length::kChar: v = static_cast<signed char>(va_arg(args, int)); break;
-          case Length::kShort: v = static_cast<short>(va_arg(args, int)); break;
-          default: v = va_arg(args, int); break;
+          case Length::kLong:
+            v = va_arg(args, long);
+            break;
+          case Length::kLongLong:
+            v = va_arg(args, long long);
+            break;
+          case Length::kSize:
+            v = static_cast<long long>(va_arg(args, std::size_t));
+            break;
+          case Length::kMax:
+            v = static_cast<long long>(va_arg(args, intmax_t));
+            break;
+          case Length::kPtrdiff:
+            v = static_cast<long long>(va_arg(args, std::ptrdiff_t));
+            break;
+          case Length::kChar:
+            v = static_cast<signed char>(va_arg(args, int));
+            break;
+          case Length::kShort:
+            v = static_cast<short>(va_arg(args, int));
+            break;
+          default:
+            v = va_arg(args, int);
+            break;
         }
         const bool neg = v < 0;
-        const unsigned long long mag = neg ? 0ULL - static_cast<unsigned long long>(v) : static_cast<unsigned long long>(v);
+        const unsigned long long mag =
+            neg ? 0ULL - static_cast<unsigned long long>(v) : static_cast<unsigned long long>(v);
         emit_unsigned(w, spec, mag, 10, false, neg);
         break;
       }
@@ -161,14 +185,30 @@ std::size_t vformat(std::span<char> out, const char* fmt, va_list args) noexcept
       case 'o': {
         unsigned long long v;
         switch (len) {
-          case Length::kLong: v = va_arg(args, unsigned long); break;
-          case Length::kLongLong: v = va_arg(args, unsigned long long); break;
-          case Length::kSize: v = va_arg(args, std::size_t); break;
-          case Length::kMax: v = va_arg(args, uintmax_t); break;
-          case Length::kPtrdiff: v = static_cast<unsigned long long>(va_arg(args, std::ptrdiff_t)); break;
-          case Length::kChar: v = static_cast<unsigned char>(va_arg(args, unsigned)); break;
-          case Length::kShort: v = static_cast<unsigned short>(va_arg(args, unsigned)); break;
-          default: v = va_arg(args, unsigned); break;
+          case Length::kLong:
+            v = va_arg(args, unsigned long);
+            break;
+          case Length::kLongLong:
+            v = va_arg(args, unsigned long long);
+            break;
+          case Length::kSize:
+            v = va_arg(args, std::size_t);
+            break;
+          case Length::kMax:
+            v = va_arg(args, uintmax_t);
+            break;
+          case Length::kPtrdiff:
+            v = static_cast<unsigned long long>(va_arg(args, std::ptrdiff_t));
+            break;
+          case Length::kChar:
+            v = static_cast<unsigned char>(va_arg(args, unsigned));
+            break;
+          case Length::kShort:
+            v = static_cast<unsigned short>(va_arg(args, unsigned));
+            break;
+          default:
+            v = va_arg(args, unsigned);
+            break;
         }
         const unsigned base = conv == 'o' ? 8 : (conv == 'u' ? 10 : 16);
         emit_unsigned(w, spec, v, base, conv == 'X', false);
@@ -194,7 +234,9 @@ std::size_t vformat(std::span<char> out, const char* fmt, va_list args) noexcept
         emit_padded(w, spec, s, n, false, false);
         break;
       }
-      case '%': w.put('%'); break;
+      case '%':
+        w.put('%');
+        break;
       case '\0':  // a lone '%' at the end
         return w.finish();
       default:  // unknown conversion: print it as written
@@ -214,9 +256,15 @@ std::size_t format(std::span<char> out, const char* fmt, ...) noexcept {
   return n;
 }
 
-void set_log_sink(LogSink* sink) noexcept { g_sink.store(sink, std::memory_order_release); }
-void set_log_level(LogLevel level) noexcept { detail::g_log_level.store(level, std::memory_order_relaxed); }
-LogLevel log_level() noexcept { return detail::g_log_level.load(std::memory_order_relaxed); }
+void set_log_sink(LogSink* sink) noexcept {
+  g_sink.store(sink, std::memory_order_release);
+}
+void set_log_level(LogLevel level) noexcept {
+  detail::g_log_level.store(level, std::memory_order_relaxed);
+}
+LogLevel log_level() noexcept {
+  return detail::g_log_level.load(std::memory_order_relaxed);
+}
 
 void vlog(LogLevel level, const char* fmt, va_list args) noexcept {
   if (!log_enabled(level)) return;

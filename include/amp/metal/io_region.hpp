@@ -31,7 +31,7 @@ inline constexpr DeviceAddress kAnyAddress = ~DeviceAddress{0};
 /// The widths that IoRegion::load/store/atomic accept.
 template <class T>
 concept IoWord = std::is_same_v<T, std::uint8_t> || std::is_same_v<T, std::uint16_t> ||
-                 std::is_same_v<T, std::uint32_t> || std::is_same_v<T, std::uint64_t>;
+    std::is_same_v<T, std::uint32_t> || std::is_same_v<T, std::uint64_t>;
 
 class IoRegion {
  public:
@@ -64,7 +64,8 @@ class IoRegion {
   /// Offset of device address `da`.
   [[nodiscard]] Result<std::size_t> offset_of(DeviceAddress da, std::size_t len = 1) const noexcept;
   /// Device address of `offset`.
-  [[nodiscard]] Result<DeviceAddress> device_address_of(std::size_t offset, std::size_t len = 1) const noexcept;
+  [[nodiscard]] Result<DeviceAddress> device_address_of(std::size_t offset,
+                                                        std::size_t len = 1) const noexcept;
   /// Offset of a host pointer into this region.
   [[nodiscard]] Result<std::size_t> offset_of_pointer(const void* p, std::size_t len = 1) const noexcept;
   /// Host pointer to `offset`.

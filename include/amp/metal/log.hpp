@@ -1,4 +1,5 @@
-// Logging: levels, a user-replaceable sink, printf-style formatting into a stack buffer (no heap, no iostream).
+// Logging: levels, a user-replaceable sink, printf-style formatting into a stack buffer (no heap, no
+// iostream).
 //
 // Thread-safety: log() may be called from any thread; the level and sink are atomics. A sink must itself be
 // safe to call from several threads. set_log_sink() does not wait for calls already inside the old sink, so
@@ -72,8 +73,8 @@ std::size_t vformat(std::span<char> out, const char* fmt, va_list args) noexcept
 }  // namespace amp::metal
 
 /// Logs only when the level is enabled, so the arguments are not evaluated otherwise.
-#define AMP_LOG(level, ...)                                                       \
-  do {                                                                            \
+#define AMP_LOG(level, ...)                                                        \
+  do {                                                                             \
     if (::amp::metal::log_enabled(level)) ::amp::metal::log((level), __VA_ARGS__); \
   } while (0)
 #define AMP_LOG_DEBUG(...) AMP_LOG(::amp::metal::LogLevel::kDebug, __VA_ARGS__)

@@ -1,8 +1,9 @@
 // Errors as values: amp::Status and amp::Expected<T, E>.
 //
 // The core is built without exceptions, so every fallible operation returns either a Status (for operations
-// without a value) or an Expected<T> (a value or a Status). Both are [[nodiscard]]. Expected mirrors the C++23
-// std::expected interface closely enough that code can move to it later. Thread-safety: plain value types.
+// without a value) or an Expected<T> (a value or a Status). Both are [[nodiscard]]. Expected mirrors the
+// C++23 std::expected interface closely enough that code can move to it later. Thread-safety: plain value
+// types.
 #pragma once
 
 #include <cstdint>
@@ -13,31 +14,33 @@
 namespace amp {
 
 /// Outcome of an operation. kOk is the only success value.
-enum class [[nodiscard]] Status : std::int32_t {
-  kOk = 0,
-  kInvalidArgument,   ///< A caller-supplied argument is wrong.
-  kOutOfRange,        ///< An address, offset or length lies outside the memory it refers to.
-  kMisaligned,        ///< An address is not aligned for the requested access.
-  kOverflow,          ///< An arithmetic computation on sizes or addresses overflowed.
-  kNoMemory,          ///< A fixed-capacity table or pool is full.
-  kNotFound,          ///< A named thing (device, map, endpoint, source...) does not exist.
-  kAlreadyExists,     ///< The thing to create exists already.
-  kBusy,              ///< The resource is in use.
-  kWouldBlock,        ///< A non-blocking operation could not proceed now.
-  kTimeout,           ///< A blocking operation ran out of time.
-  kClosed,            ///< The peer or the object is gone or shut down.
-  kBroken,            ///< The peer violated the protocol; the object refuses further use.
-  kMalformed,         ///< Input data (a file, a message, shared memory) is malformed.
-  kNotSupported,      ///< The operation is not available on this platform or configuration.
-  kPermissionDenied,  ///< The operating system refused access.
-  kIoError,           ///< A system call failed for another reason; see the errno if one is attached.
-  kInternal,          ///< A broken invariant inside amp (a bug).
+enum class [[nodiscard]] Status : std::int32_t{
+    kOk = 0,
+    kInvalidArgument,   ///< A caller-supplied argument is wrong.
+    kOutOfRange,        ///< An address, offset or length lies outside the memory it refers to.
+    kMisaligned,        ///< An address is not aligned for the requested access.
+    kOverflow,          ///< An arithmetic computation on sizes or addresses overflowed.
+    kNoMemory,          ///< A fixed-capacity table or pool is full.
+    kNotFound,          ///< A named thing (device, map, endpoint, source...) does not exist.
+    kAlreadyExists,     ///< The thing to create exists already.
+    kBusy,              ///< The resource is in use.
+    kWouldBlock,        ///< A non-blocking operation could not proceed now.
+    kTimeout,           ///< A blocking operation ran out of time.
+    kClosed,            ///< The peer or the object is gone or shut down.
+    kBroken,            ///< The peer violated the protocol; the object refuses further use.
+    kMalformed,         ///< Input data (a file, a message, shared memory) is malformed.
+    kNotSupported,      ///< The operation is not available on this platform or configuration.
+    kPermissionDenied,  ///< The operating system refused access.
+    kIoError,           ///< A system call failed for another reason; see the errno if one is attached.
+    kInternal,          ///< A broken invariant inside amp (a bug).
 };
 
 /// A short, static, human-readable name for a Status ("out of range"). Never null.
 const char* to_string(Status s) noexcept;
 
-constexpr bool ok(Status s) noexcept { return s == Status::kOk; }
+constexpr bool ok(Status s) noexcept {
+  return s == Status::kOk;
+}
 
 /// Wrapper that marks a value as an error when constructing an Expected.
 template <class E>
@@ -59,7 +62,9 @@ constexpr Unexpected<std::decay_t<E>> unexpected(E&& e) {
 namespace detail {
 /// Called when value() or error() is used on the wrong alternative: a precondition violation, never an error
 /// path. With no exceptions in the core, the program stops here.
-[[noreturn]] inline void bad_expected_access() noexcept { __builtin_trap(); }
+[[noreturn]] inline void bad_expected_access() noexcept {
+  __builtin_trap();
+}
 }  // namespace detail
 
 /// A T or an E (by default a Status). T may be void.
@@ -73,11 +78,10 @@ class [[nodiscard]] Expected {
   constexpr Expected() : has_(true) {
     new (&val_) T();
   }
-  template <class U = T,
-            std::enable_if_t<std::is_constructible_v<T, U&&> &&
-                                 !std::is_same_v<std::remove_cvref_t<U>, Expected> &&
-                                 !std::is_same_v<std::remove_cvref_t<U>, Unexpected<E>>,
-                             int> = 0>
+  template <class U = T, std::enable_if_t<std::is_constructible_v<T, U&&> &&
+                                              !std::is_same_v<std::remove_cvref_t<U>, Expected> &&
+                                              !std::is_same_v<std::remove_cvref_t<U>, Unexpected<E>>,
+                                          int> = 0>
   constexpr Expected(U&& v) : has_(true) {  // NOLINT(google-explicit-constructor)
     new (&val_) T(std::forward<U>(v));
   }
@@ -213,12 +217,14 @@ template <class T>
 using Result = Expected<T, Status>;
 
 /// Turns a Status into an error Expected. Precondition: s != Status::kOk.
-constexpr Unexpected<Status> fail(Status s) { return Unexpected<Status>(s); }
+constexpr Unexpected<Status> fail(Status s) {
+  return Unexpected<Status>(s);
+}
 
 }  // namespace amp
 
 /// Returns early from the enclosing function (which returns Status) when `expr` (a Status) is not kOk.
-#define AMP_RETURN_IF_ERROR(expr)                      \
-  do {                                                 \
+#define AMP_RETURN_IF_ERROR(expr)                                               \
+  do {                                                                          \
     if (const ::amp::Status amp_s_ = (expr); !::amp::ok(amp_s_)) return amp_s_; \
   } while (0)

@@ -1,7 +1,8 @@
 // Locks and conditions with one interface on every platform.
 //
 // - Spinlock: a test-and-test-and-set lock on an atomic flag. For short sections; never sleeps.
-// - Mutex: std::mutex on Linux; on bare metal a spinlock that idles the core (wait_for_event) while contended.
+// - Mutex: std::mutex on Linux; on bare metal a spinlock that idles the core (wait_for_event) while
+// contended.
 // - Condition: std::condition_variable on Linux; on bare metal a generation counter, with waiters idling in
 //   the board's wait_for_event hook and notify calling send_event. Waits use monotonic_ns() deadlines.
 // - LockGuard: scoped locking for any of them.
@@ -76,7 +77,8 @@ class Condition {
     std::unique_lock<std::mutex> lk(m.native(), std::adopt_lock);
     // steady_clock is CLOCK_MONOTONIC on Linux, the clock monotonic_ns() reads.
     const auto deadline = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(
-        deadline_ns > static_cast<std::uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<std::int64_t>(deadline_ns)));
+        deadline_ns > static_cast<std::uint64_t>(INT64_MAX) ? INT64_MAX
+                                                            : static_cast<std::int64_t>(deadline_ns)));
     const bool woke = cv_.wait_until(lk, deadline) == std::cv_status::no_timeout;
     lk.release();
     return woke;

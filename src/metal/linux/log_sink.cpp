@@ -15,8 +15,8 @@ class StderrSink final : public LogSink {
  public:
   void write(LogLevel level, std::string_view message) noexcept override {
     char line[kMaxLogMessage + 32];
-    const std::size_t n = format(line, "amp: %s: %.*s\n", to_string(level), static_cast<int>(message.size()),
-                                 message.data());
+    const std::size_t n =
+        format(line, "amp: %s: %.*s\n", to_string(level), static_cast<int>(message.size()), message.data());
     const std::size_t len = n < sizeof line ? n : sizeof line - 1;
     ssize_t rc;
     do {

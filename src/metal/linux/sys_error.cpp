@@ -6,31 +6,44 @@ namespace amp::metal {
 
 Status status_from_errno(int err) noexcept {
   switch (err) {
-    case 0: return Status::kOk;
+    case 0:
+      return Status::kOk;
     case ENOENT:
     case ENODEV:
-    case ENXIO: return Status::kNotFound;
+    case ENXIO:
+      return Status::kNotFound;
     case EACCES:
-    case EPERM: return Status::kPermissionDenied;
-    case EEXIST: return Status::kAlreadyExists;
-    case EINVAL: return Status::kInvalidArgument;
+    case EPERM:
+      return Status::kPermissionDenied;
+    case EEXIST:
+      return Status::kAlreadyExists;
+    case EINVAL:
+      return Status::kInvalidArgument;
     case ENOMEM:
     case ENOSPC:
     case EMFILE:
-    case ENFILE: return Status::kNoMemory;
-    case EBUSY: return Status::kBusy;
-    case EAGAIN: return Status::kWouldBlock;
-    case ETIMEDOUT: return Status::kTimeout;
+    case ENFILE:
+      return Status::kNoMemory;
+    case EBUSY:
+      return Status::kBusy;
+    case EAGAIN:
+      return Status::kWouldBlock;
+    case ETIMEDOUT:
+      return Status::kTimeout;
     case EPIPE:
     case ECONNRESET:
     case ECONNREFUSED:
     case ENOTCONN:
-    case EBADF: return Status::kClosed;
+    case EBADF:
+      return Status::kClosed;
     case EOVERFLOW:
-    case ERANGE: return Status::kOverflow;
+    case ERANGE:
+      return Status::kOverflow;
     case ENOSYS:
-    case EOPNOTSUPP: return Status::kNotSupported;
-    default: return Status::kIoError;
+    case EOPNOTSUPP:
+      return Status::kNotSupported;
+    default:
+      return Status::kIoError;
   }
 }
 
