@@ -18,6 +18,7 @@ install(FILES ${PROJECT_BINARY_DIR}/ampConfig.cmake ${PROJECT_BINARY_DIR}/ampCon
 
 # pkg-config: paths relative to ${prefix} so that the tree can be relocated.
 file(RELATIVE_PATH AMP_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
+string(REGEX REPLACE "/$" "" AMP_PC_TO_PREFIX "${AMP_PC_TO_PREFIX}")
 if(AMP_PLATFORM STREQUAL "linux")
   set(AMP_PC_LIBS_EXTRA "-pthread")
 endif()

@@ -57,7 +57,8 @@ Result<std::size_t> IoRegion::offset_of(DeviceAddress da, std::size_t len) const
   const std::uint64_t page_size = std::uint64_t{1} << page_shift_;
   const std::size_t first_page = page_origin_ >> page_shift_;
   const std::size_t end_pos = page_origin_ + size_;  // cannot overflow: both are inside one mapping
-  const std::size_t last_page_excl = (end_pos + page_size - 1) >> page_shift_;
+  // Up to and including the page of the end position: an empty range may sit there.
+  const std::size_t last_page_excl = (end_pos >> page_shift_) + 1;
   for (std::size_t i = first_page; i < last_page_excl && i < page_count_; ++i) {
     const DeviceAddress page_da = pages_[i];
     if (da < page_da || da - page_da >= page_size) continue;
@@ -74,13 +75,13 @@ Result<std::size_t> IoRegion::offset_of(DeviceAddress da, std::size_t len) const
         break;
       }
     }
-    if (!contiguous) return fail(Status::kOutOfRange);
-    return offset;
+    // Pages may alias: another page holding `da` may still start a contiguous run.
+    if (contiguous) return offset;
   }
   // The end of the region (len 0) is a valid position even though no page holds it.
-  if (len == 0 && size_ != 0) {
-    auto end_da = device_address_of(size_ - 1, 1);
-    if (end_da && *end_da != kMaxAddress && da == *end_da + 1) return size_;
+  if (len == 0) {
+    auto end_da = device_address_of(size_, 0);
+    if (end_da && da == *end_da) return size_;
   }
   return fail(Status::kOutOfRange);
 }

@@ -241,6 +241,32 @@ TEST_F(PagedIoRegionTest, SubregionOfAPagedRegion) {
   EXPECT_EQ(*sub->pointer_of(0x2030), mem_.data() + 112);
 }
 
+// Found by fuzz_io_region: an empty window translates its one position both ways.
+TEST_F(PagedIoRegionTest, EmptySubregionsTranslateTheirPosition) {
+  for (std::size_t at : {std::size_t{64}, std::size_t{100}, std::size_t{256}}) {
+    auto sub = region_.subregion(at, 0);
+    ASSERT_TRUE(sub) << at;
+    auto da = sub->device_address_of(0, 0);
+    ASSERT_TRUE(da) << at;
+    auto off = sub->offset_of(*da, 0);
+    ASSERT_TRUE(off) << at;
+    EXPECT_EQ(*off, 0U);
+    EXPECT_EQ(sub->offset_of(*da, 1).error(), Status::kOutOfRange);
+  }
+}
+
+// Found by fuzz_io_region: when pages alias, a range is found through whichever alias is contiguous.
+TEST(IoRegion, AliasedPagesFindTheContiguousRun) {
+  alignas(64) std::array<std::byte, 256> mem{};
+  // Pages 0 and 2 both answer to 0x1000; only page 2 is followed by its neighbour 0x1040.
+  const std::array<DeviceAddress, 4> pages{0x1000, 0x5000, 0x1000, 0x1040};
+  auto r = IoRegion::paged(mem, pages, 6);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r->offset_of(0x1010, 8), 16U);      // the first alias serves a short range
+  EXPECT_EQ(*r->offset_of(0x1030, 0x20), 176U);  // only the second alias runs on into 0x1040
+  EXPECT_EQ(*r->device_address_of(176, 0x20), 0x1030U);
+}
+
 TEST(IoRegion, PagedRegionArgumentsAreValidated) {
   std::array<std::byte, 256> mem{};
   std::array<DeviceAddress, 3> too_few{0, 0x40, 0x80};
