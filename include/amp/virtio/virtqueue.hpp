@@ -1,0 +1,190 @@
+// Split virtqueues for both roles: DriverQueue (adds buffers, reclaims used ones) and DeviceQueue (takes
+// available buffers, returns them used), with notification suppression (ring flags, or event indexes when
+// VIRTIO_RING_F_EVENT_IDX was negotiated).
+//
+// The peer writes half of every ring, so everything read from it is untrusted: each value is loaded once into
+// a local, checked, then used. A violation (an index out of range, a ring index that ran more than a ring
+// ahead, a descriptor loop, a buffer outside the shared region, a used length larger than the buffer, a
+// buffer returned twice) marks the queue *broken*: the call returns Status::kBroken, fault() says why, and
+// every later call fails the same way. No violation leads to an access outside the ring's or the buffers'
+// IoRegion. The driver never reads back its own descriptor table (the device could have changed it): it
+// keeps a private shadow of every descriptor in caller-provided storage, so no heap is used.
+//
+// Thread-safety: a queue is not internally locked. One thread at a time may use a queue (the rpmsg layer
+// serialises its callers); the peer on the other side of shared memory is the only concurrent party, and the
+// ring protocol (release/acquire on the ring indexes, full fences before reading suppression fields) orders
+// the accesses between the two.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "amp/metal/io_region.hpp"
+#include "amp/metal/result.hpp"
+#include "amp/virtio/ring.hpp"
+
+namespace amp::virtio {
+
+/// One buffer of a descriptor chain, by device address.
+struct Buffer {
+  metal::DeviceAddress addr = 0;
+  std::uint32_t len = 0;
+  bool device_writable = false;
+};
+
+/// Why a queue stopped working.
+enum class Fault : std::uint8_t {
+  kNone = 0,
+  kIndexRunaway,           ///< The peer's ring index moved by more than the ring holds.
+  kDescriptorIndex,        ///< A head or `next` index is >= the queue size.
+  kDescriptorAddress,      ///< A buffer lies (partly) outside the shared buffer region.
+  kDescriptorLoop,         ///< A chain is longer than the queue: it loops.
+  kChainTooLong,           ///< A chain has more buffers than the caller can take.
+  kUnexpectedIndirect,     ///< An indirect descriptor, which was not negotiated.
+  kReadableAfterWritable,  ///< A device-readable buffer follows a device-writable one.
+  kUsedIdNotInFlight,      ///< The device returned a buffer the driver had not given it (or twice).
+  kUsedLengthTooLarge,     ///< The device claims to have written more than the buffer holds.
+  kRingAccess,             ///< The ring itself does not fit its region (a setup error).
+};
+
+const char* to_string(Fault f) noexcept;
+
+/// Where a queue lives and what it may touch.
+struct QueueConfig {
+  metal::IoRegion ring;     ///< The ring's memory (at least RingLayout::size bytes).
+  metal::IoRegion buffers;  ///< The region every buffer address must fall in (the shared memory).
+  std::uint32_t num = 0;    ///< Entries (a power of two).
+  std::uint32_t align = 0;  ///< Used-ring alignment.
+  bool event_idx = false;   ///< VIRTIO_RING_F_EVENT_IDX was negotiated.
+};
+
+class DriverQueue {
+ public:
+  /// The driver's private record of one descriptor. Callers only provide the storage (num entries).
+  struct Slot {
+    metal::DeviceAddress addr = 0;
+    std::uint32_t len = 0;
+    std::uint16_t flags = 0;
+    std::uint16_t next = 0;
+    std::uint16_t chain_len = 0;  ///< For a head in flight: descriptors in its chain; 0 otherwise.
+    std::uint32_t writable = 0;   ///< For a head in flight: device-writable bytes in its chain.
+  };
+
+  struct Used {
+    std::uint16_t head = 0;  ///< What add() returned for this chain.
+    std::uint32_t len = 0;   ///< Bytes the device wrote (checked to fit the writable buffers).
+  };
+
+  DriverQueue() = default;
+
+  /// Sets the queue up over `config.ring`, which it zeroes (the driver owns the ring's initial state).
+  /// `slots` must have `config.num` entries and outlive the queue.
+  [[nodiscard]] Status init(const QueueConfig& config, std::span<Slot> slots) noexcept;
+
+  /// Offers a chain (readable buffers first, then writable ones) to the device. Returns the chain's head,
+  /// which pop_used() reports when the device is done. kWouldBlock when too few descriptors are free,
+  /// kInvalidArgument for an empty or misordered chain, kOutOfRange for a buffer outside the region.
+  [[nodiscard]] Result<std::uint16_t> add(std::span<const Buffer> chain) noexcept;
+
+  /// After one or more add()s: whether the device wants a notification (kick) now.
+  [[nodiscard]] bool kick_needed() noexcept;
+
+  /// Takes the next chain the device returned. Ok(false) when there is none.
+  [[nodiscard]] Result<bool> pop_used(Used& out) noexcept;
+
+  /// The first buffer of an in-flight (or just returned) chain, from the driver's private shadow.
+  [[nodiscard]] Buffer head_buffer(std::uint16_t head) const noexcept;
+
+  /// Asks the device not to interrupt when it returns buffers.
+  void disable_interrupts() noexcept;
+  /// Asks for interrupts again. Returns true if used buffers are already waiting (poll again, or miss them).
+  [[nodiscard]] bool enable_interrupts() noexcept;
+
+  std::uint16_t free_count() const noexcept { return free_count_; }
+  std::uint32_t size() const noexcept { return layout_.num; }
+  bool broken() const noexcept { return fault_ != Fault::kNone; }
+  Fault fault() const noexcept { return fault_; }
+
+ private:
+  Status mark_broken(Fault f) noexcept;
+  template <metal::IoWord T>
+  T read(std::size_t offset, std::memory_order order = std::memory_order_relaxed) const noexcept {
+    return config_.ring.load<T>(offset, order).value_or(T{});
+  }
+  template <metal::IoWord T>
+  void write(std::size_t offset, T value,
+             std::memory_order order = std::memory_order_relaxed) const noexcept {
+    (void)config_.ring.store<T>(offset, value, order);
+  }
+
+  QueueConfig config_{};
+  RingLayout layout_{};
+  std::span<Slot> slots_{};
+  std::uint16_t free_head_ = 0;
+  std::uint16_t free_count_ = 0;
+  std::uint16_t avail_idx_ = 0;     // next avail index to publish
+  std::uint16_t kicked_avail_ = 0;  // avail index at the last kick decision
+  std::uint16_t last_used_ = 0;     // next used entry to read
+  bool interrupts_disabled_ = false;
+  Fault fault_ = Fault::kNone;
+};
+
+class DeviceQueue {
+ public:
+  /// A chain taken from the available ring.
+  struct Chain {
+    std::uint16_t head = 0;
+    std::size_t count = 0;           ///< Buffers written to the caller's span.
+    std::uint32_t readable_len = 0;  ///< Sum of the device-readable buffers' lengths.
+    std::uint32_t writable_len = 0;  ///< Sum of the device-writable buffers' lengths.
+  };
+
+  DeviceQueue() = default;
+
+  /// Sets the queue up over a ring the driver initialised. Reads nothing yet.
+  [[nodiscard]] Status init(const QueueConfig& config) noexcept;
+
+  /// Takes the next available chain into `out` (checked: see the file comment). Ok(false) when none.
+  [[nodiscard]] Result<bool> pop_available(Chain& chain, std::span<Buffer> out) noexcept;
+
+  /// Returns a chain to the driver, `written` bytes having been written into its writable buffers.
+  [[nodiscard]] Status push_used(std::uint16_t head, std::uint32_t written) noexcept;
+
+  /// After one or more push_used()s: whether the driver wants an interrupt now.
+  [[nodiscard]] bool notify_needed() noexcept;
+
+  /// Asks the driver not to kick when it adds buffers.
+  void disable_notifications() noexcept;
+  /// Asks for kicks again. Returns true if buffers are already available.
+  [[nodiscard]] bool enable_notifications() noexcept;
+
+  /// Whether the driver has made buffers available that were not taken yet (without taking them).
+  [[nodiscard]] Result<bool> has_available() noexcept;
+
+  std::uint32_t size() const noexcept { return layout_.num; }
+  bool broken() const noexcept { return fault_ != Fault::kNone; }
+  Fault fault() const noexcept { return fault_; }
+
+ private:
+  Status mark_broken(Fault f) noexcept;
+  template <metal::IoWord T>
+  T read(std::size_t offset, std::memory_order order = std::memory_order_relaxed) const noexcept {
+    return config_.ring.load<T>(offset, order).value_or(T{});
+  }
+  template <metal::IoWord T>
+  void write(std::size_t offset, T value,
+             std::memory_order order = std::memory_order_relaxed) const noexcept {
+    (void)config_.ring.store<T>(offset, value, order);
+  }
+
+  QueueConfig config_{};
+  RingLayout layout_{};
+  std::uint16_t last_avail_ = 0;     // next avail entry to read
+  std::uint16_t used_idx_ = 0;       // next used index to publish
+  std::uint16_t notified_used_ = 0;  // used index at the last notify decision
+  bool notifications_disabled_ = false;
+  Fault fault_ = Fault::kNone;
+};
+
+}  // namespace amp::virtio

@@ -1,0 +1,331 @@
+#include "amp/virtio/virtqueue.hpp"
+
+#include <atomic>
+
+#include "amp/metal/log.hpp"
+
+namespace amp::virtio {
+
+namespace {
+
+constexpr std::size_t kDescAddr = 0;
+constexpr std::size_t kDescLen = 8;
+constexpr std::size_t kDescFlags = 12;
+constexpr std::size_t kDescNext = 14;
+
+/// Checks that the ring's layout fits its region and that every field is naturally aligned, so that the
+/// queue's later loads and stores cannot fail.
+Status check_ring(const QueueConfig& c, RingLayout& layout) noexcept {
+  auto l = RingLayout::compute(c.num, c.align);
+  if (!l) return l.error();
+  if (c.ring.size() < l->size) return Status::kOutOfRange;
+  auto base = c.ring.pointer_at(0, l->size);
+  if (!base) return base.error();
+  if (reinterpret_cast<std::uintptr_t>(*base) % 8 != 0) return Status::kMisaligned;
+  layout = *l;
+  return Status::kOk;
+}
+
+inline void full_fence() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+}  // namespace
+
+const char* to_string(Fault f) noexcept {
+  switch (f) {
+    case Fault::kNone:
+      return "no fault";
+    case Fault::kIndexRunaway:
+      return "ring index moved by more than the ring size";
+    case Fault::kDescriptorIndex:
+      return "descriptor index out of range";
+    case Fault::kDescriptorAddress:
+      return "buffer outside the shared region";
+    case Fault::kDescriptorLoop:
+      return "descriptor chain loops";
+    case Fault::kChainTooLong:
+      return "descriptor chain longer than expected";
+    case Fault::kUnexpectedIndirect:
+      return "indirect descriptor not negotiated";
+    case Fault::kReadableAfterWritable:
+      return "readable buffer after a writable one";
+    case Fault::kUsedIdNotInFlight:
+      return "used buffer was not in flight";
+    case Fault::kUsedLengthTooLarge:
+      return "used length larger than the buffer";
+    case Fault::kRingAccess:
+      return "ring outside its region";
+  }
+  return "unknown fault";
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// DriverQueue
+
+Status DriverQueue::init(const QueueConfig& config, std::span<Slot> slots) noexcept {
+  RingLayout layout;
+  AMP_RETURN_IF_ERROR(check_ring(config, layout));
+  if (slots.size() < layout.num) return Status::kInvalidArgument;
+  config_ = config;
+  layout_ = layout;
+  slots_ = slots.first(layout.num);
+  AMP_RETURN_IF_ERROR(config_.ring.fill(0, std::byte{0}, layout_.size));
+  for (std::uint32_t i = 0; i < layout_.num; ++i) {
+    slots_[i] = Slot{};
+    slots_[i].next = static_cast<std::uint16_t>(i + 1);
+  }
+  free_head_ = 0;
+  free_count_ = static_cast<std::uint16_t>(layout_.num);
+  avail_idx_ = kicked_avail_ = last_used_ = 0;
+  interrupts_disabled_ = false;
+  fault_ = Fault::kNone;
+  std::atomic_thread_fence(std::memory_order_release);
+  return Status::kOk;
+}
+
+Status DriverQueue::mark_broken(Fault f) noexcept {
+  if (fault_ == Fault::kNone) {
+    fault_ = f;
+    AMP_LOG_ERROR("virtqueue (driver): peer broke the protocol: %s", to_string(f));
+  }
+  return Status::kBroken;
+}
+
+Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> chain) noexcept {
+  if (broken()) return fail(Status::kBroken);
+  if (layout_.num == 0) return fail(Status::kInvalidArgument);
+  if (chain.empty()) return fail(Status::kInvalidArgument);
+  if (chain.size() > free_count_) return fail(Status::kWouldBlock);
+  bool seen_writable = false;
+  std::uint64_t writable = 0;
+  for (const Buffer& b : chain) {
+    if (seen_writable && !b.device_writable) return fail(Status::kInvalidArgument);
+    seen_writable = seen_writable || b.device_writable;
+    if (auto off = config_.buffers.offset_of(b.addr, b.len); !off) return fail(off.error());
+    if (b.device_writable) writable += b.len;
+  }
+  if (writable > UINT32_MAX) return fail(Status::kOverflow);
+
+  const std::uint16_t head = free_head_;
+  std::uint16_t idx = head;
+  for (std::size_t i = 0; i < chain.size(); ++i) {
+    Slot& s = slots_[idx];
+    const std::uint16_t next_free = s.next;
+    const bool last = i + 1 == chain.size();
+    s.addr = chain[i].addr;
+    s.len = chain[i].len;
+    s.flags = static_cast<std::uint16_t>((chain[i].device_writable ? kDescFlagWrite : 0) |
+                                         (last ? 0 : kDescFlagNext));
+    s.next = last ? 0 : next_free;
+    const std::size_t d = layout_.desc_entry(idx);
+    write<std::uint64_t>(d + kDescAddr, s.addr);
+    write<std::uint32_t>(d + kDescLen, s.len);
+    write<std::uint16_t>(d + kDescFlags, s.flags);
+    write<std::uint16_t>(d + kDescNext, s.next);
+    if (last) {
+      free_head_ = next_free;
+    } else {
+      idx = next_free;
+    }
+  }
+  free_count_ = static_cast<std::uint16_t>(free_count_ - chain.size());
+  slots_[head].chain_len = static_cast<std::uint16_t>(chain.size());
+  slots_[head].writable = static_cast<std::uint32_t>(writable);
+
+  write<std::uint16_t>(layout_.avail_entry(avail_idx_ & (layout_.num - 1)), head);
+  ++avail_idx_;
+  // Release: the descriptors and the ring entry are visible before the new index.
+  write<std::uint16_t>(layout_.avail_idx(), avail_idx_, std::memory_order_release);
+  return head;
+}
+
+bool DriverQueue::kick_needed() noexcept {
+  if (broken() || layout_.num == 0) return false;
+  full_fence();  // our index store before reading the device's suppression state
+  const std::uint16_t old = kicked_avail_;
+  kicked_avail_ = avail_idx_;
+  if (old == avail_idx_) return false;
+  if (config_.event_idx) return need_event(read<std::uint16_t>(layout_.avail_event()), avail_idx_, old);
+  return (read<std::uint16_t>(layout_.used_flags()) & kUsedFlagNoNotify) == 0;
+}
+
+Result<bool> DriverQueue::pop_used(Used& out) noexcept {
+  if (broken()) return fail(Status::kBroken);
+  if (layout_.num == 0) return fail(Status::kInvalidArgument);
+  const std::uint16_t used_idx = read<std::uint16_t>(layout_.used_idx(), std::memory_order_acquire);
+  const auto pending = static_cast<std::uint16_t>(used_idx - last_used_);
+  if (pending == 0) return false;
+  const std::uint32_t in_flight = layout_.num - free_count_;
+  if (pending > layout_.num || pending > in_flight) return fail(mark_broken(Fault::kIndexRunaway));
+
+  const std::size_t e = layout_.used_entry(last_used_ & (layout_.num - 1));
+  const std::uint32_t id = read<std::uint32_t>(e);
+  const std::uint32_t len = read<std::uint32_t>(e + 4);
+  if (id >= layout_.num) return fail(mark_broken(Fault::kDescriptorIndex));
+  Slot& head = slots_[id];
+  if (head.chain_len == 0) return fail(mark_broken(Fault::kUsedIdNotInFlight));
+  if (len > head.writable) return fail(mark_broken(Fault::kUsedLengthTooLarge));
+
+  // Return the chain to the free list, walking our own (trusted) shadow.
+  std::uint16_t tail = static_cast<std::uint16_t>(id);
+  for (std::uint16_t i = 1; i < head.chain_len; ++i) tail = slots_[tail].next;
+  slots_[tail].next = free_head_;
+  free_head_ = static_cast<std::uint16_t>(id);
+  free_count_ = static_cast<std::uint16_t>(free_count_ + head.chain_len);
+  head.chain_len = 0;
+  ++last_used_;
+  if (config_.event_idx && !interrupts_disabled_) {
+    // Keep asking for an interrupt at the next returned buffer.
+    write<std::uint16_t>(layout_.used_event(), last_used_);
+  }
+  out.head = static_cast<std::uint16_t>(id);
+  out.len = len;
+  return true;
+}
+
+Buffer DriverQueue::head_buffer(std::uint16_t head) const noexcept {
+  if (head >= slots_.size()) return {};
+  const Slot& s = slots_[head];
+  return Buffer{s.addr, s.len, (s.flags & kDescFlagWrite) != 0};
+}
+
+void DriverQueue::disable_interrupts() noexcept {
+  if (layout_.num == 0) return;
+  interrupts_disabled_ = true;
+  if (config_.event_idx) {
+    // An event index just behind what we have read: the device passes it again only after 64 Ki buffers.
+    write<std::uint16_t>(layout_.used_event(), static_cast<std::uint16_t>(last_used_ - 1));
+  } else {
+    write<std::uint16_t>(layout_.avail_flags(), kAvailFlagNoInterrupt);
+  }
+}
+
+bool DriverQueue::enable_interrupts() noexcept {
+  if (layout_.num == 0) return false;
+  interrupts_disabled_ = false;
+  if (config_.event_idx) {
+    write<std::uint16_t>(layout_.used_event(), last_used_);
+  } else {
+    write<std::uint16_t>(layout_.avail_flags(), 0);
+  }
+  full_fence();  // publish the request before checking for buffers that raced with it
+  return read<std::uint16_t>(layout_.used_idx(), std::memory_order_acquire) != last_used_;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// DeviceQueue
+
+Status DeviceQueue::init(const QueueConfig& config) noexcept {
+  RingLayout layout;
+  AMP_RETURN_IF_ERROR(check_ring(config, layout));
+  config_ = config;
+  layout_ = layout;
+  last_avail_ = used_idx_ = notified_used_ = 0;
+  notifications_disabled_ = false;
+  fault_ = Fault::kNone;
+  return Status::kOk;
+}
+
+Status DeviceQueue::mark_broken(Fault f) noexcept {
+  if (fault_ == Fault::kNone) {
+    fault_ = f;
+    AMP_LOG_ERROR("virtqueue (device): peer broke the protocol: %s", to_string(f));
+  }
+  return Status::kBroken;
+}
+
+Result<bool> DeviceQueue::has_available() noexcept {
+  if (broken()) return fail(Status::kBroken);
+  if (layout_.num == 0) return fail(Status::kInvalidArgument);
+  const std::uint16_t avail_idx = read<std::uint16_t>(layout_.avail_idx(), std::memory_order_acquire);
+  const auto pending = static_cast<std::uint16_t>(avail_idx - last_avail_);
+  if (pending > layout_.num) return fail(mark_broken(Fault::kIndexRunaway));
+  return pending != 0;
+}
+
+Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noexcept {
+  auto any = has_available();
+  if (!any || !*any) return any;
+
+  const std::uint16_t head = read<std::uint16_t>(layout_.avail_entry(last_avail_ & (layout_.num - 1)));
+  if (head >= layout_.num) return fail(mark_broken(Fault::kDescriptorIndex));
+
+  Chain c;
+  c.head = head;
+  std::uint64_t readable = 0;
+  std::uint64_t writable = 0;
+  std::uint16_t idx = head;
+  for (std::uint32_t n = 0;; ++n) {
+    if (n >= layout_.num) return fail(mark_broken(Fault::kDescriptorLoop));
+    const std::size_t d = layout_.desc_entry(idx);
+    const std::uint64_t addr = read<std::uint64_t>(d + kDescAddr);
+    const std::uint32_t len = read<std::uint32_t>(d + kDescLen);
+    const std::uint16_t flags = read<std::uint16_t>(d + kDescFlags);
+    const std::uint16_t next = read<std::uint16_t>(d + kDescNext);
+    if ((flags & kDescFlagIndirect) != 0) return fail(mark_broken(Fault::kUnexpectedIndirect));
+    if (!config_.buffers.offset_of(addr, len)) return fail(mark_broken(Fault::kDescriptorAddress));
+    const bool writable_buf = (flags & kDescFlagWrite) != 0;
+    if (!writable_buf && writable != 0) return fail(mark_broken(Fault::kReadableAfterWritable));
+    if (c.count >= out.size()) return fail(mark_broken(Fault::kChainTooLong));
+    out[c.count++] = Buffer{addr, len, writable_buf};
+    (writable_buf ? writable : readable) += len;
+    if ((flags & kDescFlagNext) == 0) break;
+    if (next >= layout_.num) return fail(mark_broken(Fault::kDescriptorIndex));
+    idx = next;
+  }
+  // Each length fits the region, so a sum beyond 32 bits means buffers overlap: the peer is lying.
+  if (readable > UINT32_MAX || writable > UINT32_MAX) return fail(mark_broken(Fault::kDescriptorAddress));
+  c.readable_len = static_cast<std::uint32_t>(readable);
+  c.writable_len = static_cast<std::uint32_t>(writable);
+  ++last_avail_;
+  if (config_.event_idx && !notifications_disabled_) write<std::uint16_t>(layout_.avail_event(), last_avail_);
+  chain = c;
+  return true;
+}
+
+Status DeviceQueue::push_used(std::uint16_t head, std::uint32_t written) noexcept {
+  if (broken()) return Status::kBroken;
+  if (layout_.num == 0) return Status::kInvalidArgument;
+  if (head >= layout_.num) return Status::kInvalidArgument;
+  const std::size_t e = layout_.used_entry(used_idx_ & (layout_.num - 1));
+  write<std::uint32_t>(e, head);
+  write<std::uint32_t>(e + 4, written);
+  ++used_idx_;
+  write<std::uint16_t>(layout_.used_idx(), used_idx_, std::memory_order_release);
+  return Status::kOk;
+}
+
+bool DeviceQueue::notify_needed() noexcept {
+  if (broken() || layout_.num == 0) return false;
+  full_fence();
+  const std::uint16_t old = notified_used_;
+  notified_used_ = used_idx_;
+  if (old == used_idx_) return false;
+  if (config_.event_idx) return need_event(read<std::uint16_t>(layout_.used_event()), used_idx_, old);
+  return (read<std::uint16_t>(layout_.avail_flags()) & kAvailFlagNoInterrupt) == 0;
+}
+
+void DeviceQueue::disable_notifications() noexcept {
+  if (layout_.num == 0) return;
+  notifications_disabled_ = true;
+  if (config_.event_idx) {
+    write<std::uint16_t>(layout_.avail_event(), static_cast<std::uint16_t>(last_avail_ - 1));
+  } else {
+    write<std::uint16_t>(layout_.used_flags(), kUsedFlagNoNotify);
+  }
+}
+
+bool DeviceQueue::enable_notifications() noexcept {
+  if (layout_.num == 0) return false;
+  notifications_disabled_ = false;
+  if (config_.event_idx) {
+    write<std::uint16_t>(layout_.avail_event(), last_avail_);
+  } else {
+    write<std::uint16_t>(layout_.used_flags(), 0);
+  }
+  full_fence();
+  return read<std::uint16_t>(layout_.avail_idx(), std::memory_order_acquire) != last_avail_;
+}
+
+}  // namespace amp::virtio
