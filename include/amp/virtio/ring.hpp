@@ -85,12 +85,4 @@ constexpr bool need_event(std::uint16_t event, std::uint16_t new_idx, std::uint1
   return static_cast<std::uint16_t>(new_idx - event - 1) < static_cast<std::uint16_t>(new_idx - old_idx);
 }
 
-/// Device status bits (virtio spec 2.1).
-inline constexpr std::uint8_t kStatusAcknowledge = 1;
-inline constexpr std::uint8_t kStatusDriver = 2;
-inline constexpr std::uint8_t kStatusDriverOk = 4;
-inline constexpr std::uint8_t kStatusFeaturesOk = 8;
-inline constexpr std::uint8_t kStatusNeedsReset = 0x40;
-inline constexpr std::uint8_t kStatusFailed = 0x80;
-
 }  // namespace amp::virtio
