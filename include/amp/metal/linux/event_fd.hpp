@@ -1,0 +1,47 @@
+// EventFd: an eventfd(2) counter, the Linux userspace "doorbell". signal() adds to the counter (a kick, one
+// write(2)); consume() reads and resets it. The descriptor is non-blocking and close-on-exec, so consume()
+// never blocks, and it can be registered with an EventLoop or passed to another process over a UNIX socket.
+//
+// Thread-safety: signal(), consume() and fd() may be called from any number of threads at once (the kernel
+// serialises the counter). Moving or destroying an EventFd must not race with any other use of it.
+#pragma once
+
+#include <cstdint>
+
+#include "amp/metal/linux/sys_error.hpp"
+#include "amp/metal/linux/unique_fd.hpp"
+
+namespace amp::metal {
+
+class EventFd {
+ public:
+  /// A new eventfd (EFD_CLOEXEC | EFD_NONBLOCK) whose counter starts at `initial`.
+  static SysResult<EventFd> create(std::uint64_t initial = 0);
+
+  /// Takes ownership of an existing eventfd, e.g. one received over a UNIX socket. Fails with
+  /// kInvalidArgument (closing `fd`) if it is not an open eventfd. Sets O_NONBLOCK and FD_CLOEXEC on it; note
+  /// that O_NONBLOCK belongs to the open file, so it also applies to other descriptors sharing it.
+  static SysResult<EventFd> adopt(UniqueFd fd);
+
+  EventFd(EventFd&&) noexcept = default;
+  EventFd& operator=(EventFd&&) noexcept = default;
+  EventFd(const EventFd&) = delete;
+  EventFd& operator=(const EventFd&) = delete;
+  ~EventFd() = default;
+
+  /// Adds `n` to the counter, waking whoever waits for the descriptor to become readable. kWouldBlock if the
+  /// counter would overflow (the reader has fallen 2^64-2 kicks behind); kInvalidArgument for n == 2^64-1.
+  Status signal(std::uint64_t n = 1);
+
+  /// Returns the counter and resets it to 0; returns 0 at once when nothing was pending.
+  SysResult<std::uint64_t> consume();
+
+  int fd() const noexcept { return fd_.get(); }
+
+ private:
+  explicit EventFd(UniqueFd fd) noexcept : fd_(std::move(fd)) {}
+
+  UniqueFd fd_;
+};
+
+}  // namespace amp::metal

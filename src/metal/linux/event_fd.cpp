@@ -1,0 +1,84 @@
+#include "amp/metal/linux/event_fd.hpp"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <string>
+
+namespace amp::metal {
+
+namespace {
+
+/// What /proc says the descriptor is ("anon_inode:[eventfd]"), or an empty string if /proc is unavailable.
+std::string proc_fd_target(int fd) {
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  char buf[128];
+  const ssize_t n = ::readlink(link.c_str(), buf, sizeof buf);
+  if (n <= 0) return {};
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+}  // namespace
+
+SysResult<EventFd> EventFd::create(std::uint64_t initial) {
+  // eventfd(2) takes an unsigned int initial value; larger ones are added with a write.
+  const unsigned int first = initial <= UINT_MAX ? static_cast<unsigned int>(initial) : 0U;
+  UniqueFd fd(::eventfd(first, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!fd) return sys_fail("eventfd");
+  EventFd e(std::move(fd));
+  if (initial > UINT_MAX) {
+    if (const Status s = e.signal(initial); !ok(s)) {
+      return sys_fail(s, std::string("eventfd: cannot set the initial value: ") + to_string(s));
+    }
+  }
+  return e;
+}
+
+SysResult<EventFd> EventFd::adopt(UniqueFd fd) {
+  const std::string what = "adopt eventfd " + std::to_string(fd.get());
+  if (!fd) return sys_fail(Status::kInvalidArgument, what + ": not a valid descriptor");
+  const int fl = ::fcntl(fd.get(), F_GETFL);
+  if (fl < 0) return sys_fail(what + ": fcntl(F_GETFL)");
+  if ((fl & O_ACCMODE) != O_RDWR) {
+    return sys_fail(Status::kInvalidArgument, what + ": not an eventfd (not open for reading and writing)");
+  }
+  // fcntl cannot tell an eventfd from other files; /proc can. Without /proc, trust the caller.
+  const std::string target = proc_fd_target(fd.get());
+  if (!target.empty() && target != "anon_inode:[eventfd]") {
+    return sys_fail(Status::kInvalidArgument, what + ": not an eventfd (it is " + target + ")");
+  }
+  if ((fl & O_NONBLOCK) == 0 && ::fcntl(fd.get(), F_SETFL, fl | O_NONBLOCK) < 0) {
+    return sys_fail(what + ": fcntl(F_SETFL, O_NONBLOCK)");
+  }
+  const int fdfl = ::fcntl(fd.get(), F_GETFD);
+  if (fdfl < 0 || ::fcntl(fd.get(), F_SETFD, fdfl | FD_CLOEXEC) < 0)
+    return sys_fail(what + ": fcntl(FD_CLOEXEC)");
+  return EventFd(std::move(fd));
+}
+
+Status EventFd::signal(std::uint64_t n) {
+  ssize_t rc;
+  do {
+    rc = ::write(fd_.get(), &n, sizeof n);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == static_cast<ssize_t>(sizeof n)) return Status::kOk;
+  if (rc < 0) return status_from_errno(errno);
+  return Status::kIoError;  // eventfd writes are all-or-nothing; a short write would be a kernel bug.
+}
+
+SysResult<std::uint64_t> EventFd::consume() {
+  std::uint64_t value = 0;
+  ssize_t rc;
+  do {
+    rc = ::read(fd_.get(), &value, sizeof value);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == static_cast<ssize_t>(sizeof value)) return value;
+  if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return std::uint64_t{0};
+  if (rc < 0) return sys_fail("read eventfd " + std::to_string(fd_.get()));
+  return sys_fail(Status::kIoError, "read eventfd " + std::to_string(fd_.get()) + ": short read");
+}
+
+}  // namespace amp::metal
