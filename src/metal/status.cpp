@@ -32,6 +32,8 @@ const char* to_string(Status s) noexcept {
       return "broken";
     case Status::kMalformed:
       return "malformed";
+    case Status::kTooLarge:
+      return "too large";
     case Status::kNotSupported:
       return "not supported";
     case Status::kPermissionDenied:

@@ -56,6 +56,8 @@ const char* to_string(Fault f) noexcept {
       return "used length larger than the buffer";
     case Fault::kRingAccess:
       return "ring outside its region";
+    case Fault::kBadBuffer:
+      return "buffer of the wrong direction or too small";
   }
   return "unknown fault";
 }
@@ -165,7 +167,9 @@ Result<bool> DriverQueue::pop_used(Used& out) noexcept {
   if (id >= layout_.num) return fail(mark_broken(Fault::kDescriptorIndex));
   Slot& head = slots_[id];
   if (head.chain_len == 0) return fail(mark_broken(Fault::kUsedIdNotInFlight));
-  if (len > head.writable) return fail(mark_broken(Fault::kUsedLengthTooLarge));
+  // A chain the device could not write into has nothing to report: some devices (OpenAMP) return the
+  // buffer's full length there, which is harmless and ignored. Otherwise the length must fit.
+  if (head.writable != 0 && len > head.writable) return fail(mark_broken(Fault::kUsedLengthTooLarge));
 
   // Return the chain to the free list, walking our own (trusted) shadow.
   std::uint16_t tail = static_cast<std::uint16_t>(id);
@@ -180,7 +184,7 @@ Result<bool> DriverQueue::pop_used(Used& out) noexcept {
     write<std::uint16_t>(layout_.used_event(), last_used_);
   }
   out.head = static_cast<std::uint16_t>(id);
-  out.len = len;
+  out.len = head.writable != 0 ? len : 0;
   return true;
 }
 

@@ -414,6 +414,18 @@ TEST_F(Malformed, UsedLengthLargerThanTheBuffer) {
   expect_driver_fault(Fault::kUsedLengthTooLarge);
 }
 
+TEST_F(Malformed, UsedLengthOfAReadOnlyChainIsIgnored) {
+  // OpenAMP devices return read-only buffers with their full length; that is not a violation.
+  offer();
+  poke<std::uint32_t>(layout_.used_entry(0), 0);
+  poke<std::uint32_t>(layout_.used_entry(0) + 4, 4096);
+  poke<std::uint16_t>(layout_.used_idx(), 1);
+  DriverQueue::Used u;
+  ASSERT_TRUE(*driver_.pop_used(u));
+  EXPECT_EQ(u.len, 0U);
+  EXPECT_FALSE(driver_.broken());
+}
+
 TEST_F(Malformed, RunawayUsedIndex) {
   offer();
   poke<std::uint16_t>(layout_.used_idx(), 0x8000);

@@ -10,6 +10,13 @@
 #endif
 #endif
 
+/// Thread-local storage where the platform has threads; plain static storage on bare metal (one context).
+#if AMP_METAL_LINUX
+#define AMP_THREAD_LOCAL thread_local
+#else
+#define AMP_THREAD_LOCAL
+#endif
+
 namespace amp::metal {
 
 /// Tells the CPU that this thread is spinning (pause/yield), so a polling loop costs the sibling less.

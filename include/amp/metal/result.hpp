@@ -29,6 +29,7 @@ enum class [[nodiscard]] Status : std::int32_t{
     kClosed,            ///< The peer or the object is gone or shut down.
     kBroken,            ///< The peer violated the protocol; the object refuses further use.
     kMalformed,         ///< Input data (a file, a message, shared memory) is malformed.
+  kTooLarge,          ///< A message or request exceeds a size limit (nothing was truncated).
     kNotSupported,      ///< The operation is not available on this platform or configuration.
     kPermissionDenied,  ///< The operating system refused access.
     kIoError,           ///< A system call failed for another reason; see the errno if one is attached.

@@ -46,6 +46,7 @@ enum class Fault : std::uint8_t {
   kUsedIdNotInFlight,      ///< The device returned a buffer the driver had not given it (or twice).
   kUsedLengthTooLarge,     ///< The device claims to have written more than the buffer holds.
   kRingAccess,             ///< The ring itself does not fit its region (a setup error).
+  kBadBuffer,              ///< A buffer of the wrong direction or too small for its use.
 };
 
 const char* to_string(Fault f) noexcept;

@@ -1,0 +1,349 @@
+// RPMsg over virtio, in either role, with endpoints, the name service, blocking/non-blocking and zero-copy
+// send, and callbacks on receive.
+//
+// Roles (the virtio terms):
+//  - Role::kDriver is the host side, like Linux's virtio_rpmsg_bus: it owns the buffers, fills queue 0 with
+//    empty receive buffers and sends on queue 1.
+//  - Role::kDevice is the remote side, like an OpenAMP remote: it sends in the driver's empty buffers from
+//    queue 0 and receives on queue 1.
+// Buffers are 512 bytes by default (16-byte header + 496 bytes of payload). A message larger than a buffer's
+// payload fails with Status::kTooLarge; nothing is ever truncated.
+//
+// Peer input: every header, length and name-service message read from shared memory is copied to a local
+// and checked before use. A malformed message (a header length larger than its buffer, a name without its
+// NUL) is dropped, counted in Stats and logged; its buffer goes back. A ring violation marks the device
+// broken (Status::kBroken from then on) and never leads to an access outside `shm`.
+//
+// Thread-safety: Device and Endpoint methods may be called from any thread; sends from several threads at
+// once are safe. One internal mutex guards the queues and the endpoint list; it is never held while a
+// receive or unbind callback runs, so callbacks may send, create and destroy endpoints. process() should be
+// called from one thread at a time (that keeps each endpoint's messages in order). Destroy endpoints before
+// their Device (or let the Device's destructor detach them, but not concurrently with Endpoint calls).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "amp/metal/function.hpp"
+#include "amp/metal/io_region.hpp"
+#include "amp/metal/result.hpp"
+#include "amp/metal/sync.hpp"
+#include "amp/rpmsg/wire.hpp"
+#include "amp/virtio/transport.hpp"
+#include "amp/virtio/virtqueue.hpp"
+
+namespace amp::rpmsg {
+
+class Device;
+class Endpoint;
+
+/// "Wait as long as it takes."
+inline constexpr std::uint64_t kForever = ~std::uint64_t{0};
+
+enum class Role : std::uint8_t { kDriver, kDevice };
+
+/// How a sender waits for a free buffer: sleeping on a condition (woken by process()), or spinning on the
+/// rings (no syscall; for polling transports).
+enum class WaitMode : std::uint8_t { kBlock, kSpin };
+
+/// Kicks the peer: "look at the queue with this notify id".
+class Notifier {
+ public:
+  [[nodiscard]] virtual Status notify(std::uint32_t notify_id) noexcept = 0;
+
+ protected:
+  ~Notifier() = default;
+};
+
+/// A received buffer kept past its callback (zero-copy receive). Releasing it (or destroying the handle)
+/// gives the buffer back to the peer. Move-only; thread-safe to release from any thread.
+class RxBuffer {
+ public:
+  RxBuffer() = default;
+  RxBuffer(RxBuffer&& o) noexcept { *this = static_cast<RxBuffer&&>(o); }
+  RxBuffer& operator=(RxBuffer&& o) noexcept;
+  RxBuffer(const RxBuffer&) = delete;
+  RxBuffer& operator=(const RxBuffer&) = delete;
+  ~RxBuffer() { release(); }
+
+  explicit operator bool() const noexcept { return dev_ != nullptr; }
+  std::span<const std::byte> payload() const noexcept { return payload_; }
+  std::uint32_t src() const noexcept { return src_; }
+  void release() noexcept;
+
+ private:
+  friend class Device;
+  friend struct Message;
+  Device* dev_ = nullptr;
+  std::uint16_t head_ = 0;
+  std::byte* buf_ = nullptr;
+  std::uint32_t len_ = 0;
+  std::uint32_t src_ = 0;
+  std::span<const std::byte> payload_{};
+};
+
+/// A message passed to an endpoint's receive callback. `payload` points into shared memory and is valid
+/// until the callback returns, unless hold() keeps it.
+struct Message {
+  std::uint32_t src = 0;
+  std::uint32_t dst = 0;
+  std::span<const std::byte> payload{};
+
+  /// Keeps the buffer past the callback (call at most once, inside the callback).
+  [[nodiscard]] RxBuffer hold() const noexcept;
+
+ private:
+  friend class Device;
+  Device* dev_ = nullptr;
+  std::uint16_t head_ = 0;
+  std::byte* buf_ = nullptr;
+  std::uint32_t len_ = 0;
+  mutable bool held_ = false;
+};
+
+/// A transmit buffer for zero-copy sending: fill payload(), then Endpoint::send_nocopy(). An unsent buffer
+/// goes back to the pool when the handle dies. Move-only.
+class TxBuffer {
+ public:
+  TxBuffer() = default;
+  TxBuffer(TxBuffer&& o) noexcept { *this = static_cast<TxBuffer&&>(o); }
+  TxBuffer& operator=(TxBuffer&& o) noexcept;
+  TxBuffer(const TxBuffer&) = delete;
+  TxBuffer& operator=(const TxBuffer&) = delete;
+  ~TxBuffer() { reset(); }
+
+  explicit operator bool() const noexcept { return dev_ != nullptr; }
+  /// Room for the payload (the buffer minus the header).
+  std::span<std::byte> payload() const noexcept { return payload_; }
+  /// Gives the buffer back unsent.
+  void reset() noexcept;
+
+ private:
+  friend class Device;
+  Device* dev_ = nullptr;
+  std::uint32_t id_ = 0;  // driver role: pool index; device role: ring head
+  std::span<std::byte> buffer_{};
+  std::span<std::byte> payload_{};
+};
+
+class Endpoint {
+ public:
+  using ReceiveFn = metal::InplaceFunction<void(Endpoint&, const Message&), 6 * sizeof(void*)>;
+  using UnbindFn = metal::InplaceFunction<void(Endpoint&), 4 * sizeof(void*)>;
+
+  Endpoint() = default;
+  Endpoint(const Endpoint&) = delete;
+  Endpoint& operator=(const Endpoint&) = delete;
+  ~Endpoint() { destroy(); }
+
+  std::uint32_t address() const noexcept { return addr_; }
+  /// The peer's address: set at creation, by implicit binding (the first message received), or by a
+  /// matching name-service announcement. kAddrAny while unbound.
+  std::uint32_t remote_address() const noexcept { return remote_.load(std::memory_order_acquire); }
+  std::string_view name() const noexcept;
+  bool attached() const noexcept { return dev_ != nullptr; }
+
+  /// Sends to remote_address(), waiting up to timeout_ns for a free buffer (kTimeout). kNotFound while
+  /// unbound; kTooLarge beyond the payload size; kClosed once the device stopped.
+  [[nodiscard]] Status send(std::span<const std::byte> payload, std::uint64_t timeout_ns = kForever) noexcept;
+  /// As send(), but kWouldBlock at once when no buffer is free.
+  [[nodiscard]] Status try_send(std::span<const std::byte> payload) noexcept;
+  [[nodiscard]] Status send_to(std::uint32_t dst, std::span<const std::byte> payload,
+                               std::uint64_t timeout_ns = kForever) noexcept;
+  /// With an explicit source address as well.
+  [[nodiscard]] Status send_offchannel(std::uint32_t src, std::uint32_t dst,
+                                       std::span<const std::byte> payload,
+                                       std::uint64_t timeout_ns = kForever) noexcept;
+
+  /// Zero-copy: a buffer to fill, waiting up to timeout_ns for one.
+  [[nodiscard]] Result<TxBuffer> get_tx_buffer(std::uint64_t timeout_ns = kForever) noexcept;
+  /// Sends the first `len` payload bytes of `buffer` to remote_address() (or `dst`). On success the buffer
+  /// is consumed; on failure the caller keeps it.
+  [[nodiscard]] Status send_nocopy(TxBuffer& buffer, std::size_t len) noexcept;
+  [[nodiscard]] Status send_nocopy_to(std::uint32_t dst, TxBuffer& buffer, std::size_t len) noexcept;
+
+  /// Unregisters (announcing the destruction when it was announced). Idempotent.
+  void destroy() noexcept;
+
+ private:
+  friend class Device;
+  Device* dev_ = nullptr;
+  Endpoint* next_ = nullptr;
+  std::uint32_t addr_ = kAddrAny;
+  std::atomic<std::uint32_t> remote_{kAddrAny};
+  char name_[kNameSize] = {};
+  bool announced_ = false;
+  bool stop_notified_ = false;
+  std::uint32_t busy_ = 0;  // callbacks running on it (guarded by the device mutex)
+  ReceiveFn on_receive_;
+  UnbindFn on_unbind_;
+};
+
+/// Traffic and error counters.
+struct Stats {
+  std::uint64_t rx_messages = 0;
+  std::uint64_t tx_messages = 0;
+  std::uint64_t rx_malformed = 0;   ///< Dropped: bad header length, bad NS message...
+  std::uint64_t rx_unroutable = 0;  ///< Dropped: no endpoint at the destination address.
+};
+
+struct DeviceConfig {
+  Role role = Role::kDriver;
+  /// All memory the peer may point at: rings and buffers must lie inside.
+  metal::IoRegion shm{};
+  virtio::Transport* transport = nullptr;
+  Notifier* notifier = nullptr;
+  WaitMode wait_mode = WaitMode::kBlock;
+  /// Driver role: where the buffers go (rx buffers first, then tx buffers).
+  metal::DeviceAddress buffer_pool = 0;
+  std::size_t buffer_pool_size = 0;
+  /// Buffer size, header included (the driver decides; the device takes what it is given).
+  std::uint32_t buffer_size = kDefaultBufferSize;
+  /// Driver role: buffers per direction; 0 means the ring size (the kernel's choice).
+  std::uint32_t rx_buffers = 0;
+  std::uint32_t tx_buffers = 0;
+  /// Device role: offer VIRTIO_RING_F_EVENT_IDX. Driver role: accept it when offered.
+  bool event_idx = true;
+  /// Dynamic addresses are allocated from kFirstDynamicAddress up, this many of them.
+  std::uint32_t dynamic_addresses = 1024;
+  /// How long create_endpoint() waits for a buffer to announce the endpoint.
+  std::uint64_t announce_timeout_ns = 1'000'000'000;
+  /// Device role: how long start() waits for the driver to set DRIVER_OK.
+  std::uint64_t start_timeout_ns = 10'000'000'000;
+};
+
+/// The largest ring either role handles with DeviceStorage's defaults.
+inline constexpr std::uint32_t kDefaultMaxRing = 256;
+
+/// A transmit buffer that is free for the taking (Device bookkeeping; callers only provide storage).
+struct TxSlot {
+  std::uint32_t id = 0;  // driver role: pool index; device role: ring head
+  std::uint32_t len = 0;
+  std::byte* data = nullptr;
+};
+
+/// Fixed storage a Device needs (no heap): descriptor shadows for the driver role, free-buffer stacks.
+template <std::uint32_t MaxRing = kDefaultMaxRing>
+struct DeviceStorage {
+  virtio::DriverQueue::Slot slots[2 * MaxRing];
+  TxSlot tx_free[MaxRing];
+};
+
+class Device {
+ public:
+  using NameServiceFn =
+      metal::InplaceFunction<void(Device&, std::string_view name, std::uint32_t remote), 6 * sizeof(void*)>;
+
+  Device() = default;
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+  ~Device();
+
+  /// Brings the virtio device up in config.role: feature negotiation and the status handshake, queue
+  /// set-up, buffers (driver role). Device role waits (sleeping) up to start_timeout_ns for DRIVER_OK.
+  template <std::uint32_t MaxRing>
+  [[nodiscard]] Status start(const DeviceConfig& config, DeviceStorage<MaxRing>& storage) noexcept {
+    return start(config, storage.slots, storage.tx_free);
+  }
+  [[nodiscard]] Status start(const DeviceConfig& config, std::span<virtio::DriverQueue::Slot> slots,
+                             std::span<TxSlot> tx_free) noexcept;
+
+  /// Handles a notification from the peer: receives and dispatches messages, reclaims buffers, wakes
+  /// blocked senders. Returns kBroken once the peer broke the ring protocol.
+  [[nodiscard]] Status process() noexcept;
+
+  /// The peer is gone (or we leave): endpoints get their unbind callback, blocked and later sends fail
+  /// with kClosed. Endpoints stay registered until destroyed.
+  void stop() noexcept;
+
+  /// Creates an endpoint. `local` kAddrAny allocates one from kFirstDynamicAddress up (kNoMemory when all
+  /// are taken; kAlreadyExists when `local` is in use). When the name service was negotiated, an endpoint
+  /// with a name and no remote address is announced to the peer.
+  [[nodiscard]] Status create_endpoint(Endpoint& ep, std::string_view name, std::uint32_t local,
+                                       std::uint32_t remote, Endpoint::ReceiveFn on_receive,
+                                       Endpoint::UnbindFn on_unbind = {}) noexcept;
+
+  /// Called for a peer announcement that matches no local endpoint (typically: create one for it).
+  void set_name_service_handler(NameServiceFn fn) noexcept;
+
+  bool running() const noexcept { return running_.load(std::memory_order_acquire); }
+  Role role() const noexcept { return config_.role; }
+  /// Largest payload one message can carry.
+  std::uint32_t payload_size() const noexcept { return payload_size_; }
+  /// Whether the peer and we agreed on the name service / event indexes.
+  bool name_service() const noexcept { return ns_; }
+  bool event_idx() const noexcept { return event_idx_; }
+  Stats stats() const noexcept;
+  /// Why the device is broken (kNone if it is not).
+  virtio::Fault fault() const noexcept;
+
+ private:
+  friend class Endpoint;
+  friend class TxBuffer;
+  friend class RxBuffer;
+  friend struct Message;
+
+  Status start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept;
+  Status start_device() noexcept;
+  Status setup_queue(std::uint32_t index, virtio::QueueConfig& qc, std::uint32_t& notify_id) noexcept;
+  Status drain_driver() noexcept;
+  Status drain_device() noexcept;
+  // One message in a receive buffer: parse, route, dispatch (drops the lock around the callback).
+  void deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled, std::uint16_t head) noexcept;
+  void handle_ns(std::span<const std::byte> payload) noexcept;
+  void give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept;  // lock held
+  void release_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept;
+  void announce_pending() noexcept;
+  Status acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept;
+  bool try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept;
+  void return_tx(TxBuffer& buffer) noexcept;
+  Status send_buffer(TxBuffer& buffer, std::uint32_t src, std::uint32_t dst, std::size_t len) noexcept;
+  Status send_copy(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload,
+                   std::uint64_t timeout_ns) noexcept;
+  Status announce(Endpoint& ep, std::uint32_t flags, std::uint64_t timeout_ns) noexcept;
+  Endpoint* find_locked(std::uint32_t addr) noexcept;
+  void unlink_locked(Endpoint& ep) noexcept;
+  void destroy_endpoint(Endpoint& ep) noexcept;
+  void kick(std::uint32_t notify_id) noexcept;
+  void set_tx_waiting_locked(bool waiting) noexcept;
+
+  DeviceConfig config_{};
+  mutable metal::Mutex mutex_;
+  metal::Condition tx_cv_;
+  metal::Condition idle_cv_;
+  std::atomic<bool> running_{false};
+  bool stopped_ = false;
+  bool kick_rx_pending_ = false;                // a receive buffer went back; kick once the batch is done
+  virtio::Fault fault_ = virtio::Fault::kNone;  // violations seen above the queues
+  bool ns_ = false;
+  bool event_idx_ = false;
+  std::uint32_t payload_size_ = 0;
+
+  // Queues: driver role uses driver_rx_/driver_tx_, device role device_tx_ (queue 0) / device_rx_ (queue 1).
+  virtio::DriverQueue driver_rx_;
+  virtio::DriverQueue driver_tx_;
+  virtio::DeviceQueue device_tx_;
+  virtio::DeviceQueue device_rx_;
+  std::uint32_t notify_rx_ = 0;  // notify id of the queue we receive on
+  std::uint32_t notify_tx_ = 0;  // notify id of the queue we send on
+
+  // Driver role buffers.
+  metal::DeviceAddress rx_base_ = 0;
+  metal::DeviceAddress tx_base_ = 0;
+  std::uint32_t rx_count_ = 0;
+  std::uint32_t tx_count_ = 0;
+  std::uint32_t tx_never_used_ = 0;  // buffers [tx_never_used_, tx_count_) were never handed out
+  // Free tx buffers: driver role pool buffers given back unsent; device role ring heads taken but unsent.
+  std::span<TxSlot> tx_free_{};
+  std::uint32_t tx_free_count_ = 0;
+  std::uint32_t tx_waiters_ = 0;
+
+  Endpoint* endpoints_ = nullptr;
+  NameServiceFn on_name_service_;
+  Stats stats_{};
+};
+
+}  // namespace amp::rpmsg

@@ -1,0 +1,806 @@
+#include "amp/rpmsg/device.hpp"
+
+#include <cstring>
+
+#include "amp/metal/log.hpp"
+#include "amp/metal/platform.hpp"
+#include "amp/metal/time.hpp"
+
+namespace amp::rpmsg {
+
+namespace {
+
+using metal::LockGuard;
+using virtio::Buffer;
+
+/// The endpoint whose receive/unbind callback this thread is running, so that destroying it from inside
+/// its own callback does not wait for itself.
+AMP_THREAD_LOCAL const Endpoint* tls_in_callback = nullptr;
+
+class CallbackScope {
+ public:
+  explicit CallbackScope(const Endpoint* ep) noexcept : saved_(tls_in_callback) { tls_in_callback = ep; }
+  ~CallbackScope() { tls_in_callback = saved_; }
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+
+ private:
+  const Endpoint* saved_;
+};
+
+/// Unlocks a held mutex for a scope (to run a callback or a blocking send) and locks it again.
+class Unlocked {
+ public:
+  explicit Unlocked(metal::Mutex& m) noexcept : m_(m) { m_.unlock(); }
+  ~Unlocked() { m_.lock(); }
+  Unlocked(const Unlocked&) = delete;
+  Unlocked& operator=(const Unlocked&) = delete;
+
+ private:
+  metal::Mutex& m_;
+};
+
+constexpr std::uint64_t kFeatureNsBit = std::uint64_t{1} << kFeatureNs;
+constexpr std::uint64_t kFeatureEventIdxBit = std::uint64_t{1} << virtio::kFeatureEventIdx;
+constexpr std::uint32_t kMaxBufferSize = kHeaderSize + 0xFFFF;  // the header's len is 16 bits
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Handles
+
+RxBuffer& RxBuffer::operator=(RxBuffer&& o) noexcept {
+  if (this != &o) {
+    release();
+    dev_ = o.dev_;
+    head_ = o.head_;
+    buf_ = o.buf_;
+    len_ = o.len_;
+    src_ = o.src_;
+    payload_ = o.payload_;
+    o.dev_ = nullptr;
+  }
+  return *this;
+}
+
+void RxBuffer::release() noexcept {
+  if (dev_ == nullptr) return;
+  Device* dev = dev_;
+  dev_ = nullptr;
+  dev->release_rx(head_, buf_, len_);
+}
+
+RxBuffer Message::hold() const noexcept {
+  RxBuffer b;
+  if (dev_ == nullptr || held_) return b;
+  held_ = true;
+  b.dev_ = dev_;
+  b.head_ = head_;
+  b.buf_ = buf_;
+  b.len_ = len_;
+  b.src_ = src;
+  b.payload_ = payload;
+  return b;
+}
+
+TxBuffer& TxBuffer::operator=(TxBuffer&& o) noexcept {
+  if (this != &o) {
+    reset();
+    dev_ = o.dev_;
+    id_ = o.id_;
+    buffer_ = o.buffer_;
+    payload_ = o.payload_;
+    o.dev_ = nullptr;
+  }
+  return *this;
+}
+
+void TxBuffer::reset() noexcept {
+  if (dev_ == nullptr) return;
+  dev_->return_tx(*this);
+  dev_ = nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Endpoint
+
+std::string_view Endpoint::name() const noexcept {
+  std::size_t n = 0;
+  while (n < kNameSize && name_[n] != '\0') ++n;
+  return {name_, n};
+}
+
+Status Endpoint::send(std::span<const std::byte> payload, std::uint64_t timeout_ns) noexcept {
+  return send_to(remote_address(), payload, timeout_ns);
+}
+
+Status Endpoint::try_send(std::span<const std::byte> payload) noexcept {
+  return send(payload, 0);
+}
+
+Status Endpoint::send_to(std::uint32_t dst, std::span<const std::byte> payload,
+                         std::uint64_t timeout_ns) noexcept {
+  return send_offchannel(addr_, dst, payload, timeout_ns);
+}
+
+Status Endpoint::send_offchannel(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload,
+                                 std::uint64_t timeout_ns) noexcept {
+  if (dev_ == nullptr) return Status::kClosed;
+  if (dst == kAddrAny) return Status::kNotFound;
+  return dev_->send_copy(src, dst, payload, timeout_ns);
+}
+
+Result<TxBuffer> Endpoint::get_tx_buffer(std::uint64_t timeout_ns) noexcept {
+  if (dev_ == nullptr) return fail(Status::kClosed);
+  TxBuffer b;
+  if (const Status s = dev_->acquire_tx(b, timeout_ns); !ok(s)) return fail(s);
+  return b;
+}
+
+Status Endpoint::send_nocopy(TxBuffer& buffer, std::size_t len) noexcept {
+  return send_nocopy_to(remote_address(), buffer, len);
+}
+
+Status Endpoint::send_nocopy_to(std::uint32_t dst, TxBuffer& buffer, std::size_t len) noexcept {
+  if (dev_ == nullptr) return Status::kClosed;
+  if (!buffer) return Status::kInvalidArgument;
+  if (dst == kAddrAny) return Status::kNotFound;
+  return dev_->send_buffer(buffer, addr_, dst, len);
+}
+
+void Endpoint::destroy() noexcept {
+  if (dev_ != nullptr) dev_->destroy_endpoint(*this);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Device: set-up
+
+Device::~Device() {
+  LockGuard g(mutex_);
+  for (Endpoint* ep = endpoints_; ep != nullptr;) {
+    Endpoint* next = ep->next_;
+    ep->dev_ = nullptr;
+    ep->next_ = nullptr;
+    ep = next;
+  }
+  endpoints_ = nullptr;
+}
+
+Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::Slot> slots,
+                     std::span<TxSlot> tx_free) noexcept {
+  if (running()) return Status::kBusy;
+  if (config.transport == nullptr || config.notifier == nullptr) return Status::kInvalidArgument;
+  if (config.buffer_size <= kHeaderSize || config.buffer_size > kMaxBufferSize)
+    return Status::kInvalidArgument;
+  if (config.transport->device_id() != kVirtioIdRpmsg) {
+    AMP_LOG_ERROR("rpmsg: the vdev is not an rpmsg device (id %u)",
+                  static_cast<unsigned>(config.transport->device_id()));
+    return Status::kMalformed;
+  }
+  if (config.transport->queue_count() < 2) return Status::kMalformed;
+  {
+    LockGuard g(mutex_);
+    config_ = config;
+    tx_free_ = tx_free;
+    tx_free_count_ = 0;
+    stopped_ = false;
+    fault_ = virtio::Fault::kNone;
+    stats_ = Stats{};
+    Status s = config.role == Role::kDriver ? start_driver(slots) : start_device();
+    if (!ok(s)) return s;
+    running_.store(true, std::memory_order_release);
+  }
+  if (config.role == Role::kDriver) kick(notify_rx_);
+  announce_pending();
+  return Status::kOk;
+}
+
+Status Device::setup_queue(std::uint32_t index, virtio::QueueConfig& qc, std::uint32_t& notify_id) noexcept {
+  auto info = config_.transport->queue(index);
+  if (!info) return info.error();
+  if (info->da == metal::kAnyAddress) {
+    AMP_LOG_ERROR("rpmsg: vring %u has no address (allocation is the remoteproc layer's job)", index);
+    return Status::kNotSupported;
+  }
+  auto layout = virtio::RingLayout::compute(info->num, info->align);
+  if (!layout) {
+    AMP_LOG_ERROR("rpmsg: vring %u: bad size %u or alignment %u", index, info->num, info->align);
+    return Status::kMalformed;
+  }
+  auto offset = config_.shm.offset_of(info->da, layout->size);
+  if (!offset) {
+    AMP_LOG_ERROR("rpmsg: vring %u at 0x%llx (%zu bytes) is outside the shared memory", index,
+                  static_cast<unsigned long long>(info->da), layout->size);
+    return Status::kOutOfRange;
+  }
+  qc.ring = *config_.shm.subregion(*offset, layout->size);
+  qc.buffers = config_.shm;
+  qc.num = info->num;
+  qc.align = info->align;
+  qc.event_idx = event_idx_;
+  notify_id = info->notify_id;
+  return Status::kOk;
+}
+
+Status Device::start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept {
+  virtio::Transport& t = *config_.transport;
+  t.set_status(0);
+  t.set_status(virtio::kStatusAcknowledge);
+  t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
+  const std::uint64_t offered = t.device_features();
+  const std::uint64_t wanted = kFeatureNsBit | (config_.event_idx ? kFeatureEventIdxBit : 0);
+  const std::uint64_t agreed = offered & wanted;
+  t.set_driver_features(agreed);
+  ns_ = (agreed & kFeatureNsBit) != 0;
+  event_idx_ = (agreed & kFeatureEventIdxBit) != 0;
+  t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
+
+  virtio::QueueConfig rx;
+  virtio::QueueConfig tx;
+  AMP_RETURN_IF_ERROR(setup_queue(0, rx, notify_rx_));
+  AMP_RETURN_IF_ERROR(setup_queue(1, tx, notify_tx_));
+  if (slots.size() < std::size_t{rx.num} + tx.num) return Status::kNoMemory;
+  rx_count_ = config_.rx_buffers != 0 ? config_.rx_buffers : rx.num;
+  tx_count_ = config_.tx_buffers != 0 ? config_.tx_buffers : tx.num;
+  if (rx_count_ > rx.num || tx_count_ > tx.num) return Status::kInvalidArgument;
+  if (tx_free_.size() < tx_count_) return Status::kNoMemory;
+
+  // The buffer pool: inside the shared memory, clear of both rings.
+  const std::uint64_t pool_bytes = std::uint64_t{rx_count_ + tx_count_} * config_.buffer_size;
+  if (pool_bytes > config_.buffer_pool_size) {
+    AMP_LOG_ERROR("rpmsg: %u+%u buffers of %u bytes do not fit the %zu-byte pool", rx_count_, tx_count_,
+                  config_.buffer_size, config_.buffer_pool_size);
+    return Status::kNoMemory;
+  }
+  auto pool = config_.shm.offset_of(config_.buffer_pool, static_cast<std::size_t>(pool_bytes));
+  if (!pool) return Status::kOutOfRange;
+  for (const virtio::QueueConfig* q : {&rx, &tx}) {
+    const std::size_t ring_off = *config_.shm.offset_of_pointer(q->ring.bytes().data(), 0);
+    if (ring_off < *pool + pool_bytes && *pool < ring_off + q->ring.size()) {
+      AMP_LOG_ERROR("rpmsg: the buffer pool overlaps a vring");
+      return Status::kInvalidArgument;
+    }
+  }
+  rx_base_ = config_.buffer_pool;
+  tx_base_ = config_.buffer_pool + std::uint64_t{rx_count_} * config_.buffer_size;
+  tx_never_used_ = 0;
+  payload_size_ = config_.buffer_size - static_cast<std::uint32_t>(kHeaderSize);
+
+  AMP_RETURN_IF_ERROR(driver_rx_.init(rx, slots.first(rx.num)));
+  AMP_RETURN_IF_ERROR(driver_tx_.init(tx, slots.subspan(rx.num, tx.num)));
+  for (std::uint32_t i = 0; i < rx_count_; ++i) {
+    const Buffer b{rx_base_ + std::uint64_t{i} * config_.buffer_size, config_.buffer_size, true};
+    if (auto h = driver_rx_.add(std::span(&b, 1)); !h) return h.error();
+  }
+  // Transmit completions interrupt us only while a sender waits for a buffer.
+  driver_tx_.disable_interrupts();
+  t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
+               virtio::kStatusDriverOk);
+  return Status::kOk;
+}
+
+Status Device::start_device() noexcept {
+  virtio::Transport& t = *config_.transport;
+  // Wait for the driver; sleeping, since this is a one-time handshake.
+  const std::uint64_t deadline = metal::deadline_after(config_.start_timeout_ns);
+  for (;;) {
+    const std::uint8_t st = t.status();
+    if ((st & virtio::kStatusFailed) != 0) return Status::kClosed;
+    if ((st & virtio::kStatusDriverOk) != 0) break;
+    if (metal::monotonic_ns() >= deadline) return Status::kTimeout;
+    Unlocked u(mutex_);
+    metal::sleep_ns(1'000'000);
+  }
+  const std::uint64_t agreed = t.driver_features() & t.device_features();
+  ns_ = (agreed & kFeatureNsBit) != 0;
+  event_idx_ = (agreed & kFeatureEventIdxBit) != 0;
+
+  virtio::QueueConfig tx;
+  virtio::QueueConfig rx;
+  AMP_RETURN_IF_ERROR(setup_queue(0, tx, notify_tx_));
+  AMP_RETURN_IF_ERROR(setup_queue(1, rx, notify_rx_));
+  if (tx_free_.size() < tx.num) return Status::kNoMemory;
+  AMP_RETURN_IF_ERROR(device_tx_.init(tx));
+  AMP_RETURN_IF_ERROR(device_rx_.init(rx));
+  payload_size_ = config_.buffer_size - static_cast<std::uint32_t>(kHeaderSize);
+  // The driver's empty buffers arrive without a kick unless a sender waits for one.
+  device_tx_.disable_notifications();
+  return Status::kOk;
+}
+
+void Device::set_name_service_handler(NameServiceFn fn) noexcept {
+  LockGuard g(mutex_);
+  on_name_service_ = static_cast<NameServiceFn&&>(fn);
+}
+
+Stats Device::stats() const noexcept {
+  LockGuard g(mutex_);
+  return stats_;
+}
+
+virtio::Fault Device::fault() const noexcept {
+  LockGuard g(mutex_);
+  if (fault_ != virtio::Fault::kNone) return fault_;
+  for (virtio::Fault f : {driver_rx_.fault(), driver_tx_.fault(), device_rx_.fault(), device_tx_.fault()}) {
+    if (f != virtio::Fault::kNone) return f;
+  }
+  return virtio::Fault::kNone;
+}
+
+void Device::kick(std::uint32_t notify_id) noexcept {
+  if (const Status s = config_.notifier->notify(notify_id); !ok(s)) {
+    AMP_LOG_WARNING("rpmsg: notifying the peer failed: %s", to_string(s));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Receiving
+
+Status Device::process() noexcept {
+  Status s;
+  bool kick_rx = false;
+  {
+    LockGuard g(mutex_);
+    if (stopped_) return Status::kClosed;
+    if (!running()) return Status::kOk;  // not started yet: nothing to look at
+    if (fault_ != virtio::Fault::kNone) return Status::kBroken;
+    s = config_.role == Role::kDriver ? drain_driver() : drain_device();
+    kick_rx = kick_rx_pending_ &&
+              (config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed());
+    kick_rx_pending_ = false;
+    // Buffers may have come back on the transmit queue: let blocked senders look.
+    if (tx_waiters_ != 0) tx_cv_.notify_all();
+  }
+  if (kick_rx) kick(notify_rx_);
+  return s;
+}
+
+Status Device::drain_driver() noexcept {
+  driver_rx_.disable_interrupts();
+  for (;;) {
+    virtio::DriverQueue::Used u;
+    auto r = driver_rx_.pop_used(u);
+    if (!r) return r.error();
+    if (!*r) {
+      if (!driver_rx_.enable_interrupts()) return Status::kOk;
+      driver_rx_.disable_interrupts();  // more arrived meanwhile
+      continue;
+    }
+    const Buffer b = driver_rx_.head_buffer(u.head);
+    auto p = config_.shm.pointer_of(b.addr, b.len);
+    if (!p) return Status::kInternal;  // our own buffer: cannot happen
+    deliver(*p, b.len, u.len, u.head);
+    if (stopped_) return Status::kClosed;
+  }
+}
+
+Status Device::drain_device() noexcept {
+  device_rx_.disable_notifications();
+  for (;;) {
+    virtio::DeviceQueue::Chain c;
+    Buffer b;
+    auto r = device_rx_.pop_available(c, std::span(&b, 1));
+    if (!r) return r.error();
+    if (!*r) {
+      if (!device_rx_.enable_notifications()) return Status::kOk;
+      device_rx_.disable_notifications();
+      continue;
+    }
+    if (b.device_writable) {
+      fault_ = virtio::Fault::kBadBuffer;
+      AMP_LOG_ERROR("rpmsg: the driver sent a device-writable buffer as a message");
+      return Status::kBroken;
+    }
+    auto p = config_.shm.pointer_of(b.addr, b.len);
+    if (!p) return Status::kInternal;  // checked by the queue
+    deliver(*p, b.len, b.len, c.head);
+    if (stopped_) return Status::kClosed;
+  }
+}
+
+void Device::deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled,
+                     std::uint16_t head) noexcept {
+  ++stats_.rx_messages;
+  if (filled < kHeaderSize) {
+    ++stats_.rx_malformed;
+    AMP_LOG_WARNING("rpmsg: dropped a %u-byte message, shorter than its header", filled);
+    give_back_rx(head, buf, buf_len);
+    return;
+  }
+  std::byte raw[kHeaderSize];
+  std::memcpy(raw, buf, kHeaderSize);  // read the peer's header once
+  const Header h = decode_header(raw);
+  if (h.len > filled - kHeaderSize) {
+    ++stats_.rx_malformed;
+    AMP_LOG_WARNING("rpmsg: dropped a message whose header claims %u bytes in a %u-byte buffer",
+                    static_cast<unsigned>(h.len), filled);
+    give_back_rx(head, buf, buf_len);
+    return;
+  }
+  const std::span<const std::byte> payload(buf + kHeaderSize, h.len);
+  if (h.dst == kNsAddress && ns_) {
+    std::byte ns[kNsMessageSize];
+    if (payload.size() != sizeof ns) {
+      ++stats_.rx_malformed;
+      AMP_LOG_WARNING("rpmsg: dropped a %zu-byte name-service message", payload.size());
+    } else {
+      std::memcpy(ns, payload.data(), sizeof ns);
+      handle_ns(ns);
+    }
+    give_back_rx(head, buf, buf_len);
+    return;
+  }
+  Endpoint* ep = find_locked(h.dst);
+  if (ep == nullptr) {
+    ++stats_.rx_unroutable;
+    AMP_LOG_DEBUG("rpmsg: no endpoint at address %u (from %u)", h.dst, h.src);
+    give_back_rx(head, buf, buf_len);
+    return;
+  }
+  // Implicit binding: an endpoint created without a peer address answers whoever writes first.
+  std::uint32_t expected = kAddrAny;
+  ep->remote_.compare_exchange_strong(expected, h.src, std::memory_order_acq_rel);
+  ++ep->busy_;
+  Message m;
+  m.src = h.src;
+  m.dst = h.dst;
+  m.payload = payload;
+  m.dev_ = this;
+  m.head_ = head;
+  m.buf_ = buf;
+  m.len_ = buf_len;
+  {
+    Unlocked u(mutex_);
+    CallbackScope scope(ep);
+    if (ep->on_receive_) ep->on_receive_(*ep, m);
+  }
+  if (--ep->busy_ == 0) idle_cv_.notify_all();
+  if (!m.held_) give_back_rx(head, buf, buf_len);
+}
+
+void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
+  auto m = decode_ns(bytes);
+  if (!m) {
+    ++stats_.rx_malformed;
+    AMP_LOG_WARNING("rpmsg: dropped a malformed name-service message");
+    return;
+  }
+  const std::string_view name = m->name_view();
+  if (m->flags == kNsCreate) {
+    for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
+      if (ep->name() == name && ep->remote_address() == kAddrAny) {
+        ep->remote_.store(m->addr, std::memory_order_release);
+        return;
+      }
+      if (ep->name() == name && ep->remote_address() == m->addr) return;  // already bound to it
+    }
+    if (on_name_service_) {
+      Unlocked u(mutex_);
+      on_name_service_(*this, name, m->addr);
+    }
+    return;
+  }
+  // Destroy: the peer's endpoint at m->addr is gone; unbind ours.
+  for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
+    if (ep->remote_address() != m->addr || (!name.empty() && ep->name() != name)) continue;
+    ep->remote_.store(kAddrAny, std::memory_order_release);
+    ++ep->busy_;
+    {
+      Unlocked u(mutex_);
+      CallbackScope scope(ep);
+      if (ep->on_unbind_) ep->on_unbind_(*ep);
+    }
+    if (--ep->busy_ == 0) idle_cv_.notify_all();
+    return;
+  }
+}
+
+void Device::give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept {
+  if (stopped_) return;
+  if (config_.role == Role::kDriver) {
+    auto da = config_.shm.device_address_of_pointer(buf, len);
+    if (!da) return;
+    const Buffer b{*da, len, true};
+    if (driver_rx_.add(std::span(&b, 1))) kick_rx_pending_ = true;
+  } else {
+    // A consumed message: the device wrote nothing into it.
+    if (ok(device_rx_.push_used(head, 0))) kick_rx_pending_ = true;
+  }
+}
+
+void Device::release_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept {
+  bool kick_now = false;
+  {
+    LockGuard g(mutex_);
+    give_back_rx(head, buf, len);
+    if (kick_rx_pending_) {
+      kick_now = config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed();
+      kick_rx_pending_ = false;
+    }
+  }
+  if (kick_now) kick(notify_rx_);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sending
+
+bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
+  TxSlot slot;
+  if (tx_free_count_ != 0) {
+    slot = tx_free_[--tx_free_count_];
+  } else if (config_.role == Role::kDriver) {
+    metal::DeviceAddress addr;
+    if (tx_never_used_ < tx_count_) {
+      slot.id = tx_never_used_++;
+      addr = tx_base_ + std::uint64_t{slot.id} * config_.buffer_size;
+    } else {
+      virtio::DriverQueue::Used u;
+      auto r = driver_tx_.pop_used(u);
+      if (!r) {
+        error = r.error();
+        return false;
+      }
+      if (!*r) return false;
+      addr = driver_tx_.head_buffer(u.head).addr;
+      slot.id = static_cast<std::uint32_t>((addr - tx_base_) / config_.buffer_size);
+    }
+    auto p = config_.shm.pointer_of(addr, config_.buffer_size);
+    if (!p) {
+      error = Status::kInternal;
+      return false;
+    }
+    slot.data = *p;
+    slot.len = config_.buffer_size;
+  } else {
+    virtio::DeviceQueue::Chain c;
+    Buffer b;
+    auto r = device_tx_.pop_available(c, std::span(&b, 1));
+    if (!r) {
+      error = r.error();
+      return false;
+    }
+    if (!*r) return false;
+    if (!b.device_writable || b.len <= kHeaderSize) {
+      fault_ = virtio::Fault::kBadBuffer;
+      AMP_LOG_ERROR("rpmsg: the driver offered a %u-byte %s buffer for messages", b.len,
+                    b.device_writable ? "writable" : "read-only");
+      error = Status::kBroken;
+      return false;
+    }
+    auto p = config_.shm.pointer_of(b.addr, b.len);
+    if (!p) {
+      error = Status::kInternal;
+      return false;
+    }
+    slot.id = c.head;
+    slot.data = *p;
+    slot.len = b.len < kMaxBufferSize ? b.len : kMaxBufferSize;
+  }
+  out.dev_ = this;
+  out.id_ = slot.id;
+  out.buffer_ = std::span<std::byte>(slot.data, slot.len);
+  out.payload_ = out.buffer_.subspan(kHeaderSize);
+  return true;
+}
+
+void Device::set_tx_waiting_locked(bool waiting) noexcept {
+  if (config_.role == Role::kDriver) {
+    if (waiting) {
+      if (driver_tx_.enable_interrupts()) tx_cv_.notify_all();
+    } else {
+      driver_tx_.disable_interrupts();
+    }
+  } else {
+    if (waiting) {
+      if (device_tx_.enable_notifications()) tx_cv_.notify_all();
+    } else {
+      device_tx_.disable_notifications();
+    }
+  }
+}
+
+Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
+  const std::uint64_t deadline = timeout_ns == kForever ? kForever : metal::deadline_after(timeout_ns);
+  LockGuard g(mutex_);
+  for (;;) {
+    if (stopped_ || !running()) return Status::kClosed;
+    if (fault_ != virtio::Fault::kNone) return Status::kBroken;
+    Status error = Status::kOk;
+    if (try_acquire_tx_locked(out, error)) return Status::kOk;
+    if (!ok(error)) return error;
+    if (timeout_ns == 0) return Status::kWouldBlock;
+    if (deadline != kForever && metal::monotonic_ns() >= deadline) return Status::kTimeout;
+    if (config_.wait_mode == WaitMode::kSpin) {
+      Unlocked u(mutex_);
+      metal::cpu_relax();
+      continue;
+    }
+    if (tx_waiters_++ == 0) set_tx_waiting_locked(true);
+    if (deadline == kForever) {
+      tx_cv_.wait(mutex_);
+    } else {
+      (void)tx_cv_.wait_until(mutex_, deadline);
+    }
+    if (--tx_waiters_ == 0) set_tx_waiting_locked(false);
+  }
+}
+
+void Device::return_tx(TxBuffer& buffer) noexcept {
+  LockGuard g(mutex_);
+  if (tx_free_count_ < tx_free_.size()) {
+    tx_free_[tx_free_count_++] =
+        TxSlot{buffer.id_, static_cast<std::uint32_t>(buffer.buffer_.size()), buffer.buffer_.data()};
+    if (tx_waiters_ != 0) tx_cv_.notify_one();
+  }
+}
+
+Status Device::send_buffer(TxBuffer& buffer, std::uint32_t src, std::uint32_t dst, std::size_t len) noexcept {
+  if (buffer.dev_ != this) return Status::kInvalidArgument;
+  if (len > buffer.payload_.size()) return Status::kTooLarge;
+  const Header h{src, dst, 0, static_cast<std::uint16_t>(len), 0};
+  std::byte raw[kHeaderSize];
+  encode(h, raw);
+  std::memcpy(buffer.buffer_.data(), raw, kHeaderSize);
+  const auto total = static_cast<std::uint32_t>(kHeaderSize + len);
+  bool kick_now = false;
+  {
+    LockGuard g(mutex_);
+    if (stopped_ || !running()) return Status::kClosed;
+    if (config_.role == Role::kDriver) {
+      auto da = config_.shm.device_address_of_pointer(buffer.buffer_.data(), total);
+      if (!da) return Status::kInternal;
+      const Buffer b{*da, total, false};
+      if (auto head = driver_tx_.add(std::span(&b, 1)); !head) return head.error();
+      kick_now = driver_tx_.kick_needed();
+    } else {
+      AMP_RETURN_IF_ERROR(device_tx_.push_used(static_cast<std::uint16_t>(buffer.id_), total));
+      kick_now = device_tx_.notify_needed();
+    }
+    ++stats_.tx_messages;
+    buffer.dev_ = nullptr;  // consumed
+  }
+  if (kick_now) kick(notify_tx_);
+  return Status::kOk;
+}
+
+Status Device::send_copy(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload,
+                         std::uint64_t timeout_ns) noexcept {
+  if (payload.size() > payload_size_) return Status::kTooLarge;
+  TxBuffer b;
+  AMP_RETURN_IF_ERROR(acquire_tx(b, timeout_ns));
+  if (payload.size() > b.payload_.size()) return Status::kTooLarge;  // a smaller buffer from the driver
+  if (!payload.empty()) std::memcpy(b.payload_.data(), payload.data(), payload.size());
+  return send_buffer(b, src, dst, payload.size());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Endpoints
+
+Endpoint* Device::find_locked(std::uint32_t addr) noexcept {
+  for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
+    if (ep->addr_ == addr) return ep;
+  }
+  return nullptr;
+}
+
+Status Device::create_endpoint(Endpoint& ep, std::string_view name, std::uint32_t local, std::uint32_t remote,
+                               Endpoint::ReceiveFn on_receive, Endpoint::UnbindFn on_unbind) noexcept {
+  if (ep.dev_ != nullptr) return Status::kBusy;
+  if (name.size() >= kNameSize) return Status::kInvalidArgument;
+  bool do_announce = false;
+  {
+    LockGuard g(mutex_);
+    if (local == kAddrAny) {
+      const std::uint64_t end = std::uint64_t{kFirstDynamicAddress} + config_.dynamic_addresses;
+      for (std::uint64_t a = kFirstDynamicAddress; a < end && a < kAddrAny; ++a) {
+        if (find_locked(static_cast<std::uint32_t>(a)) == nullptr) {
+          local = static_cast<std::uint32_t>(a);
+          break;
+        }
+      }
+      if (local == kAddrAny) return Status::kNoMemory;
+    } else if (local == kNsAddress || find_locked(local) != nullptr) {
+      return Status::kAlreadyExists;
+    }
+    ep.addr_ = local;
+    ep.remote_.store(remote, std::memory_order_release);
+    std::memset(ep.name_, 0, sizeof ep.name_);
+    if (!name.empty()) std::memcpy(ep.name_, name.data(), name.size());
+    ep.on_receive_ = static_cast<Endpoint::ReceiveFn&&>(on_receive);
+    ep.on_unbind_ = static_cast<Endpoint::UnbindFn&&>(on_unbind);
+    ep.busy_ = 0;
+    ep.stop_notified_ = false;
+    ep.next_ = endpoints_;
+    endpoints_ = &ep;
+    ep.dev_ = this;
+    do_announce = running() && ns_ && !name.empty() && remote == kAddrAny;
+    ep.announced_ = do_announce;
+  }
+  if (do_announce) {
+    if (const Status s = announce(ep, kNsCreate, config_.announce_timeout_ns); !ok(s)) {
+      ep.announced_ = false;
+      destroy_endpoint(ep);
+      return s;
+    }
+  }
+  return Status::kOk;
+}
+
+void Device::announce_pending() noexcept {
+  for (;;) {
+    Endpoint* todo = nullptr;
+    {
+      LockGuard g(mutex_);
+      if (!ns_ || !running()) return;
+      for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
+        if (!ep->announced_ && ep->name_[0] != '\0' && ep->remote_address() == kAddrAny) {
+          ep->announced_ = true;
+          todo = ep;
+          break;
+        }
+      }
+    }
+    if (todo == nullptr) return;
+    if (const Status s = announce(*todo, kNsCreate, config_.announce_timeout_ns); !ok(s)) {
+      AMP_LOG_WARNING("rpmsg: announcing '%s' failed: %s", todo->name_, to_string(s));
+    }
+  }
+}
+
+Status Device::announce(Endpoint& ep, std::uint32_t flags, std::uint64_t timeout_ns) noexcept {
+  std::byte msg[kNsMessageSize];
+  AMP_RETURN_IF_ERROR(encode_ns(ep.name(), ep.addr_, flags, msg));
+  return send_copy(ep.addr_, kNsAddress, msg, timeout_ns);
+}
+
+void Device::unlink_locked(Endpoint& ep) noexcept {
+  for (Endpoint** p = &endpoints_; *p != nullptr; p = &(*p)->next_) {
+    if (*p == &ep) {
+      *p = ep.next_;
+      break;
+    }
+  }
+  ep.next_ = nullptr;
+}
+
+void Device::destroy_endpoint(Endpoint& ep) noexcept {
+  if (ep.announced_ && running()) {
+    // Best effort: tell the peer, without waiting long for a buffer.
+    (void)announce(ep, kNsDestroy, config_.announce_timeout_ns / 10);
+  }
+  LockGuard g(mutex_);
+  if (ep.dev_ != this) return;
+  unlink_locked(ep);
+  // Wait for callbacks on other threads to finish (one running on this thread is the caller itself).
+  const std::uint32_t own = tls_in_callback == &ep ? 1 : 0;
+  while (ep.busy_ > own) idle_cv_.wait(mutex_);
+  ep.dev_ = nullptr;
+  ep.announced_ = false;
+  ep.remote_.store(kAddrAny, std::memory_order_release);
+}
+
+void Device::stop() noexcept {
+  LockGuard g(mutex_);
+  if (stopped_) return;
+  stopped_ = true;
+  running_.store(false, std::memory_order_release);
+  tx_cv_.notify_all();
+  // Every endpoint learns that the peer is gone; the list may change while a callback runs, so restart
+  // from the head each time.
+  for (;;) {
+    Endpoint* ep = endpoints_;
+    while (ep != nullptr && ep->stop_notified_) ep = ep->next_;
+    if (ep == nullptr) break;
+    ep->stop_notified_ = true;
+    ep->remote_.store(kAddrAny, std::memory_order_release);
+    ++ep->busy_;
+    {
+      Unlocked u(mutex_);
+      CallbackScope scope(ep);
+      if (ep->on_unbind_) ep->on_unbind_(*ep);
+    }
+    if (--ep->busy_ == 0) idle_cv_.notify_all();
+  }
+}
+
+}  // namespace amp::rpmsg

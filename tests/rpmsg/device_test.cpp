@@ -1,0 +1,590 @@
+#include "amp/rpmsg/device.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "amp/metal/time.hpp"
+#include "loopback_fixture.hpp"
+
+namespace amp::rpmsg {
+namespace {
+
+using testing::bytes_of;
+using testing::kPool;
+using testing::kRing0;
+using testing::kRing1;
+using testing::kShmSize;
+using testing::Loopback;
+using testing::string_of;
+
+/// Collects what an endpoint receives.
+struct Inbox {
+  std::vector<std::string> messages;
+  std::vector<std::uint32_t> sources;
+  int unbinds = 0;
+  Endpoint::ReceiveFn receiver() {
+    return [this](Endpoint&, const Message& m) {
+      messages.push_back(string_of(m.payload));
+      sources.push_back(m.src);
+    };
+  }
+  Endpoint::UnbindFn unbinder() {
+    return [this](Endpoint&) { ++unbinds; };
+  }
+};
+
+TEST(RpmsgWire, HeaderGoldenBytes) {
+  std::byte raw[kHeaderSize];
+  encode(Header{0x400, 0x35, 0, 40, 0}, raw);
+  const std::uint8_t expected[16] = {0x00, 0x04, 0, 0, 0x35, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0, 0};
+  EXPECT_EQ(std::memcmp(raw, expected, 16), 0);
+  const Header h = decode_header(raw);
+  EXPECT_EQ(h.src, 0x400U);
+  EXPECT_EQ(h.dst, 53U);
+  EXPECT_EQ(h.len, 40);
+}
+
+TEST(RpmsgWire, NameServiceGoldenBytes) {
+  std::byte raw[kNsMessageSize];
+  ASSERT_EQ(encode_ns("rpmsg-openamp-demo-channel", 0x400, kNsCreate, raw), Status::kOk);
+  std::uint8_t expected[40] = {};
+  std::memcpy(expected, "rpmsg-openamp-demo-channel", 26);
+  expected[32] = 0x00;
+  expected[33] = 0x04;
+  EXPECT_EQ(std::memcmp(raw, expected, 40), 0);
+  auto m = decode_ns(raw);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->name_view(), "rpmsg-openamp-demo-channel");
+  EXPECT_EQ(m->addr, 0x400U);
+  EXPECT_EQ(m->flags, kNsCreate);
+}
+
+TEST(RpmsgWire, NameServiceRejects) {
+  std::byte raw[kNsMessageSize];
+  ASSERT_EQ(encode_ns("x", 1, kNsDestroy, raw), Status::kOk);
+  EXPECT_TRUE(decode_ns(raw));
+  EXPECT_EQ(decode_ns(std::span(raw).first(39)).error(), Status::kMalformed);
+  std::memset(raw, 'A', kNameSize);  // no terminator
+  EXPECT_EQ(decode_ns(raw).error(), Status::kMalformed);
+  ASSERT_EQ(encode_ns("x", 1, 7, raw), Status::kOk);  // unknown flag
+  EXPECT_EQ(decode_ns(raw).error(), Status::kMalformed);
+  EXPECT_EQ(encode_ns(std::string(32, 'n'), 1, kNsCreate, raw), Status::kInvalidArgument);
+}
+
+TEST_F(Loopback, StartsNegotiatesAndAnnounces) {
+  start();
+  EXPECT_TRUE(driver_.running());
+  EXPECT_TRUE(device_.running());
+  EXPECT_TRUE(driver_.name_service());
+  EXPECT_TRUE(device_.name_service());
+  EXPECT_TRUE(driver_.event_idx());
+  EXPECT_EQ(driver_.payload_size(), 496U);
+  EXPECT_EQ(device_transport_.status(), virtio::kStatusAcknowledge | virtio::kStatusDriver |
+                                            virtio::kStatusFeaturesOk | virtio::kStatusDriverOk);
+  EXPECT_EQ(device_transport_.driver_features(), 1U | (1U << virtio::kFeatureEventIdx));
+}
+
+TEST_F(Loopback, NameServiceBindsAndEchoWorksDeviceToDriver) {
+  start();
+  Inbox host;
+  Endpoint host_ep;
+  driver_.set_name_service_handler([&](Device& d, std::string_view name, std::uint32_t remote) {
+    ASSERT_EQ(d.create_endpoint(host_ep, name, kAddrAny, remote, host.receiver()), Status::kOk);
+  });
+  Endpoint echo;
+  ASSERT_EQ(device_.create_endpoint(
+                echo, "rpmsg-echo", kAddrAny, kAddrAny,
+                [](Endpoint& ep, const Message& m) { ASSERT_EQ(ep.send(m.payload), Status::kOk); }),
+            Status::kOk);
+  EXPECT_EQ(echo.address(), kFirstDynamicAddress);
+  pump();
+  ASSERT_TRUE(host_ep.attached()) << "the host created an endpoint for the announcement";
+  EXPECT_EQ(host_ep.name(), "rpmsg-echo");
+  EXPECT_EQ(host_ep.remote_address(), echo.address());
+  for (int i = 0; i < 600; ++i) {  // more than the ring holds: buffers must be recycled
+    ASSERT_EQ(host_ep.send(bytes_of("ping " + std::to_string(i))), Status::kOk) << i;
+    pump();
+  }
+  ASSERT_EQ(host.messages.size(), 600U);
+  EXPECT_EQ(host.messages[599], "ping 599");
+  EXPECT_EQ(host.sources[0], echo.address());
+  EXPECT_EQ(echo.remote_address(), host_ep.address()) << "implicit binding on the first message";
+  EXPECT_EQ(driver_.stats().rx_malformed, 0U);
+  EXPECT_EQ(device_.stats().tx_messages, 601U);  // the announcement and 600 echoes
+}
+
+TEST_F(Loopback, EchoWorksWithTheRolesSwapped) {
+  // The announcing service lives on the driver side this time.
+  start();
+  Inbox remote;
+  Endpoint remote_ep;
+  device_.set_name_service_handler([&](Device& d, std::string_view name, std::uint32_t addr) {
+    ASSERT_EQ(d.create_endpoint(remote_ep, name, kAddrAny, addr, remote.receiver()), Status::kOk);
+  });
+  Endpoint echo;
+  ASSERT_EQ(driver_.create_endpoint(
+                echo, "host-echo", 0x500, kAddrAny,
+                [](Endpoint& ep, const Message& m) { ASSERT_EQ(ep.send(m.payload), Status::kOk); }),
+            Status::kOk);
+  pump();
+  ASSERT_TRUE(remote_ep.attached());
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(remote_ep.send(bytes_of(std::string(static_cast<std::size_t>(i % 496) + 1, 'x'))), Status::kOk);
+    pump();
+  }
+  ASSERT_EQ(remote.messages.size(), 300U);
+  EXPECT_EQ(remote.messages[299].size(), 300U % 496 + 0U);
+  EXPECT_EQ(remote.sources[0], 0x500U);
+}
+
+TEST_F(Loopback, MessageGoldenBytesInSharedMemory) {
+  start();
+  Endpoint host;
+  ASSERT_EQ(driver_.create_endpoint(host, "", 0x401, 0x400, nullptr), Status::kOk);
+  ASSERT_EQ(host.send(bytes_of("hi")), Status::kOk);
+  // The first transmit buffer follows the 256 receive buffers in the pool.
+  const std::byte* tx = at(kPool + 256 * 512);
+  const std::uint8_t expected[18] = {0x01, 0x04, 0, 0, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 'h', 'i'};
+  EXPECT_EQ(std::memcmp(tx, expected, sizeof expected), 0);
+  // ...published as descriptor 0 of vring1 with length 18, read-only.
+  std::uint64_t addr;
+  std::uint32_t len;
+  std::uint16_t flags;
+  std::memcpy(&addr, at(kRing1), 8);
+  std::memcpy(&len, at(kRing1 + 8), 4);
+  std::memcpy(&flags, at(kRing1 + 12), 2);
+  EXPECT_EQ(addr, kPool + 256 * 512);
+  EXPECT_EQ(len, 18U);
+  EXPECT_EQ(flags, 0);
+}
+
+TEST_F(Loopback, AnnouncementGoldenBytes) {
+  start();
+  Endpoint ep;
+  ASSERT_EQ(device_.create_endpoint(ep, "rpmsg-openamp-demo-channel", kAddrAny, kAddrAny, nullptr),
+            Status::kOk);
+  // The device wrote it into the driver's first receive buffer (pool offset 0).
+  const std::byte* rx = at(kPool);
+  std::uint8_t expected[56] = {0x00, 0x04, 0, 0, 0x35, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0, 0};
+  std::memcpy(expected + 16, "rpmsg-openamp-demo-channel", 26);
+  expected[16 + 33] = 0x04;
+  EXPECT_EQ(std::memcmp(rx, expected, sizeof expected), 0);
+}
+
+TEST_F(Loopback, AddressAllocationAndExhaustion) {
+  layout();
+  auto dev_cfg = config(Role::kDevice);
+  dev_cfg.dynamic_addresses = 3;
+  start(config(Role::kDriver), dev_cfg);
+  Endpoint a, b, c, d, fixed, dup, ns;
+  ASSERT_EQ(device_.create_endpoint(a, "", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(b, "", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(c, "", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  EXPECT_EQ(a.address(), 1024U);
+  EXPECT_EQ(b.address(), 1025U);
+  EXPECT_EQ(c.address(), 1026U);
+  EXPECT_EQ(device_.create_endpoint(d, "", kAddrAny, kAddrAny, nullptr), Status::kNoMemory);
+  EXPECT_FALSE(d.attached());
+  b.destroy();
+  ASSERT_EQ(device_.create_endpoint(d, "", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  EXPECT_EQ(d.address(), 1025U) << "a freed address is reused";
+  ASSERT_EQ(device_.create_endpoint(fixed, "", 30, kAddrAny, nullptr), Status::kOk);
+  EXPECT_EQ(device_.create_endpoint(dup, "", 30, kAddrAny, nullptr), Status::kAlreadyExists);
+  EXPECT_EQ(device_.create_endpoint(ns, "", kNsAddress, kAddrAny, nullptr), Status::kAlreadyExists);
+  EXPECT_EQ(device_.create_endpoint(a, "", 31, kAddrAny, nullptr), Status::kBusy) << "already created";
+  EXPECT_EQ(device_.create_endpoint(dup, std::string(32, 'n'), 31, kAddrAny, nullptr),
+            Status::kInvalidArgument);
+}
+
+TEST_F(Loopback, OversizeMessagesAreRefusedNotTruncated) {
+  start();
+  Endpoint ep;
+  ASSERT_EQ(driver_.create_endpoint(ep, "", kAddrAny, 0x400, nullptr), Status::kOk);
+  const std::string max(496, 'm');
+  const std::string over(497, 'o');
+  EXPECT_EQ(ep.send(bytes_of(over)), Status::kTooLarge);
+  EXPECT_EQ(driver_.stats().tx_messages, 0U);
+  EXPECT_EQ(ep.send(bytes_of(max)), Status::kOk);
+  auto buf = ep.get_tx_buffer();
+  ASSERT_TRUE(buf);
+  EXPECT_EQ(buf->payload().size(), 496U);
+  EXPECT_EQ(ep.send_nocopy(*buf, 497), Status::kTooLarge);
+  EXPECT_TRUE(*buf) << "a refused buffer stays with the caller";
+}
+
+TEST_F(Loopback, SendsTimeOutWhenNoBufferComesBack) {
+  start();
+  Endpoint ep;
+  ASSERT_EQ(device_.create_endpoint(ep, "", kAddrAny, 0x400, nullptr), Status::kOk);
+  // The driver never processes: after its 256 receive buffers the device has nowhere to write.
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(ep.try_send(bytes_of("x")), Status::kOk) << i;
+  EXPECT_EQ(ep.try_send(bytes_of("x")), Status::kWouldBlock);
+  const auto t0 = metal::monotonic_ns();
+  EXPECT_EQ(ep.send(bytes_of("x"), 20'000'000), Status::kTimeout);
+  EXPECT_GE(metal::monotonic_ns() - t0, 20'000'000U);
+  // Once the driver processes (and returns the buffers), sending works again.
+  pump();
+  EXPECT_EQ(ep.try_send(bytes_of("x")), Status::kOk);
+}
+
+TEST_F(Loopback, DriverSideTimesOutWhenTheDeviceDoesNotConsume) {
+  start();
+  Endpoint ep;
+  ASSERT_EQ(driver_.create_endpoint(ep, "", kAddrAny, 0x400, nullptr), Status::kOk);
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(ep.try_send(bytes_of("x")), Status::kOk) << i;
+  EXPECT_EQ(ep.try_send(bytes_of("x")), Status::kWouldBlock);
+  EXPECT_EQ(ep.send(bytes_of("x"), 5'000'000), Status::kTimeout);
+  pump();
+  EXPECT_EQ(ep.try_send(bytes_of("x")), Status::kOk);
+}
+
+TEST_F(Loopback, BlockedSenderWakesWhenABufferComesBack) {
+  start();
+  Endpoint ep;
+  ASSERT_EQ(device_.create_endpoint(ep, "", kAddrAny, 0x400, nullptr), Status::kOk);
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(ep.try_send(bytes_of("x")), Status::kOk);
+  std::atomic<bool> sent{false};
+  std::thread sender([&] {
+    EXPECT_EQ(ep.send(bytes_of("late"), 10'000'000'000), Status::kOk);
+    sent = true;
+  });
+  // Wait until the sender is blocked (asked the driver for kicks), then let the driver return buffers.
+  while (to_driver_.pending.load() == 0 || !device_.running()) std::this_thread::yield();
+  while (!sent) {
+    if (to_device_.pending.exchange(0) != 0) {
+      ASSERT_EQ(device_.process(), Status::kOk);
+    }
+    if (to_driver_.pending.exchange(0) != 0) {
+      ASSERT_EQ(driver_.process(), Status::kOk);
+    }
+    std::this_thread::yield();
+  }
+  sender.join();
+  EXPECT_TRUE(sent);
+}
+
+TEST_F(Loopback, ZeroCopySendAndUnsentBufferGoesBack) {
+  start();
+  Inbox inbox;
+  Endpoint rx, tx;
+  ASSERT_EQ(driver_.create_endpoint(rx, "", 0x500, kAddrAny, inbox.receiver()), Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(tx, "", kAddrAny, 0x500, nullptr), Status::kOk);
+  {
+    auto b = tx.get_tx_buffer();
+    ASSERT_TRUE(b);
+    std::memcpy(b->payload().data(), "zero-copy", 9);
+    ASSERT_EQ(tx.send_nocopy(*b, 9), Status::kOk);
+    EXPECT_FALSE(*b) << "consumed";
+  }
+  pump();
+  ASSERT_EQ(inbox.messages.size(), 1U);
+  EXPECT_EQ(inbox.messages[0], "zero-copy");
+  // Take every buffer, send none: they all come back when the handles die.
+  {
+    std::vector<TxBuffer> held;
+    for (;;) {
+      auto b = tx.get_tx_buffer(0);
+      if (!b) {
+        EXPECT_EQ(b.error(), Status::kWouldBlock);
+        break;
+      }
+      held.push_back(std::move(*b));
+    }
+    EXPECT_EQ(held.size(), 256U);  // every receive buffer of the driver
+    EXPECT_EQ(tx.try_send(bytes_of("none left")), Status::kWouldBlock);
+  }
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(tx.try_send(bytes_of("again")), Status::kOk) << i;
+  pump();
+  EXPECT_EQ(inbox.messages.size(), 257U);
+}
+
+TEST_F(Loopback, HeldReceiveBuffersStayUntilReleased) {
+  start();
+  std::vector<RxBuffer> held;
+  Endpoint rx, tx;
+  ASSERT_EQ(driver_.create_endpoint(rx, "", 0x500, kAddrAny,
+                                    [&](Endpoint&, const Message& m) { held.push_back(m.hold()); }),
+            Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(tx, "", kAddrAny, 0x500, nullptr), Status::kOk);
+  for (int i = 0; i < 256; ++i) {
+    ASSERT_EQ(tx.try_send(bytes_of("held " + std::to_string(i))), Status::kOk);
+    pump();
+  }
+  ASSERT_EQ(held.size(), 256U);
+  EXPECT_EQ(string_of(held[7].payload()), "held 7") << "still readable after the callback";
+  EXPECT_EQ(held[7].src(), tx.address());
+  // Every receive buffer is held by the driver's application: the device cannot send.
+  EXPECT_EQ(tx.try_send(bytes_of("blocked")), Status::kWouldBlock);
+  held[3].release();
+  pump();
+  EXPECT_EQ(tx.try_send(bytes_of("one more")), Status::kOk);
+  held.clear();  // releases the rest
+  pump();
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(tx.try_send(bytes_of("free")), Status::kOk);
+}
+
+TEST_F(Loopback, NameServiceDestroyUnbindsThePeer) {
+  start();
+  Inbox host;
+  Endpoint host_ep;
+  driver_.set_name_service_handler([&](Device& d, std::string_view name, std::uint32_t remote) {
+    ASSERT_EQ(d.create_endpoint(host_ep, name, kAddrAny, remote, host.receiver(), host.unbinder()),
+              Status::kOk);
+  });
+  {
+    Endpoint svc;
+    ASSERT_EQ(device_.create_endpoint(svc, "svc", kAddrAny, kAddrAny, nullptr), Status::kOk);
+    pump();
+    ASSERT_EQ(host_ep.remote_address(), svc.address());
+  }  // svc destroyed: announces its destruction
+  pump();
+  EXPECT_EQ(host.unbinds, 1);
+  EXPECT_EQ(host_ep.remote_address(), kAddrAny);
+  EXPECT_EQ(host_ep.send(bytes_of("anyone?")), Status::kNotFound);
+}
+
+TEST_F(Loopback, AnnouncementForAnExistingEndpointBindsIt) {
+  start();
+  Endpoint host_ep;
+  ASSERT_EQ(driver_.create_endpoint(host_ep, "svc", 0x500, kAddrAny, nullptr), Status::kOk);
+  int handler_calls = 0;
+  driver_.set_name_service_handler([&](Device&, std::string_view, std::uint32_t) { ++handler_calls; });
+  Endpoint svc;
+  ASSERT_EQ(device_.create_endpoint(svc, "svc", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  pump();
+  EXPECT_EQ(handler_calls, 0);
+  EXPECT_EQ(host_ep.remote_address(), svc.address());
+}
+
+TEST_F(Loopback, StopUnbindsEndpointsAndFailsSends) {
+  start();
+  Inbox inbox;
+  Endpoint ep;
+  ASSERT_EQ(driver_.create_endpoint(ep, "", 0x500, 0x400, inbox.receiver(), inbox.unbinder()), Status::kOk);
+  driver_.stop();
+  EXPECT_EQ(inbox.unbinds, 1);
+  EXPECT_FALSE(driver_.running());
+  EXPECT_EQ(ep.send_to(0x400, bytes_of("x")), Status::kClosed);
+  EXPECT_EQ(ep.get_tx_buffer(0).error(), Status::kClosed);
+  EXPECT_EQ(driver_.process(), Status::kClosed);
+}
+
+TEST_F(Loopback, StopWakesABlockedSender) {
+  start();
+  Endpoint ep;
+  ASSERT_EQ(device_.create_endpoint(ep, "", kAddrAny, 0x400, nullptr), Status::kOk);
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(ep.try_send(bytes_of("x")), Status::kOk);
+  std::atomic<bool> stop_called{false};
+  bool returned_after_stop = false;
+  Status result = Status::kOk;
+  std::thread sender([&] {
+    result = ep.send_to(0x400, bytes_of("x"));  // no timeout: only stop() can end it
+    returned_after_stop = stop_called.load();
+  });
+  metal::sleep_ns(20'000'000);
+  stop_called = true;
+  device_.stop();
+  sender.join();
+  EXPECT_EQ(result, Status::kClosed);
+  EXPECT_TRUE(returned_after_stop);
+}
+
+TEST_F(Loopback, EndpointDestroyedInsideItsOwnCallback) {
+  start();
+  Endpoint rx, tx;
+  int calls = 0;
+  ASSERT_EQ(driver_.create_endpoint(rx, "", 0x500, kAddrAny,
+                                    [&](Endpoint& self, const Message&) {
+                                      ++calls;
+                                      self.destroy();
+                                    }),
+            Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(tx, "", kAddrAny, 0x500, nullptr), Status::kOk);
+  ASSERT_EQ(tx.send(bytes_of("1")), Status::kOk);
+  ASSERT_EQ(tx.send(bytes_of("2")), Status::kOk);
+  pump();
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(rx.attached());
+  EXPECT_EQ(driver_.stats().rx_unroutable, 1U);
+}
+
+TEST_F(Loopback, SpinModeSendsWithoutBlocking) {
+  layout();
+  auto drv = config(Role::kDriver);
+  auto dev = config(Role::kDevice);
+  drv.wait_mode = WaitMode::kSpin;
+  dev.wait_mode = WaitMode::kSpin;
+  start(drv, dev);
+  Inbox inbox;
+  Endpoint rx, tx;
+  ASSERT_EQ(driver_.create_endpoint(rx, "", 0x500, kAddrAny, inbox.receiver()), Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(tx, "", kAddrAny, 0x500, nullptr), Status::kOk);
+  std::atomic<bool> done{false};
+  std::thread poller([&] {
+    while (!done) (void)driver_.process();
+  });
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(tx.send(bytes_of("s")), Status::kOk);
+  while (driver_.stats().rx_messages < 2000) std::this_thread::yield();
+  done = true;
+  poller.join();
+  EXPECT_EQ(inbox.messages.size(), 2000U);
+}
+
+TEST_F(Loopback, WithoutEventIdxAndWithoutNameService) {
+  layout(64, 0);  // the device offers nothing
+  start(config(Role::kDriver), config(Role::kDevice));
+  EXPECT_FALSE(driver_.name_service());
+  EXPECT_FALSE(driver_.event_idx());
+  Inbox inbox;
+  Endpoint rx, tx;
+  ASSERT_EQ(driver_.create_endpoint(rx, "named", 0x500, kAddrAny, inbox.receiver()), Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(tx, "named", kAddrAny, 0x500, nullptr), Status::kOk);
+  pump();
+  EXPECT_EQ(driver_.stats().rx_messages, 0U) << "no announcement without the NS feature";
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(tx.send(bytes_of("m")), Status::kOk);
+    pump();
+  }
+  EXPECT_EQ(inbox.messages.size(), 200U);
+}
+
+TEST_F(Loopback, ManyConcurrentSenders) {
+  start();
+  std::atomic<int> received{0};
+  Endpoint rx;
+  ASSERT_EQ(driver_.create_endpoint(rx, "", 0x500, kAddrAny, [&](Endpoint&, const Message&) { ++received; }),
+            Status::kOk);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 500;
+  std::vector<std::unique_ptr<Endpoint>> eps;
+  for (int t = 0; t < kThreads; ++t) {
+    eps.push_back(std::make_unique<Endpoint>());
+    ASSERT_EQ(device_.create_endpoint(*eps.back(), "", kAddrAny, 0x500, nullptr), Status::kOk);
+  }
+  std::atomic<bool> done{false};
+  // Each side processes on its own thread when notified.
+  std::thread drv([&] {
+    while (!done) {
+      if (to_driver_.pending.exchange(0) != 0) {
+        ASSERT_EQ(driver_.process(), Status::kOk);
+      }
+      std::this_thread::yield();
+    }
+  });
+  std::thread dev([&] {
+    while (!done) {
+      if (to_device_.pending.exchange(0) != 0) {
+        ASSERT_EQ(device_.process(), Status::kOk);
+      }
+      std::this_thread::yield();
+    }
+  });
+  std::vector<std::thread> senders;
+  for (int t = 0; t < kThreads; ++t) {
+    senders.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        ASSERT_EQ(eps[static_cast<std::size_t>(t)]->send(bytes_of("concurrent"), 10'000'000'000),
+                  Status::kOk);
+      }
+    });
+  }
+  for (auto& s : senders) s.join();
+  while (received.load() < kThreads * kPerThread) std::this_thread::yield();
+  done = true;
+  drv.join();
+  dev.join();
+  EXPECT_EQ(received.load(), kThreads * kPerThread);
+  EXPECT_EQ(device_.stats().tx_messages, static_cast<std::uint64_t>(kThreads * kPerThread));
+}
+
+// ---- Malformed values from the peer --------------------------------------------------------------------
+
+class Malformed : public Loopback {
+ protected:
+  void SetUp() override {
+    start();
+    ASSERT_EQ(driver_.create_endpoint(rx_, "", 0x500, kAddrAny, inbox_.receiver()), Status::kOk);
+    ASSERT_EQ(device_.create_endpoint(tx_, "", kAddrAny, 0x500, nullptr), Status::kOk);
+  }
+  /// The driver's n-th receive buffer (where the device's n-th message lands).
+  std::byte* rx_buffer(int n) { return at(kPool + static_cast<std::size_t>(n) * 512); }
+  Inbox inbox_;
+  Endpoint rx_, tx_;
+};
+
+TEST_F(Malformed, HeaderLengthLargerThanTheBuffer) {
+  ASSERT_EQ(tx_.send(bytes_of("victim")), Status::kOk);
+  const std::uint16_t huge = 600;
+  std::memcpy(rx_buffer(0) + 12, &huge, 2);
+  pump();
+  EXPECT_EQ(inbox_.messages.size(), 0U);
+  EXPECT_EQ(driver_.stats().rx_malformed, 1U);
+  // The buffer went back and traffic goes on.
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(tx_.send(bytes_of("after")), Status::kOk) << i;
+    pump();
+  }
+  EXPECT_EQ(inbox_.messages.size(), 300U);
+}
+
+TEST_F(Malformed, HeaderLengthLargerThanWhatWasWritten) {
+  ASSERT_EQ(tx_.send(bytes_of("abc")), Status::kOk);
+  const std::uint16_t len = 100;  // fits the buffer, but the used length says 19 bytes were written
+  std::memcpy(rx_buffer(0) + 12, &len, 2);
+  pump();
+  EXPECT_EQ(inbox_.messages.size(), 0U);
+  EXPECT_EQ(driver_.stats().rx_malformed, 1U);
+}
+
+TEST_F(Malformed, NameServiceNameWithoutTerminator) {
+  int handler_calls = 0;
+  driver_.set_name_service_handler([&](Device&, std::string_view, std::uint32_t) { ++handler_calls; });
+  Endpoint svc;
+  ASSERT_EQ(device_.create_endpoint(svc, "svc", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  std::memset(rx_buffer(0) + kHeaderSize, 'A', kNameSize);
+  pump();
+  EXPECT_EQ(handler_calls, 0);
+  EXPECT_EQ(driver_.stats().rx_malformed, 1U);
+}
+
+TEST_F(Malformed, NameServiceMessageOfTheWrongSize) {
+  int handler_calls = 0;
+  driver_.set_name_service_handler([&](Device&, std::string_view, std::uint32_t) { ++handler_calls; });
+  ASSERT_EQ(tx_.send_to(kNsAddress, bytes_of("short")), Status::kOk);
+  pump();
+  EXPECT_EQ(handler_calls, 0);
+  EXPECT_EQ(driver_.stats().rx_malformed, 1U);
+}
+
+TEST_F(Malformed, UsedLengthBeyondTheBufferBreaksTheDevice) {
+  ASSERT_EQ(tx_.send(bytes_of("x")), Status::kOk);
+  // vring0's used element 0: claim 4096 bytes were written into a 512-byte buffer.
+  auto layout = *virtio::RingLayout::compute(256, 0x1000);
+  const std::uint32_t big = 4096;
+  std::memcpy(at(kRing0 + layout.used_entry(0) + 4), &big, 4);
+  EXPECT_EQ(driver_.process(), Status::kBroken);
+  EXPECT_EQ(driver_.fault(), virtio::Fault::kUsedLengthTooLarge);
+  EXPECT_EQ(inbox_.messages.size(), 0U);
+  EXPECT_EQ(driver_.process(), Status::kBroken);
+}
+
+TEST_F(Malformed, DeviceGivenAReadOnlyBufferToWriteInto) {
+  // Corrupt the driver's first free receive descriptor: mark it read-only.
+  std::uint16_t flags = 0;
+  std::memcpy(at(kRing0 + 12), &flags, 2);
+  EXPECT_EQ(tx_.try_send(bytes_of("x")), Status::kBroken);
+  EXPECT_EQ(device_.fault(), virtio::Fault::kBadBuffer);
+}
+
+TEST_F(Malformed, DescriptorPointingOutsideTheSharedMemory) {
+  const std::uint64_t outside = kShmSize + 0x1000;
+  std::memcpy(at(kRing0), &outside, 8);
+  EXPECT_EQ(tx_.try_send(bytes_of("x")), Status::kBroken);
+  EXPECT_EQ(device_.fault(), virtio::Fault::kDescriptorAddress);
+}
+
+}  // namespace
+}  // namespace amp::rpmsg
