@@ -139,7 +139,8 @@ class IoRegion {
     if (const Status s = check_range(offset, sizeof(T)); !ok(s)) return fail(s);
     std::byte* p = base_ + offset;
     if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) return fail(Status::kMisaligned);
-    return reinterpret_cast<T*>(p);
+    // Through void*: the alignment was checked above, which -Wcast-align cannot see.
+    return static_cast<T*>(static_cast<void*>(p));
   }
 
   std::byte* base_ = nullptr;
