@@ -311,6 +311,16 @@ Status Device::start_device() noexcept {
 void Device::set_name_service_handler(NameServiceFn fn) noexcept {
   LockGuard g(mutex_);
   on_name_service_ = static_cast<NameServiceFn&&>(fn);
+  // Replay what arrived before there was a handler, oldest first.
+  while (on_name_service_ && pending_ns_count_ != 0) {
+    const PendingAnnouncement p = pending_ns_[0];
+    for (std::size_t i = 1; i < pending_ns_count_; ++i) pending_ns_[i - 1] = pending_ns_[i];
+    --pending_ns_count_;
+    std::size_t n = 0;
+    while (n < kNameSize && p.name[n] != '\0') ++n;
+    Unlocked u(mutex_);
+    on_name_service_(*this, std::string_view(p.name, n), p.addr);
+  }
 }
 
 Stats Device::stats() const noexcept {
@@ -477,10 +487,29 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
     if (on_name_service_) {
       Unlocked u(mutex_);
       on_name_service_(*this, name, m->addr);
+      return;
     }
+    // No handler yet: keep it for the one that comes.
+    if (pending_ns_count_ == kMaxPendingAnnouncements) {
+      AMP_LOG_WARNING("rpmsg: too many unhandled announcements; forgetting '%s'", pending_ns_[0].name);
+      for (std::size_t i = 1; i < pending_ns_count_; ++i) pending_ns_[i - 1] = pending_ns_[i];
+      --pending_ns_count_;
+    }
+    PendingAnnouncement& p = pending_ns_[pending_ns_count_++];
+    std::memcpy(p.name, m->name, kNameSize);
+    p.addr = m->addr;
     return;
   }
-  // Destroy: the peer's endpoint at m->addr is gone; unbind ours.
+  // Destroy: forget a pending announcement of it...
+  for (std::size_t i = 0; i < pending_ns_count_;) {
+    if (pending_ns_[i].addr == m->addr) {
+      for (std::size_t j = i + 1; j < pending_ns_count_; ++j) pending_ns_[j - 1] = pending_ns_[j];
+      --pending_ns_count_;
+    } else {
+      ++i;
+    }
+  }
+  // ...and unbind our endpoint bound to it.
   for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
     if (ep->remote_address() != m->addr || (!name.empty() && ep->name() != name)) continue;
     ep->remote_.store(kAddrAny, std::memory_order_release);

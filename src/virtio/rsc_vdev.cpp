@@ -100,4 +100,40 @@ Status RscVdevTransport::write_config(std::size_t offset, std::span<const std::b
   return body_.write(kVdevHeaderSize + kVdevVringSize * num_vrings_ + offset, in);
 }
 
+Result<metal::IoRegion> find_vdev(const metal::IoRegion& table, std::uint32_t index) noexcept {
+  auto ver = table.load<std::uint32_t>(0, std::memory_order_acquire);
+  auto num = table.load<std::uint32_t>(4, std::memory_order_relaxed);
+  if (!ver || !num || *ver != kRscTableVersion) return fail(Status::kMalformed);
+  const std::uint64_t offsets_end = kRscTableHeaderSize + 4ULL * *num;
+  if (offsets_end > table.size()) return fail(Status::kMalformed);
+  std::uint32_t seen = 0;
+  for (std::uint32_t i = 0; i < *num; ++i) {
+    const std::uint32_t off =
+        *table.load<std::uint32_t>(kRscTableHeaderSize + 4 * std::size_t{i}, std::memory_order_relaxed);
+    if (off < offsets_end || off % 4 != 0 || std::uint64_t{off} + 4 > table.size())
+      return fail(Status::kMalformed);
+    const std::uint32_t type = *table.load<std::uint32_t>(off, std::memory_order_relaxed);
+    if (type != kRscVdev) continue;
+    if (seen++ != index) continue;
+    return table.subregion(off + 4, table.size() - off - 4);
+  }
+  return fail(Status::kNotFound);
+}
+
+Result<metal::IoRegion> write_single_vdev_table(const metal::IoRegion& table,
+                                                const RscVdevTransport::Spec& spec) noexcept {
+  constexpr std::size_t kEntry = kRscTableHeaderSize + 4;
+  const std::size_t body = RscVdevTransport::body_size(spec.vrings.size(), spec.config_len);
+  auto region = table.subregion(kEntry + 4, body);
+  if (!region) return region;
+  if (const Status s = table.fill(0, std::byte{0}, kEntry + 4 + body); !ok(s)) return fail(s);
+  (void)table.store<std::uint32_t>(4, 1, std::memory_order_relaxed);
+  (void)table.store<std::uint32_t>(kRscTableHeaderSize, kEntry, std::memory_order_relaxed);
+  (void)table.store<std::uint32_t>(kEntry, kRscVdev, std::memory_order_relaxed);
+  if (const Status s = RscVdevTransport::write(*region, spec); !ok(s)) return fail(s);
+  // The version last: a reader that sees a valid table sees all of it.
+  (void)table.store<std::uint32_t>(0, kRscTableVersion, std::memory_order_release);
+  return region;
+}
+
 }  // namespace amp::virtio

@@ -346,6 +346,23 @@ TEST_F(Loopback, NameServiceDestroyUnbindsThePeer) {
   EXPECT_EQ(host_ep.send(bytes_of("anyone?")), Status::kNotFound);
 }
 
+TEST_F(Loopback, AnnouncementsBeforeAHandlerAreReplayedToIt) {
+  start();
+  Endpoint a, b, gone;
+  ASSERT_EQ(device_.create_endpoint(a, "first", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(gone, "withdrawn", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(b, "second", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  gone.destroy();  // announces its destruction: the pending announcement is forgotten
+  pump();
+  std::vector<std::pair<std::string, std::uint32_t>> seen;
+  driver_.set_name_service_handler([&](Device&, std::string_view name, std::uint32_t addr) {
+    seen.emplace_back(std::string(name), addr);
+  });
+  ASSERT_EQ(seen.size(), 2U);
+  EXPECT_EQ(seen[0], std::make_pair(std::string("first"), a.address()));
+  EXPECT_EQ(seen[1], std::make_pair(std::string("second"), b.address()));
+}
+
 TEST_F(Loopback, AnnouncementForAnExistingEndpointBindsIt) {
   start();
   Endpoint host_ep;

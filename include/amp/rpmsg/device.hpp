@@ -267,7 +267,10 @@ class Device {
                                        Endpoint::UnbindFn on_unbind = {}) noexcept;
 
   /// Called for a peer announcement that matches no local endpoint (typically: create one for it).
+  /// Announcements that arrived before a handler was set (up to kMaxPendingAnnouncements) are kept and
+  /// replayed to it, so a service announced during start-up is not missed.
   void set_name_service_handler(NameServiceFn fn) noexcept;
+  static constexpr std::size_t kMaxPendingAnnouncements = 16;
 
   bool running() const noexcept { return running_.load(std::memory_order_acquire); }
   Role role() const noexcept { return config_.role; }
@@ -343,6 +346,12 @@ class Device {
 
   Endpoint* endpoints_ = nullptr;
   NameServiceFn on_name_service_;
+  struct PendingAnnouncement {
+    char name[kNameSize];
+    std::uint32_t addr;
+  };
+  PendingAnnouncement pending_ns_[kMaxPendingAnnouncements] = {};
+  std::size_t pending_ns_count_ = 0;
   Stats stats_{};
 };
 

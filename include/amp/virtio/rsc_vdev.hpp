@@ -77,4 +77,21 @@ class RscVdevTransport final : public Transport {
   std::uint32_t config_len_ = 0;
 };
 
+/// The resource table's header: le32 ver (1); le32 num; le32 reserved[2]; le32 offset[num].
+inline constexpr std::size_t kRscTableHeaderSize = 16;
+inline constexpr std::uint32_t kRscTableVersion = 1;
+
+/// Finds the `index`-th vdev entry of the resource table in `table` and returns its body (after the type
+/// word), up to the next entry or the table's end. Every count and offset is checked against `table`:
+/// kMalformed for a bad version, a count or offset outside the table, or a misaligned entry; kNotFound when
+/// there are fewer vdevs.
+[[nodiscard]] Result<metal::IoRegion> find_vdev(const metal::IoRegion& table,
+                                                std::uint32_t index = 0) noexcept;
+
+/// Writes a resource table holding exactly one vdev entry (what a two-process link needs): header, one
+/// offset, then the entry. Returns the vdev body region. The table takes
+/// kRscTableHeaderSize + 4 + 4 + RscVdevTransport::body_size(...) bytes.
+[[nodiscard]] Result<metal::IoRegion> write_single_vdev_table(const metal::IoRegion& table,
+                                                              const RscVdevTransport::Spec& spec) noexcept;
+
 }  // namespace amp::virtio

@@ -1,0 +1,132 @@
+// A Link joins two Linux processes with RPMsg: the shared memory (a memfd handed over a UNIX socket, or a
+// named POSIX shm object), a notification path (an eventfd pair, the UNIX socket itself, or polling of the
+// rings) and a thread that processes the peer's notifications. Either process may be the virtio driver
+// (host) or the device (remote). No root, no kernel module.
+//
+// Set-up, amp's own protocol: one side *creates* the link (lays out the resource table, rings and buffer
+// pool, then sends a hello with the memfd and eventfds over a connected UNIX socket); the other *joins* it
+// (receives the hello and maps the memory). The OpenAMP preset (openamp_linux()) instead reproduces
+// OpenAMP's two-process PC layout and protocol byte for byte.
+//
+// Thread-safety: the Link's methods may be called from any thread; device() follows rpmsg::Device's rules.
+// Receive callbacks run on the link's own thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "amp/metal/linux/event_fd.hpp"
+#include "amp/metal/linux/event_loop.hpp"
+#include "amp/metal/linux/shared_memory.hpp"
+#include "amp/metal/linux/sys_error.hpp"
+#include "amp/metal/linux/unix_socket.hpp"
+#include "amp/rpmsg/device.hpp"
+#include "amp/virtio/rsc_vdev.hpp"
+
+namespace amp::rpmsg {
+
+enum class NotifyMode : std::uint8_t {
+  kEventFd,  ///< An eventfd each way (blocking; 0% CPU when idle).
+  kSocket,   ///< One byte on the UNIX stream socket per kick (OpenAMP's way; blocking).
+  kPoll,  ///< No notifications: each side's thread polls the rings (lowest latency; a core each; no syscall).
+};
+
+const char* to_string(NotifyMode m) noexcept;
+const char* to_string(Role r) noexcept;
+
+struct LinkConfig {
+  Role role = Role::kDriver;
+  NotifyMode notify = NotifyMode::kEventFd;
+  std::uint32_t ring_size = 256;                   ///< Entries per vring (the kernel's default count).
+  std::uint32_t buffer_size = kDefaultBufferSize;  ///< Bytes per buffer, header included.
+  bool event_idx = true;                           ///< Offer/accept VIRTIO_RING_F_EVENT_IDX.
+  std::chrono::milliseconds timeout{10000};        ///< For the hello and the virtio handshake.
+  /// Create with a named POSIX shm object ("name" or "/name") instead of a memfd (the name is sent in the
+  /// hello; the joining side opens it).
+  std::string posix_shm_name{};
+};
+
+/// Where the creator puts things in the shared memory.
+struct LinkLayout {
+  std::size_t table = 0;   ///< resource table (one vdev)
+  std::size_t vring0 = 0;  ///< driver RX / device TX
+  std::size_t vring1 = 0;  ///< driver TX / device RX
+  std::uint32_t ring_align = 0x1000;
+  std::size_t pool = 0;  ///< rpmsg buffers (RX half, then TX half)
+  std::size_t pool_size = 0;
+  std::size_t size = 0;  ///< whole shared memory
+  static metal::SysResult<LinkLayout> compute(std::uint32_t ring_size, std::uint32_t buffer_size);
+  /// OpenAMP's: table 0, vrings 0x4000 and 0x8000 (256 entries, align 0x1000), pool 0x10000 + 0x40000,
+  /// shm 0x80000.
+  static LinkLayout openamp();
+};
+
+class Link {
+ public:
+  ~Link();
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  /// Creates the shared memory and the notifiers, sends them over `socket`, and starts rpmsg in
+  /// config.role. Returns once the virtio handshake is done.
+  static metal::SysResult<std::unique_ptr<Link>> create(metal::UnixSocket socket, const LinkConfig& config);
+  /// Joins a link the peer created on the other end of `socket`. config.role must differ from the peer's;
+  /// the notify mode and sizes come from the peer.
+  static metal::SysResult<std::unique_ptr<Link>> join(metal::UnixSocket socket, const LinkConfig& config);
+
+  /// OpenAMP's two-process PC setup: POSIX shm `openamp.shm` (0x80000), the UNIX stream socket
+  /// `socket_path` (default /tmp/openamp.event.0), one byte per notification. `index` 0 is the socket
+  /// server and writes the resource table; 1 is the client. `role` is independent of the index (OpenAMP's
+  /// echo demo: the remote, the device role, is index 0).
+  static metal::SysResult<std::unique_ptr<Link>> openamp_linux(
+      unsigned index, Role role, std::chrono::milliseconds timeout = std::chrono::seconds(10),
+      const std::string& socket_path = "/tmp/openamp.event.0", const std::string& shm_name = "openamp.shm");
+
+  Device& device() noexcept { return device_; }
+  const metal::SharedMemory& memory() const noexcept { return shm_; }
+  NotifyMode notify_mode() const noexcept { return notify_; }
+  Role role() const noexcept { return device_.role(); }
+
+  /// Stops processing and rpmsg (endpoints get their unbind callback). Idempotent; the destructor calls it.
+  void close();
+  /// True once the peer hung up (its socket closed) or the device broke.
+  bool peer_gone() const noexcept { return peer_gone_.load(std::memory_order_acquire); }
+
+ private:
+  Link() : socket_(metal::UniqueFd()) {}
+  metal::SysResult<void> start(const LinkConfig& config, const LinkLayout& layout);
+  metal::SysResult<void> start_processing();
+  void on_socket_readable();
+  void poll_loop();
+
+  metal::SharedMemory shm_;
+  metal::UnixSocket socket_;
+  std::optional<metal::EventFd> kick_out_;  // eventfd we signal
+  std::optional<metal::EventFd> kick_in_;   // eventfd the peer signals
+  NotifyMode notify_ = NotifyMode::kEventFd;
+  std::unique_ptr<metal::EventLoop> loop_;
+  virtio::RscVdevTransport transport_;
+  /// Kicks the peer the way notify_ says.
+  class Kicker final : public Notifier {
+   public:
+    Status notify(std::uint32_t notify_id) noexcept override;
+    NotifyMode mode = NotifyMode::kPoll;
+    metal::EventFd* eventfd = nullptr;
+    int socket_fd = -1;
+  };
+  Kicker kicker_;
+  std::unique_ptr<virtio::DriverQueue::Slot[]> slots_;
+  std::unique_ptr<TxSlot[]> tx_free_;
+  Device device_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> peer_gone_{false};
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace amp::rpmsg

@@ -1,0 +1,435 @@
+#include "amp/rpmsg/linux/link.hpp"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "amp/metal/log.hpp"
+#include "amp/metal/time.hpp"
+#include "amp/virtio/ring.hpp"
+
+namespace amp::rpmsg {
+
+using metal::sys_fail;
+using metal::SysError;
+using metal::SysResult;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t kPage = 0x1000;
+constexpr std::size_t align_up(std::size_t v, std::size_t a) {
+  return (v + a - 1) & ~(a - 1);
+}
+
+/// The creator's hello, sent once over the socket with the memfd and eventfds.
+struct Hello {
+  char magic[4];
+  std::uint32_t version;
+  std::uint8_t creator_role;
+  std::uint8_t notify;
+  std::uint16_t reserved;
+  std::uint32_t ring_size;
+  std::uint32_t buffer_size;
+  std::uint64_t shm_size;
+  char posix_name[64];
+};
+static_assert(sizeof(Hello) == 96);
+constexpr char kMagic[4] = {'A', 'M', 'P', 'L'};
+constexpr std::uint32_t kHelloVersion = 1;
+
+/// Lays out the one-vdev resource table at layout.table, its vrings at layout.vring0/1.
+SysResult<void> write_table(const metal::SharedMemory& shm, const LinkLayout& layout, std::uint32_t ring_size,
+                            std::uint32_t features) {
+  auto table = shm.region().subregion(layout.table, layout.vring0 - layout.table);
+  const std::array<virtio::QueueInfo, 2> rings{
+      virtio::QueueInfo{shm.device_address() + layout.vring0, layout.ring_align, ring_size, 1},
+      virtio::QueueInfo{shm.device_address() + layout.vring1, layout.ring_align, ring_size, 2}};
+  if (!table) return sys_fail(Status::kOutOfRange, "the shared memory is too small for the resource table");
+  if (auto body = virtio::write_single_vdev_table(*table, {kVirtioIdRpmsg, 0, features, 0, rings}); !body) {
+    return sys_fail(body.error(), std::string("writing the resource table: ") + amp::to_string(body.error()));
+  }
+  return {};
+}
+
+}  // namespace
+
+Status Link::Kicker::notify(std::uint32_t) noexcept {
+  switch (mode) {
+    case NotifyMode::kEventFd:
+      return eventfd->signal();
+    case NotifyMode::kSocket:
+      // One byte per kick. A full socket buffer means the peer has kicks it has not read yet, which is as
+      // good as one more.
+      for (;;) {
+        const char b = 1;
+        if (::send(socket_fd, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) return Status::kOk;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::kOk;
+        return Status::kClosed;
+      }
+    case NotifyMode::kPoll:
+      return Status::kOk;  // the peer's thread watches the rings
+  }
+  return Status::kInternal;
+}
+
+const char* to_string(NotifyMode m) noexcept {
+  switch (m) {
+    case NotifyMode::kEventFd:
+      return "eventfd";
+    case NotifyMode::kSocket:
+      return "socket";
+    case NotifyMode::kPoll:
+      return "poll";
+  }
+  return "?";
+}
+
+const char* to_string(Role r) noexcept {
+  return r == Role::kDriver ? "driver" : "device";
+}
+
+SysResult<LinkLayout> LinkLayout::compute(std::uint32_t ring_size, std::uint32_t buffer_size) {
+  auto ring = virtio::RingLayout::compute(ring_size, 0x1000);
+  if (!ring)
+    return sys_fail(Status::kInvalidArgument,
+                    "ring size " + std::to_string(ring_size) + " is not a power of two in [1, 32768]");
+  if (buffer_size <= kHeaderSize || buffer_size > kHeaderSize + 0xFFFF || buffer_size % 8 != 0) {
+    return sys_fail(Status::kInvalidArgument,
+                    "buffer size " + std::to_string(buffer_size) + " must be a multiple of 8 in [24, 65552]");
+  }
+  LinkLayout l;
+  l.table = 0;
+  l.vring0 = kPage;
+  l.vring1 = l.vring0 + align_up(ring->size, kPage);
+  l.pool = l.vring1 + align_up(ring->size, kPage);
+  l.pool_size = 2 * std::size_t{ring_size} * buffer_size;
+  l.size = align_up(l.pool + l.pool_size, kPage);
+  return l;
+}
+
+LinkLayout LinkLayout::openamp() {
+  LinkLayout l;
+  l.table = 0;
+  l.vring0 = 0x4000;
+  l.vring1 = 0x8000;
+  l.pool = 0x10000;
+  l.pool_size = 0x40000;
+  l.size = 0x80000;
+  return l;
+}
+
+Link::~Link() {
+  close();
+}
+
+void Link::close() {
+  if (closed_.exchange(true)) return;
+  stopping_.store(true, std::memory_order_release);
+  device_.stop();
+  if (loop_) {
+    loop_->stop();
+    loop_->join();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) {
+  const metal::IoRegion shm = shm_.region();
+  auto table = shm.subregion(layout.table, layout.vring0 - layout.table);
+  if (!table) return sys_fail(Status::kOutOfRange, "the shared memory is too small for the resource table");
+  auto body = virtio::find_vdev(*table);
+  if (!body)
+    return sys_fail(body.error(),
+                    std::string("the resource table has no usable vdev: ") + amp::to_string(body.error()));
+  auto transport = virtio::RscVdevTransport::open(*body);
+  if (!transport) return sys_fail(transport.error(), "the vdev entry is malformed");
+  transport_ = *transport;
+
+  std::uint32_t max_ring = 0;
+  for (std::uint32_t q = 0; q < 2; ++q) {
+    auto info = transport_.queue(q);
+    if (!info) return sys_fail(Status::kMalformed, "the vdev has fewer than two vrings");
+    if (info->num > virtio::kMaxQueueSize) return sys_fail(Status::kMalformed, "vring size out of range");
+    max_ring = std::max(max_ring, info->num);
+  }
+  slots_ = std::make_unique<virtio::DriverQueue::Slot[]>(2 * std::size_t{max_ring});
+  tx_free_ = std::make_unique<TxSlot[]>(max_ring);
+
+  kicker_.mode = notify_;
+  kicker_.eventfd = kick_out_ ? &*kick_out_ : nullptr;
+  kicker_.socket_fd = socket_.fd();
+
+  DeviceConfig dc;
+  dc.role = config.role;
+  dc.shm = shm;
+  dc.transport = &transport_;
+  dc.notifier = &kicker_;
+  dc.wait_mode = notify_ == NotifyMode::kPoll ? WaitMode::kSpin : WaitMode::kBlock;
+  dc.buffer_pool = shm_.device_address() + layout.pool;
+  dc.buffer_pool_size = layout.pool_size;
+  dc.buffer_size = config.buffer_size;
+  dc.event_idx = config.event_idx;
+  dc.start_timeout_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(config.timeout).count());
+  // Process before the handshake completes too: the device side announces its endpoints from start(),
+  // and the notifications for those must not be lost.
+  if (auto s = start_processing(); !s) return s;
+  if (const Status s = device_.start(dc, std::span(slots_.get(), 2 * std::size_t{max_ring}),
+                                     std::span(tx_free_.get(), max_ring));
+      !ok(s)) {
+    return sys_fail(s,
+                    std::string("rpmsg start (") + to_string(config.role) + " role): " + amp::to_string(s));
+  }
+  // Anything that arrived while we were starting.
+  // (kClosed: the peer already hung up, which the caller sees through peer_gone().)
+  if (const Status s = device_.process(); !ok(s) && s != Status::kClosed) {
+    return sys_fail(s, std::string("rpmsg: first processing failed: ") + amp::to_string(s));
+  }
+  return {};
+}
+
+void Link::on_socket_readable() {
+  char buf[256];
+  for (;;) {
+    const ssize_t n = ::recv(socket_.fd(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      if (notify_ == NotifyMode::kSocket) continue;  // kicks: drain them all, then process once
+      continue;                                      // nothing else is expected; ignore
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      if (!peer_gone_.exchange(true)) {
+        AMP_LOG_INFO("link: the peer hung up");
+        device_.stop();
+      }
+      return;
+    }
+    if (errno == EINTR) continue;
+    break;
+  }
+  if (notify_ == NotifyMode::kSocket) (void)device_.process();
+}
+
+SysResult<void> Link::start_processing() {
+  if (notify_ == NotifyMode::kPoll) {
+    thread_ = std::thread([this] { poll_loop(); });
+    return {};
+  }
+  auto loop = metal::EventLoop::create();
+  if (!loop) return sys_fail(loop.error().status, loop.error().message);
+  loop_ = std::move(*loop);
+  if (notify_ == NotifyMode::kEventFd) {
+    auto id = loop_->add_event_fd(*kick_in_, [this](std::uint64_t) { (void)device_.process(); });
+    if (!id) return sys_fail(id.error().status, id.error().message);
+  }
+  // The socket: kicks in socket mode, and in every mode the sign that the peer is gone.
+  auto id = loop_->add_fd(socket_.fd(), EPOLLIN | EPOLLRDHUP, [this](std::uint32_t) {
+    on_socket_readable();
+    if (peer_gone_.load()) loop_->stop();
+  });
+  if (!id) return sys_fail(id.error().status, id.error().message);
+  if (const Status s = loop_->start_thread(); !ok(s)) return sys_fail(s, "starting the link's thread");
+  return {};
+}
+
+void Link::poll_loop() {
+  std::uint64_t next_check = 0;
+  while (!stopping_.load(std::memory_order_acquire)) {
+    const Status s = device_.process();
+    if (s == Status::kBroken || s == Status::kClosed) break;
+    metal::cpu_relax();
+    // Look for a hang-up every 10 ms (clock_gettime is a vDSO call, not a syscall).
+    const std::uint64_t now = metal::monotonic_ns();
+    if (now >= next_check) {
+      next_check = now + 10'000'000;
+      pollfd p{socket_.fd(), POLLIN | POLLRDHUP, 0};
+      if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0) {
+        peer_gone_.store(true);
+        device_.stop();
+        break;
+      }
+    }
+  }
+}
+
+SysResult<std::unique_ptr<Link>> Link::create(metal::UnixSocket socket, const LinkConfig& config) {
+  auto layout = LinkLayout::compute(config.ring_size, config.buffer_size);
+  if (!layout) return sys_fail(layout.error().status, layout.error().message);
+  std::unique_ptr<Link> link(new Link());
+  link->socket_ = std::move(socket);
+  link->notify_ = config.notify;
+  if (config.posix_shm_name.empty()) {
+    auto shm = metal::shm::create_memfd("amp-link", layout->size, 0);
+    if (!shm) return sys_fail(shm.error().status, shm.error().message);
+    link->shm_ = std::move(*shm);
+  } else {
+    if (config.posix_shm_name.size() >= sizeof(Hello::posix_name)) {
+      return sys_fail(Status::kInvalidArgument, "POSIX shm name too long: " + config.posix_shm_name);
+    }
+    auto shm = metal::shm::open_posix(config.posix_shm_name, layout->size, metal::OpenMode::kCreateOrOpen, 0);
+    if (!shm) return sys_fail(shm.error().status, shm.error().message);
+    link->shm_ = std::move(*shm);
+  }
+  std::vector<int> fds;
+  if (config.posix_shm_name.empty()) fds.push_back(link->shm_.fd());
+  std::optional<metal::EventFd> to_peer;
+  std::optional<metal::EventFd> from_peer;
+  if (config.notify == NotifyMode::kEventFd) {
+    auto a = metal::EventFd::create();
+    auto b = metal::EventFd::create();
+    if (!a || !b) return sys_fail(Status::kIoError, "creating eventfds");
+    to_peer.emplace(std::move(*a));
+    from_peer.emplace(std::move(*b));
+    fds.push_back(to_peer->fd());
+    fds.push_back(from_peer->fd());
+  }
+  // Lay out the table before the peer can look at it.
+  const LinkLayout& l = *layout;
+  const std::uint32_t features =
+      (1U << kFeatureNs) | (config.event_idx ? 1U << virtio::kFeatureEventIdx : 0U);
+  if (auto s = write_table(link->shm_, l, config.ring_size, features); !s)
+    return Unexpected<SysError>(s.error());
+  Hello h{};
+  std::memcpy(h.magic, kMagic, 4);
+  h.version = kHelloVersion;
+  h.creator_role = static_cast<std::uint8_t>(config.role);
+  h.notify = static_cast<std::uint8_t>(config.notify);
+  h.ring_size = config.ring_size;
+  h.buffer_size = config.buffer_size;
+  h.shm_size = l.size;
+  std::memcpy(h.posix_name, config.posix_shm_name.data(), config.posix_shm_name.size());
+  if (const Status s = link->socket_.send_all(std::as_bytes(std::span(&h, 1)), fds); !ok(s)) {
+    return sys_fail(s, std::string("sending the link hello: ") + amp::to_string(s));
+  }
+  link->kick_out_ = std::move(to_peer);
+  link->kick_in_ = std::move(from_peer);
+  if (auto s = link->start(config, l); !s) return sys_fail(s.error().status, s.error().message);
+  return link;
+}
+
+SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const LinkConfig& config) {
+  std::unique_ptr<Link> link(new Link());
+  link->socket_ = std::move(socket);
+  Hello h{};
+  std::vector<metal::UniqueFd> fds;
+  // Wait for the hello, but not forever.
+  pollfd p{link->socket_.fd(), POLLIN, 0};
+  const int ready = ::poll(&p, 1, static_cast<int>(config.timeout.count()));
+  if (ready <= 0) return sys_fail(Status::kTimeout, "no link hello from the peer within the timeout");
+  if (const Status s = link->socket_.receive_exact(std::as_writable_bytes(std::span(&h, 1)), &fds, 3);
+      !ok(s)) {
+    return sys_fail(s, std::string("receiving the link hello: ") + amp::to_string(s));
+  }
+  if (std::memcmp(h.magic, kMagic, 4) != 0 || h.version != kHelloVersion) {
+    return sys_fail(Status::kMalformed, "the peer is not an amp link (bad hello)");
+  }
+  if (h.notify > static_cast<std::uint8_t>(NotifyMode::kPoll) || h.creator_role > 1) {
+    return sys_fail(Status::kMalformed, "bad link hello");
+  }
+  const auto creator_role = static_cast<Role>(h.creator_role);
+  if (creator_role == config.role) {
+    return sys_fail(Status::kInvalidArgument,
+                    std::string("both sides asked for the ") + to_string(config.role) + " role");
+  }
+  auto layout = LinkLayout::compute(h.ring_size, h.buffer_size);
+  if (!layout || layout->size != h.shm_size)
+    return sys_fail(Status::kMalformed, "the link hello's sizes do not agree");
+  link->notify_ = static_cast<NotifyMode>(h.notify);
+  h.posix_name[sizeof h.posix_name - 1] = '\0';
+  const std::string posix_name(h.posix_name);
+  const std::size_t want_fds =
+      (posix_name.empty() ? 1U : 0U) + (link->notify_ == NotifyMode::kEventFd ? 2U : 0U);
+  if (fds.size() != want_fds)
+    return sys_fail(Status::kMalformed, "the link hello carried the wrong descriptors");
+  std::size_t next = 0;
+  if (posix_name.empty()) {
+    auto shm = metal::shm::map_fd(std::move(fds[next++]), static_cast<std::size_t>(h.shm_size), 0);
+    if (!shm) return sys_fail(shm.error().status, shm.error().message);
+    link->shm_ = std::move(*shm);
+  } else {
+    auto shm =
+        metal::shm::open_posix(posix_name, static_cast<std::size_t>(h.shm_size), metal::OpenMode::kOpen, 0);
+    if (!shm) return sys_fail(shm.error().status, shm.error().message);
+    link->shm_ = std::move(*shm);
+  }
+  if (link->notify_ == NotifyMode::kEventFd) {
+    // The creator's "to peer" is our "in".
+    auto in = metal::EventFd::adopt(std::move(fds[next++]));
+    auto out = metal::EventFd::adopt(std::move(fds[next++]));
+    if (!in || !out) return sys_fail(Status::kMalformed, "the link hello's eventfds are not eventfds");
+    link->kick_in_.emplace(std::move(*in));
+    link->kick_out_.emplace(std::move(*out));
+  }
+  LinkConfig effective = config;
+  effective.ring_size = h.ring_size;
+  effective.buffer_size = h.buffer_size;
+  if (auto s = link->start(effective, *layout); !s) return sys_fail(s.error().status, s.error().message);
+  return link;
+}
+
+SysResult<std::unique_ptr<Link>> Link::openamp_linux(unsigned index, Role role,
+                                                     std::chrono::milliseconds timeout,
+                                                     const std::string& socket_path,
+                                                     const std::string& shm_name) {
+  if (index > 1)
+    return sys_fail(Status::kInvalidArgument, "the OpenAMP process index is 0 (server) or 1 (client)");
+  const LinkLayout layout = LinkLayout::openamp();
+  std::unique_ptr<Link> link(new Link());
+  link->notify_ = NotifyMode::kSocket;
+  LinkConfig config;
+  config.role = role;
+  config.notify = NotifyMode::kSocket;
+  config.ring_size = 256;
+  config.buffer_size = kDefaultBufferSize;
+  config.event_idx = false;  // OpenAMP offers only the name service
+  config.timeout = timeout;
+  if (index == 0) {
+    auto shm = metal::shm::open_posix(shm_name, layout.size, metal::OpenMode::kCreateOrOpen, 0);
+    if (!shm) return sys_fail(shm.error().status, shm.error().message);
+    link->shm_ = std::move(*shm);
+    // The server writes the table, like OpenAMP's: one rpmsg vdev offering only the name service.
+    if (const Status st = link->shm_.region().fill(0, std::byte{0}, layout.size); !ok(st)) {
+      return sys_fail(st, "clearing the shared memory");
+    }
+    if (auto s = write_table(link->shm_, layout, 256, 1U << kFeatureNs); !s)
+      return Unexpected<SysError>(s.error());
+    auto listener = metal::UnixListener::listen(socket_path);
+    if (!listener) return sys_fail(listener.error().status, listener.error().message);
+    auto conn = listener->accept(timeout);
+    if (!conn)
+      return sys_fail(conn.error().status,
+                      "waiting for OpenAMP process 1 on " + socket_path + ": " + conn.error().message);
+    link->socket_ = std::move(*conn);
+  } else {
+    auto conn = metal::UnixSocket::connect(socket_path, timeout);
+    if (!conn) return sys_fail(conn.error().status, conn.error().message);
+    link->socket_ = std::move(*conn);
+    // The server may still be writing the table: wait for a valid one.
+    const std::uint64_t deadline =
+        metal::deadline_after(static_cast<std::uint64_t>(std::chrono::nanoseconds(timeout).count()));
+    for (;;) {
+      auto shm = metal::shm::open_posix(shm_name, layout.size, metal::OpenMode::kOpen, 0);
+      if (shm) {
+        auto table = shm->region().subregion(layout.table, layout.vring0);
+        if (table && virtio::find_vdev(*table)) {
+          link->shm_ = std::move(*shm);
+          break;
+        }
+      }
+      if (metal::monotonic_ns() >= deadline) {
+        return sys_fail(Status::kTimeout,
+                        "no valid resource table in POSIX shm '" + shm_name + "' within the timeout");
+      }
+      metal::sleep_ns(5'000'000);
+    }
+  }
+  if (auto s = link->start(config, layout); !s) return sys_fail(s.error().status, s.error().message);
+  return link;
+}
+
+}  // namespace amp::rpmsg
