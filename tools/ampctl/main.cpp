@@ -1,0 +1,479 @@
+// ampctl: amp's command-line tool.
+//
+//   ampctl demo   start an emulated remote process serving echo, find it by name service, exchange
+//                 messages of every size and print a summary
+//   ampctl echo   serve an echo endpoint (either role; amp link or the openamp-linux preset)
+//   ampctl ping   find an echo service, send messages, check every echo, print a summary
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "amp/metal/log.hpp"
+#include "amp/metal/time.hpp"
+#include "amp/rpmsg/linux/link.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using amp::Status;
+using amp::rpmsg::Endpoint;
+using amp::rpmsg::Link;
+using amp::rpmsg::LinkConfig;
+using amp::rpmsg::NotifyMode;
+using amp::rpmsg::Role;
+
+constexpr const char* kDefaultService = "amp-echo";
+constexpr const char* kOpenAmpService = "rpmsg-openamp-demo-channel";
+/// OpenAMP's echo demo stops when it receives this 32-bit value.
+constexpr std::uint32_t kShutdownMagic = 0xEF56A55A;
+constexpr int kJoinFd = 3;  // where `demo` hands the socket to the remote it starts
+
+std::atomic<bool> g_interrupted{false};
+void on_signal(int) {
+  g_interrupted = true;
+}
+
+[[noreturn]] void die(const std::string& msg, int code = 1) {
+  std::fprintf(stderr, "ampctl: %s\n", msg.c_str());
+  std::exit(code);
+}
+
+// ---- Options ---------------------------------------------------------------------------------------------
+
+struct Options {
+  std::map<std::string, std::string> values;
+  std::vector<std::string> flags;
+  bool has(const std::string& f) const { return std::find(flags.begin(), flags.end(), f) != flags.end(); }
+  std::string get(const std::string& k, const std::string& def = "") const {
+    auto it = values.find(k);
+    return it == values.end() ? def : it->second;
+  }
+  long number(const std::string& k, long def, long min, long max) const {
+    auto it = values.find(k);
+    if (it == values.end()) return def;
+    char* end = nullptr;
+    errno = 0;
+    const long v = std::strtol(it->second.c_str(), &end, 0);
+    if (errno != 0 || end == it->second.c_str() || *end != '\0' || v < min || v > max) {
+      die("--" + k + " wants a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], not '" +
+              it->second + "'",
+          2);
+    }
+    return v;
+  }
+};
+
+/// Parses "--key value" and "--flag" arguments; `value_keys` lists the keys that take a value.
+Options parse(int argc, char** argv, int first, const std::vector<std::string>& value_keys,
+              const std::vector<std::string>& flag_keys) {
+  Options o;
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0) die("unexpected argument '" + a + "' (see --help)", 2);
+    a = a.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (auto eq = a.find('='); eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      has_value = true;
+    }
+    if (std::find(value_keys.begin(), value_keys.end(), a) != value_keys.end()) {
+      if (!has_value) {
+        if (i + 1 >= argc) die("--" + a + " needs a value", 2);
+        value = argv[++i];
+      }
+      o.values[a] = value;
+    } else if (std::find(flag_keys.begin(), flag_keys.end(), a) != flag_keys.end() && !has_value) {
+      o.flags.push_back(a);
+    } else {
+      die("unknown option --" + a + " (see --help)", 2);
+    }
+  }
+  return o;
+}
+
+Role parse_role(const std::string& s) {
+  if (s == "driver" || s == "host") return Role::kDriver;
+  if (s == "device" || s == "remote") return Role::kDevice;
+  die("--role is driver (host) or device (remote), not '" + s + "'", 2);
+}
+
+NotifyMode parse_notify(const std::string& s) {
+  if (s == "eventfd") return NotifyMode::kEventFd;
+  if (s == "socket") return NotifyMode::kSocket;
+  if (s == "poll") return NotifyMode::kPoll;
+  die("--notify is eventfd, socket or poll, not '" + s + "'", 2);
+}
+
+// ---- Connecting
+// --------------------------------------------------------------------------------------------
+
+const std::vector<std::string> kLinkValueKeys = {"role",    "notify",    "listen",     "connect", "join-fd",
+                                                 "preset",  "index",     "socket",     "shm",     "timeout",
+                                                 "service", "ring-size", "buffer-size"};
+
+/// Brings up a link as the options say: --preset openamp-linux, --listen PATH (create), --connect PATH
+/// (join), or --join-fd N (join over an inherited socket; what `demo` uses).
+std::unique_ptr<Link> open_link(const Options& o, Role default_role) {
+  const Role role = parse_role(o.get("role", default_role == Role::kDriver ? "driver" : "device"));
+  const auto timeout = std::chrono::milliseconds(o.number("timeout", 10000, 1, 3600000));
+  amp::metal::SysResult<std::unique_ptr<Link>> link = amp::metal::sys_fail(Status::kInvalidArgument, "");
+  if (!o.get("preset").empty()) {
+    if (o.get("preset") != "openamp-linux") die("the only preset is openamp-linux", 2);
+    const long index = o.number("index", role == Role::kDevice ? 0 : 1, 0, 1);
+    link = Link::openamp_linux(static_cast<unsigned>(index), role, timeout,
+                               o.get("socket", "/tmp/openamp.event.0"), o.get("shm", "openamp.shm"));
+  } else {
+    LinkConfig cfg;
+    cfg.role = role;
+    cfg.notify = parse_notify(o.get("notify", "eventfd"));
+    cfg.timeout = timeout;
+    cfg.ring_size = static_cast<std::uint32_t>(o.number("ring-size", 256, 1, 32768));
+    cfg.buffer_size = static_cast<std::uint32_t>(o.number("buffer-size", 512, 24, 65552));
+    cfg.posix_shm_name = o.get("shm");
+    if (!o.get("listen").empty()) {
+      auto listener = amp::metal::UnixListener::listen(o.get("listen"));
+      if (!listener) die(listener.error().message);
+      auto conn = listener->accept(timeout);
+      if (!conn) die("waiting for a peer on " + o.get("listen") + ": " + conn.error().message);
+      link = Link::create(std::move(*conn), cfg);
+    } else if (!o.get("connect").empty()) {
+      auto conn = amp::metal::UnixSocket::connect(o.get("connect"), timeout);
+      if (!conn) die(conn.error().message);
+      link = Link::join(std::move(*conn), cfg);
+    } else if (!o.get("join-fd").empty()) {
+      const int fd = static_cast<int>(o.number("join-fd", kJoinFd, 0, 65535));
+      link = Link::join(amp::metal::UnixSocket(amp::metal::UniqueFd(fd)), cfg);
+    } else {
+      die("say how to reach the peer: --listen PATH, --connect PATH, or --preset openamp-linux", 2);
+    }
+  }
+  if (!link) die(link.error().message);
+  return std::move(*link);
+}
+
+std::string default_service(const Options& o) {
+  return o.get("service", o.get("preset") == "openamp-linux" ? kOpenAmpService : kDefaultService);
+}
+
+// ---- echo ------------------------------------------------------------------------------------------------
+
+int cmd_echo(const Options& o) {
+  auto link = open_link(o, Role::kDevice);
+  const std::string service = default_service(o);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> echoed{0};
+  Endpoint ep;
+  const Status s = link->device().create_endpoint(
+      ep, service, amp::rpmsg::kAddrAny, amp::rpmsg::kAddrAny,
+      [&](Endpoint& e, const amp::rpmsg::Message& m) {
+        std::uint32_t magic = 0;
+        if (m.payload.size() == sizeof magic) std::memcpy(&magic, m.payload.data(), sizeof magic);
+        if (magic == kShutdownMagic) {
+          stop = true;
+          return;
+        }
+        if (ok(e.send(m.payload, 1'000'000'000))) ++echoed;
+      },
+      [&](Endpoint&) { stop = true; });  // the peer destroyed its side
+  if (!ok(s)) die(std::string("creating the echo endpoint: ") + amp::to_string(s));
+  if (!o.has("quiet")) {
+    std::fprintf(stderr, "ampctl echo: serving '%s' at address %u (%s role, %s)\n", service.c_str(),
+                 ep.address(), amp::rpmsg::to_string(link->role()),
+                 amp::rpmsg::to_string(link->notify_mode()));
+  }
+  while (!stop && !g_interrupted && !link->peer_gone()) amp::metal::sleep_ns(2'000'000);
+  ep.destroy();
+  link->close();
+  if (!o.has("quiet"))
+    std::fprintf(stderr, "ampctl echo: %llu messages echoed\n",
+                 static_cast<unsigned long long>(echoed.load()));
+  return 0;
+}
+
+// ---- ping / demo -----------------------------------------------------------------------------------------
+
+struct Summary {
+  std::uint64_t messages = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t errors = 0;
+  std::vector<double> rtt_us;
+  std::string first_error;
+  double percentile(double p) const {
+    if (rtt_us.empty()) return 0;
+    std::vector<double> v = rtt_us;
+    std::sort(v.begin(), v.end());
+    const auto idx = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
+    return v[std::min(idx, v.size() - 1)];
+  }
+};
+
+/// Finds `service` through the name service, then sends messages of every size 1..MTU, `rounds` times,
+/// checking each echo.
+Summary ping(Link& link, const std::string& service, long rounds, bool shutdown_peer) {
+  Summary sum;
+  std::mutex m;
+  std::condition_variable cv;
+  std::optional<std::uint32_t> remote;
+  std::vector<std::byte> last;
+  std::uint64_t received = 0;
+  Endpoint ep;
+  link.device().set_name_service_handler([&](amp::rpmsg::Device&, std::string_view name, std::uint32_t addr) {
+    if (name != service) return;
+    std::lock_guard lock(m);
+    remote = addr;
+    cv.notify_all();
+  });
+  {
+    std::unique_lock lock(m);
+    if (!cv.wait_for(lock, 10s, [&] { return remote.has_value() || link.peer_gone(); }) || !remote) {
+      sum.first_error = "no '" + service + "' service was announced within 10 s";
+      ++sum.errors;
+      return sum;
+    }
+  }
+  const Status cs = link.device().create_endpoint(ep, service, amp::rpmsg::kAddrAny, *remote,
+                                                  [&](Endpoint&, const amp::rpmsg::Message& msg) {
+                                                    std::lock_guard lock(m);
+                                                    last.assign(msg.payload.begin(), msg.payload.end());
+                                                    ++received;
+                                                    cv.notify_all();
+                                                  });
+  if (!ok(cs)) {
+    sum.first_error = std::string("creating the endpoint: ") + amp::to_string(cs);
+    ++sum.errors;
+    return sum;
+  }
+  const std::uint32_t mtu = link.device().payload_size();
+  std::vector<std::byte> payload(mtu);
+  std::uint64_t expected = 0;
+  for (long r = 0; r < rounds && !g_interrupted; ++r) {
+    for (std::uint32_t size = 1; size <= mtu && !g_interrupted; ++size) {
+      for (std::uint32_t i = 0; i < size; ++i)
+        payload[i] = static_cast<std::byte>((i * 7 + size + static_cast<std::uint32_t>(r)) & 0xFF);
+      const auto data = std::span<const std::byte>(payload.data(), size);
+      const std::uint64_t t0 = amp::metal::monotonic_ns();
+      const Status s = ep.send(data, 5'000'000'000);
+      bool good = ok(s);
+      if (good) {
+        std::unique_lock lock(m);
+        good = cv.wait_for(lock, 5s, [&] { return received > expected; });
+        if (good) {
+          expected = received;
+          good = last.size() == size && std::equal(last.begin(), last.end(), data.begin());
+          if (!good && sum.first_error.empty())
+            sum.first_error = "echo of " + std::to_string(size) + " bytes differs";
+        } else if (sum.first_error.empty()) {
+          sum.first_error = "no echo of " + std::to_string(size) + " bytes within 5 s";
+        }
+      } else if (sum.first_error.empty()) {
+        sum.first_error = "send of " + std::to_string(size) + " bytes: " + amp::to_string(s);
+      }
+      const std::uint64_t t1 = amp::metal::monotonic_ns();
+      if (good) {
+        ++sum.messages;
+        sum.bytes += size;
+        sum.rtt_us.push_back(static_cast<double>(t1 - t0) / 1000.0);
+      } else {
+        ++sum.errors;
+        if (link.peer_gone() || !ok(s)) return sum;
+      }
+    }
+  }
+  // A message larger than the MTU must be refused, not truncated.
+  std::vector<std::byte> too_big(mtu + 1);
+  if (ep.send(too_big) != Status::kTooLarge) {
+    ++sum.errors;
+    if (sum.first_error.empty()) sum.first_error = "an oversize message was not refused";
+  }
+  if (shutdown_peer) {
+    const std::uint32_t magic = kShutdownMagic;
+    (void)ep.send(std::as_bytes(std::span(&magic, 1)), 1'000'000'000);
+  }
+  ep.destroy();
+  return sum;
+}
+
+void print_summary(const char* what, const Summary& s, double seconds, bool json,
+                   const std::string& extra_json) {
+  if (json) {
+    std::printf(
+        "{\"command\":\"%s\",\"messages\":%llu,\"bytes\":%llu,\"errors\":%llu,\"rtt_us\":{\"p50\":%.2f,"
+        "\"p99\":%.2f,"
+        "\"max\":%.2f},\"seconds\":%.3f%s%s%s}\n",
+        what, static_cast<unsigned long long>(s.messages), static_cast<unsigned long long>(s.bytes),
+        static_cast<unsigned long long>(s.errors), s.percentile(50), s.percentile(99), s.percentile(100),
+        seconds, extra_json.c_str(), s.first_error.empty() ? "" : ",\"first_error\":\"",
+        s.first_error.empty() ? "" : (s.first_error + "\"").c_str());
+    return;
+  }
+  std::printf(
+      "%s: %llu messages, %llu bytes, %llu errors; round trip p50 %.1f us, p99 %.1f us, max %.1f us (%.2f "
+      "s)\n",
+      what, static_cast<unsigned long long>(s.messages), static_cast<unsigned long long>(s.bytes),
+      static_cast<unsigned long long>(s.errors), s.percentile(50), s.percentile(99), s.percentile(100),
+      seconds);
+  if (!s.first_error.empty()) std::printf("first error: %s\n", s.first_error.c_str());
+}
+
+int cmd_ping(const Options& o) {
+  const long rounds = o.number("rounds", 1, 1, 1000000);
+  auto link = open_link(o, Role::kDriver);
+  const auto t0 = std::chrono::steady_clock::now();
+  const Summary s = ping(*link, default_service(o), rounds, o.has("shutdown"));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  link->close();
+  print_summary("ping", s, secs, o.has("json"), "");
+  return s.errors == 0 && s.messages > 0 ? 0 : 1;
+}
+
+int cmd_demo(const Options& o) {
+  const NotifyMode notify = parse_notify(o.get("notify", "eventfd"));
+  const long rounds = o.number("rounds", 1, 1, 1000000);  // check every argument before starting anything
+  auto socks = amp::metal::UnixSocket::pair();
+  if (!socks) die(socks.error().message);
+  const pid_t pid = fork();
+  if (pid < 0) die(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    // The emulated remote: this same program, serving echo in the device role.
+    if (dup2(socks->second.fd(), kJoinFd) < 0) _exit(127);
+    std::vector<std::string> args = {
+        "ampctl", "echo", "--role", "device", "--join-fd", std::to_string(kJoinFd), "--quiet"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv("/proc/self/exe", argv.data());
+    _exit(127);
+  }
+  socks->second = amp::metal::UnixSocket(amp::metal::UniqueFd());
+  LinkConfig cfg;
+  cfg.role = Role::kDriver;
+  cfg.notify = notify;
+  auto link = Link::create(std::move(socks->first), cfg);
+  if (!link) {
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+    die("bringing up the link to the emulated remote: " + link.error().message);
+  }
+  if (!o.has("json")) {
+    std::printf(
+        "amp demo: host (virtio driver) pid %d, emulated remote (virtio device) pid %d, %s notifications\n",
+        getpid(), pid, amp::rpmsg::to_string(notify));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const Summary s = ping(**link, kDefaultService, rounds, false);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  (*link)->close();
+  link->reset();  // hang up: the remote exits
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const bool remote_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  Summary shown = s;
+  if (!remote_ok) {
+    ++shown.errors;
+    if (shown.first_error.empty()) shown.first_error = "the emulated remote did not exit cleanly";
+  }
+  print_summary("demo", shown, secs, o.has("json"),
+                std::string(",\"notify\":\"") + amp::rpmsg::to_string(notify) + "\"");
+  return shown.errors == 0 && shown.messages > 0 ? 0 : 1;
+}
+
+// ---- Help ------------------------------------------------------------------------------------------------
+
+const char* kUsage = R"(usage: ampctl COMMAND [OPTIONS]
+
+amp's command-line tool: RPMsg between Linux processes, either role, no root or kernel modules.
+
+commands:
+  demo    start an emulated remote that serves echo, find it through the name service, send messages of
+          every size from 1 byte to the MTU, check every echo, print messages, bytes, round-trip p50/p99
+  echo    serve an echo endpoint (stops on the peer's hang-up, its unbind, or OpenAMP's shutdown value)
+  ping    find an echo service by name, send messages of every size, check every echo, print a summary
+
+run 'ampctl COMMAND --help' for a command's options.
+)";
+
+const char* kLinkHelp = R"(how to reach the peer (one of):
+  --listen PATH            create the link: wait on a UNIX socket for the peer, then hand it the memory
+  --connect PATH           join a link the peer creates on PATH
+  --preset openamp-linux   OpenAMP's two-process PC layout: POSIX shm openamp.shm, socket /tmp/openamp.event.0
+      --index 0|1          OpenAMP process index (0 = socket server; default: 0 for device, 1 for driver)
+      --socket PATH        the socket (default /tmp/openamp.event.0)
+link options:
+  --role driver|device     virtio role (driver = host, device = remote)
+  --notify eventfd|socket|poll   notifications (creator decides; default eventfd)
+  --shm NAME               a named POSIX shm object instead of a memfd (creator) / the preset's object
+  --ring-size N            entries per vring (default 256)     --buffer-size N   bytes per buffer (default 512)
+  --timeout MS             set-up timeout (default 10000)
+  --service NAME           the echo service's name (default amp-echo; rpmsg-openamp-demo-channel for the preset)
+)";
+
+void help(const std::string& cmd) {
+  if (cmd == "demo") {
+    std::printf(
+        "usage: ampctl demo [--notify eventfd|socket|poll] [--rounds N] [--json]\n\n"
+        "Starts an emulated remote process (this program, 'ampctl echo', in the virtio device role) joined "
+        "by a\n"
+        "memfd and the chosen notifications; the host finds its echo service through the name service, "
+        "sends\n"
+        "messages of every size from 1 byte to the MTU (N rounds), checks every echo and prints a summary.\n"
+        "Exit code 0 when every echo matched.\n");
+  } else if (cmd == "echo") {
+    std::printf(
+        "usage: ampctl echo LINK-OPTIONS [--quiet]\n\nServes an echo endpoint, announced by name.\n\n%s",
+        kLinkHelp);
+  } else if (cmd == "ping") {
+    std::printf(
+        "usage: ampctl ping LINK-OPTIONS [--rounds N] [--shutdown] [--json]\n\n"
+        "Finds the echo service, sends messages of every size 1..MTU (N rounds), checks every echo.\n"
+        "--shutdown sends OpenAMP's shutdown value at the end.\n\n%s",
+        kLinkHelp);
+  } else {
+    std::fputs(kUsage, stdout);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  amp::metal::set_log_level(amp::metal::LogLevel::kError);
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    help("");
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      help(cmd);
+      return 0;
+    }
+  }
+  if (cmd == "demo") return cmd_demo(parse(argc, argv, 2, {"notify", "rounds"}, {"json"}));
+  std::vector<std::string> keys = kLinkValueKeys;
+  if (cmd == "echo") return cmd_echo(parse(argc, argv, 2, keys, {"quiet"}));
+  if (cmd == "ping") {
+    keys.push_back("rounds");
+    return cmd_ping(parse(argc, argv, 2, keys, {"json", "shutdown"}));
+  }
+  std::fprintf(stderr, "ampctl: unknown command '%s'\n\n", cmd.c_str());
+  std::fputs(kUsage, stderr);
+  return 2;
+}
