@@ -199,18 +199,20 @@ Status Device::setup_queue(std::uint32_t index, virtio::QueueConfig& qc, std::ui
   auto info = config_.transport->queue(index);
   if (!info) return info.error();
   if (info->da == metal::kAnyAddress) {
-    AMP_LOG_ERROR("rpmsg: vring %u has no address (allocation is the remoteproc layer's job)", index);
+    AMP_LOG_ERROR("rpmsg: vring %u has no address (allocation is the remoteproc layer's job)",
+                  static_cast<unsigned>(index));
     return Status::kNotSupported;
   }
   auto layout = virtio::RingLayout::compute(info->num, info->align);
   if (!layout) {
-    AMP_LOG_ERROR("rpmsg: vring %u: bad size %u or alignment %u", index, info->num, info->align);
+    AMP_LOG_ERROR("rpmsg: vring %u: bad size %u or alignment %u", static_cast<unsigned>(index),
+                  static_cast<unsigned>(info->num), static_cast<unsigned>(info->align));
     return Status::kMalformed;
   }
   auto offset = config_.shm.offset_of(info->da, layout->size);
   if (!offset) {
-    AMP_LOG_ERROR("rpmsg: vring %u at 0x%llx (%zu bytes) is outside the shared memory", index,
-                  static_cast<unsigned long long>(info->da), layout->size);
+    AMP_LOG_ERROR("rpmsg: vring %u at 0x%llx (%zu bytes) is outside the shared memory",
+                  static_cast<unsigned>(index), static_cast<unsigned long long>(info->da), layout->size);
     return Status::kOutOfRange;
   }
   qc.ring = *config_.shm.subregion(*offset, layout->size);
@@ -248,8 +250,9 @@ Status Device::start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept
   // The buffer pool: inside the shared memory, clear of both rings.
   const std::uint64_t pool_bytes = std::uint64_t{rx_count_ + tx_count_} * config_.buffer_size;
   if (pool_bytes > config_.buffer_pool_size) {
-    AMP_LOG_ERROR("rpmsg: %u+%u buffers of %u bytes do not fit the %zu-byte pool", rx_count_, tx_count_,
-                  config_.buffer_size, config_.buffer_pool_size);
+    AMP_LOG_ERROR("rpmsg: %u+%u buffers of %u bytes do not fit the %zu-byte pool",
+                  static_cast<unsigned>(rx_count_), static_cast<unsigned>(tx_count_),
+                  static_cast<unsigned>(config_.buffer_size), config_.buffer_pool_size);
     return Status::kNoMemory;
   }
   auto pool = config_.shm.offset_of(config_.buffer_pool, static_cast<std::size_t>(pool_bytes));
@@ -413,7 +416,8 @@ void Device::deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled
   ++stats_.rx_messages;
   if (filled < kHeaderSize) {
     ++stats_.rx_malformed;
-    AMP_LOG_WARNING("rpmsg: dropped a %u-byte message, shorter than its header", filled);
+    AMP_LOG_WARNING("rpmsg: dropped a %u-byte message, shorter than its header",
+                    static_cast<unsigned>(filled));
     give_back_rx(head, buf, buf_len);
     return;
   }
@@ -423,7 +427,7 @@ void Device::deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled
   if (h.len > filled - kHeaderSize) {
     ++stats_.rx_malformed;
     AMP_LOG_WARNING("rpmsg: dropped a message whose header claims %u bytes in a %u-byte buffer",
-                    static_cast<unsigned>(h.len), filled);
+                    static_cast<unsigned>(h.len), static_cast<unsigned>(filled));
     give_back_rx(head, buf, buf_len);
     return;
   }
@@ -443,7 +447,8 @@ void Device::deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled
   Endpoint* ep = find_locked(h.dst);
   if (ep == nullptr) {
     ++stats_.rx_unroutable;
-    AMP_LOG_DEBUG("rpmsg: no endpoint at address %u (from %u)", h.dst, h.src);
+    AMP_LOG_DEBUG("rpmsg: no endpoint at address %u (from %u)", static_cast<unsigned>(h.dst),
+                  static_cast<unsigned>(h.src));
     give_back_rx(head, buf, buf_len);
     return;
   }
@@ -591,8 +596,8 @@ bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
     if (!*r) return false;
     if (!b.device_writable || b.len <= kHeaderSize) {
       fault_ = virtio::Fault::kBadBuffer;
-      AMP_LOG_ERROR("rpmsg: the driver offered a %u-byte %s buffer for messages", b.len,
-                    b.device_writable ? "writable" : "read-only");
+      AMP_LOG_ERROR("rpmsg: the driver offered a %u-byte %s buffer for messages",
+                    static_cast<unsigned>(b.len), b.device_writable ? "writable" : "read-only");
       error = Status::kBroken;
       return false;
     }

@@ -179,7 +179,7 @@ SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) 
   dc.start_timeout_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(config.timeout).count());
   // Process before the handshake completes too: the device side announces its endpoints from start(),
   // and the notifications for those must not be lost.
-  if (auto s = start_processing(); !s) return s;
+  if (auto s = start_processing(config.own_thread); !s) return s;
   if (const Status s = device_.start(dc, std::span(slots_.get(), 2 * std::size_t{max_ring}),
                                      std::span(tx_free_.get(), max_ring));
       !ok(s)) {
@@ -215,9 +215,9 @@ void Link::on_socket_readable() {
   if (notify_ == NotifyMode::kSocket) (void)device_.process();
 }
 
-SysResult<void> Link::start_processing() {
+SysResult<void> Link::start_processing(bool own_thread) {
   if (notify_ == NotifyMode::kPoll) {
-    thread_ = std::thread([this] { poll_loop(); });
+    if (own_thread) thread_ = std::thread([this] { poll_loop(); });
     return {};
   }
   auto loop = metal::EventLoop::create();
@@ -233,8 +233,18 @@ SysResult<void> Link::start_processing() {
     if (peer_gone_.load()) loop_->stop();
   });
   if (!id) return sys_fail(id.error().status, id.error().message);
+  if (!own_thread) return {};
   if (const Status s = loop_->start_thread(); !ok(s)) return sys_fail(s, "starting the link's thread");
   return {};
+}
+
+SysResult<int> Link::poll_events(std::chrono::milliseconds timeout) {
+  if (!loop_) {
+    const Status s = device_.process();
+    if (!ok(s)) return sys_fail(s, std::string("rpmsg: ") + amp::to_string(s));
+    return 1;
+  }
+  return loop_->poll(timeout);
 }
 
 void Link::poll_loop() {

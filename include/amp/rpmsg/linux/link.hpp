@@ -49,6 +49,10 @@ struct LinkConfig {
   /// Create with a named POSIX shm object ("name" or "/name") instead of a memfd (the name is sent in the
   /// hello; the joining side opens it).
   std::string posix_shm_name{};
+  /// Process the peer's notifications on a thread of the link's own (the default). When false, the caller
+  /// drives the link: call poll_events() (or wait for event_fd() to be readable in its own epoll/asio/Qt
+  /// loop, then call poll_events(0)); in poll mode, call device().process() in a loop.
+  bool own_thread = true;
 };
 
 /// Where the creator puts things in the shared memory.
@@ -92,6 +96,12 @@ class Link {
   NotifyMode notify_mode() const noexcept { return notify_; }
   Role role() const noexcept { return device_.role(); }
 
+  /// Caller-driven links (own_thread = false): waits up to `timeout` for notifications and processes them.
+  /// Returns how many were handled.
+  metal::SysResult<int> poll_events(std::chrono::milliseconds timeout);
+  /// Caller-driven links: an fd that is readable when poll_events() has work (-1 in poll mode).
+  int event_fd() const noexcept { return loop_ ? loop_->fd() : -1; }
+
   /// Stops processing and rpmsg (endpoints get their unbind callback). Idempotent; the destructor calls it.
   void close();
   /// True once the peer hung up (its socket closed) or the device broke.
@@ -100,7 +110,7 @@ class Link {
  private:
   Link() : socket_(metal::UniqueFd()) {}
   metal::SysResult<void> start(const LinkConfig& config, const LinkLayout& layout);
-  metal::SysResult<void> start_processing();
+  metal::SysResult<void> start_processing(bool own_thread);
   void on_socket_readable();
   void poll_loop();
 

@@ -1,0 +1,514 @@
+// amp-bench: RPMsg round-trip latency and one-way throughput between two processes on different cores, in
+// every notification mode, next to this machine's raw limits measured in the same run (a cache-line ping-pong
+// through shared memory, an eventfd ping-pong), and the CPU that an idle link costs.
+//
+//   amp-bench [--json] [--iterations N] [--messages N] [--repeat R]
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "amp/metal/linux/event_fd.hpp"
+#include "amp/metal/log.hpp"
+#include "amp/metal/platform.hpp"
+#include "amp/metal/time.hpp"
+#include "amp/rpmsg/linux/link.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using amp::Status;
+using amp::metal::monotonic_ns;
+using amp::rpmsg::Endpoint;
+using amp::rpmsg::Link;
+using amp::rpmsg::LinkConfig;
+using amp::rpmsg::Message;
+using amp::rpmsg::NotifyMode;
+using amp::rpmsg::Role;
+
+[[noreturn]] void die(const std::string& m) {
+  std::fprintf(stderr, "amp-bench: %s\n", m.c_str());
+  std::exit(1);
+}
+
+void pin_to_cpu(int cpu) {
+  const int n = static_cast<int>(std::thread::hardware_concurrency());
+  if (n < 2) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<std::size_t>(cpu % n), &set);
+  (void)sched_setaffinity(0, sizeof set, &set);
+}
+
+struct Latency {
+  double p50 = 0, p99 = 0, max = 0;
+  static Latency of(std::vector<double> ns) {
+    Latency l;
+    if (ns.empty()) return l;
+    std::sort(ns.begin(), ns.end());
+    auto at = [&](double p) {
+      return ns[std::min(ns.size() - 1,
+                         static_cast<std::size_t>(p * static_cast<double>(ns.size() - 1) + 0.5))];
+    };
+    l.p50 = at(0.50);
+    l.p99 = at(0.99);
+    l.max = ns.back();
+    return l;
+  }
+};
+
+// ---- Raw limits ------------------------------------------------------------------------------------------
+
+/// Two processes bounce a counter through two cache lines of shared memory.
+Latency raw_cacheline(int iterations) {
+  void* mem = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) die("mmap");
+  auto* ping = new (mem) std::atomic<std::uint64_t>(0);
+  auto* pong = new (static_cast<char*>(mem) + 128) std::atomic<std::uint64_t>(0);
+  const int total = iterations + 1000;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    pin_to_cpu(1);
+    for (std::uint64_t i = 1; i <= static_cast<std::uint64_t>(total); ++i) {
+      while (ping->load(std::memory_order_acquire) != i) amp::metal::cpu_relax();
+      pong->store(i, std::memory_order_release);
+    }
+    _exit(0);
+  }
+  pin_to_cpu(0);
+  std::vector<double> samples;
+  samples.reserve(static_cast<std::size_t>(iterations));
+  for (std::uint64_t i = 1; i <= static_cast<std::uint64_t>(total); ++i) {
+    const std::uint64_t t0 = monotonic_ns();
+    ping->store(i, std::memory_order_release);
+    while (pong->load(std::memory_order_acquire) != i) amp::metal::cpu_relax();
+    if (i > 1000) samples.push_back(static_cast<double>(monotonic_ns() - t0));
+  }
+  waitpid(pid, nullptr, 0);
+  munmap(mem, 4096);
+  return Latency::of(std::move(samples));
+}
+
+/// Two processes bounce a wake-up through two eventfds (blocking reads).
+Latency raw_eventfd(int iterations) {
+  auto a = amp::metal::EventFd::create();
+  auto b = amp::metal::EventFd::create();
+  if (!a || !b) die("eventfd");
+  // Blocking reads: clear O_NONBLOCK on both.
+  for (int fd : {a->fd(), b->fd()}) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  const int total = iterations + 200;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    pin_to_cpu(1);
+    std::uint64_t v;
+    for (int i = 0; i < total; ++i) {
+      if (read(a->fd(), &v, 8) != 8) _exit(1);
+      v = 1;
+      if (write(b->fd(), &v, 8) != 8) _exit(1);
+    }
+    _exit(0);
+  }
+  pin_to_cpu(0);
+  std::vector<double> samples;
+  std::uint64_t v = 1;
+  for (int i = 0; i < total; ++i) {
+    const std::uint64_t t0 = monotonic_ns();
+    v = 1;
+    if (write(a->fd(), &v, 8) != 8 || read(b->fd(), &v, 8) != 8) die("eventfd ping-pong");
+    if (i >= 200) samples.push_back(static_cast<double>(monotonic_ns() - t0));
+  }
+  waitpid(pid, nullptr, 0);
+  return Latency::of(std::move(samples));
+}
+
+// ---- amp -------------------------------------------------------------------------------------------------
+
+constexpr std::byte kEndMarker{0xE5};
+
+/// CPU seconds (user + system) a process used so far, from /proc.
+double cpu_seconds(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto close = s.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(s.substr(close + 2));
+  std::string field;
+  unsigned long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::stoul(field);
+    if (i == 15) stime = std::stoul(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// The remote: echoes on "bench-echo"; counts on "bench-sink" and answers the end marker with the count.
+int remote_main(amp::metal::UnixSocket sock) {
+  pin_to_cpu(1);
+  LinkConfig cfg;
+  cfg.role = Role::kDevice;
+  auto link = Link::join(std::move(sock), cfg);
+  if (!link) {
+    std::fprintf(stderr, "remote: %s\n", link.error().message.c_str());
+    return 1;
+  }
+  std::uint64_t sunk = 0;
+  Endpoint echo, sink;
+  auto& dev = (*link)->device();
+  if (!ok(dev.create_endpoint(echo, "bench-echo", amp::rpmsg::kAddrAny, amp::rpmsg::kAddrAny,
+                              [](Endpoint& ep, const Message& m) { (void)ep.send(m.payload); })) ||
+      !ok(dev.create_endpoint(sink, "bench-sink", amp::rpmsg::kAddrAny, amp::rpmsg::kAddrAny,
+                              [&](Endpoint& ep, const Message& m) {
+                                if (m.payload.size() == 1 && m.payload[0] == kEndMarker) {
+                                  (void)ep.send(std::as_bytes(std::span(&sunk, 1)));
+                                  sunk = 0;
+                                } else {
+                                  ++sunk;
+                                }
+                              }))) {
+    return 2;
+  }
+  while (!(*link)->peer_gone()) amp::metal::sleep_ns(5'000'000);
+  return 0;
+}
+
+struct ModeResult {
+  NotifyMode mode{};
+  std::size_t payload = 0;
+  Latency rtt;
+  double msgs_per_s = 0;
+  double mb_per_s = 0;
+};
+
+struct Host {
+  std::unique_ptr<Link> link;
+  pid_t remote = -1;
+  Endpoint echo, sink;
+  std::uint32_t echo_addr = 0, sink_addr = 0;
+  // Round trips are driven from the receive callback, on the link's thread, so that no extra thread hop
+  // is measured: receive the echo, stamp it, send the next.
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<double> samples;
+  int remaining = 0;
+  std::uint64_t t_sent = 0;
+  std::vector<std::byte> payload;
+  std::uint64_t sink_count = 0;
+  bool sink_done = false;
+};
+
+std::unique_ptr<Host> start_host(NotifyMode mode) {
+  auto socks = amp::metal::UnixSocket::pair();
+  if (!socks) die(socks.error().message);
+  auto h = std::make_unique<Host>();
+  h->remote = fork();
+  if (h->remote == 0) {
+    socks->first = amp::metal::UnixSocket(amp::metal::UniqueFd());
+    _exit(remote_main(std::move(socks->second)));
+  }
+  socks->second = amp::metal::UnixSocket(amp::metal::UniqueFd());
+  pin_to_cpu(0);
+  LinkConfig cfg;
+  cfg.role = Role::kDriver;
+  cfg.notify = mode;
+  cfg.own_thread = mode != NotifyMode::kPoll;  // poll mode: this thread sends and polls, one core per side
+  auto link = Link::create(std::move(socks->first), cfg);
+  if (!link) die(link.error().message);
+  h->link = std::move(*link);
+  std::mutex m;
+  std::condition_variable cv;
+  int found = 0;
+  Host* hp = h.get();
+  h->link->device().set_name_service_handler(
+      [&, hp](amp::rpmsg::Device&, std::string_view name, std::uint32_t addr) {
+        std::lock_guard lock(m);
+        if (name == "bench-echo") hp->echo_addr = addr, ++found;
+        if (name == "bench-sink") hp->sink_addr = addr, ++found;
+        cv.notify_all();
+      });
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    {
+      std::unique_lock lock(m);
+      if (found == 2) break;
+      if (cfg.own_thread) cv.wait_until(lock, deadline);
+    }
+    if (!cfg.own_thread) (void)h->link->poll_events(1ms);
+    if (std::chrono::steady_clock::now() > deadline) die("the remote's services were not announced");
+  }
+  h->link->device().set_name_service_handler(nullptr);
+  auto& dev = h->link->device();
+  if (!ok(dev.create_endpoint(h->echo, "", amp::rpmsg::kAddrAny, h->echo_addr,
+                              [hp](Endpoint& ep, const Message&) {
+                                const std::uint64_t now = monotonic_ns();
+                                std::lock_guard lock(hp->m);
+                                hp->samples.push_back(static_cast<double>(now - hp->t_sent));
+                                if (--hp->remaining > 0) {
+                                  hp->t_sent = monotonic_ns();
+                                  (void)ep.send(hp->payload);
+                                } else {
+                                  hp->cv.notify_all();
+                                }
+                              })) ||
+      !ok(dev.create_endpoint(h->sink, "", amp::rpmsg::kAddrAny, h->sink_addr,
+                              [hp](Endpoint&, const Message& msg) {
+                                std::lock_guard lock(hp->m);
+                                if (msg.payload.size() == 8)
+                                  std::memcpy(&hp->sink_count, msg.payload.data(), 8);
+                                hp->sink_done = true;
+                                hp->cv.notify_all();
+                              }))) {
+    die("creating endpoints");
+  }
+  return h;
+}
+
+void stop_host(Host& h) {
+  h.echo.destroy();
+  h.sink.destroy();
+  h.link.reset();
+  int status = 0;
+  waitpid(h.remote, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("the remote failed");
+}
+
+/// Waits for `done` while driving the link if the host has no link thread.
+template <class Pred>
+void wait_for(Host& h, Pred done) {
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  const bool own = h.link->notify_mode() != NotifyMode::kPoll;
+  for (;;) {
+    {
+      std::unique_lock lock(h.m);
+      if (done()) return;
+      if (own) h.cv.wait_for(lock, 100ms);
+    }
+    if (!own) (void)h.link->device().process();
+    if (std::chrono::steady_clock::now() > deadline) die("timed out waiting for the remote");
+  }
+}
+
+ModeResult measure(Host& h, NotifyMode mode, std::size_t size, int iterations, int messages) {
+  ModeResult r;
+  r.mode = mode;
+  r.payload = size;
+  h.payload.assign(size, std::byte{0x5a});
+  // Round trips (after a warm-up).
+  for (int pass = 0; pass < 2; ++pass) {
+    {
+      std::lock_guard lock(h.m);
+      h.samples.clear();
+      h.remaining = pass == 0 ? 200 : iterations;
+      h.t_sent = monotonic_ns();
+    }
+    if (!ok(h.echo.send(h.payload))) die("send");
+    wait_for(h, [&] { return h.remaining == 0; });
+  }
+  {
+    std::lock_guard lock(h.m);
+    r.rtt = Latency::of(h.samples);
+  }
+  // One-way throughput: `messages` back to back, then the end marker; the remote answers with its count.
+  {
+    std::lock_guard lock(h.m);
+    h.sink_done = false;
+  }
+  const bool own = mode != NotifyMode::kPoll;
+  const std::uint64_t t0 = monotonic_ns();
+  for (int i = 0; i < messages; ++i) {
+    if (own) {
+      if (!ok(h.sink.send(h.payload, 10'000'000'000))) die("throughput send");
+    } else {
+      while (h.sink.try_send(h.payload) == Status::kWouldBlock) amp::metal::cpu_relax();
+    }
+  }
+  const std::byte end = kEndMarker;
+  if (!ok(h.sink.send(std::span(&end, 1), 10'000'000'000))) die("end marker");
+  wait_for(h, [&] { return h.sink_done; });
+  const double secs = static_cast<double>(monotonic_ns() - t0) / 1e9;
+  if (h.sink_count != static_cast<std::uint64_t>(messages))
+    die("the remote counted " + std::to_string(h.sink_count) + " messages");
+  r.msgs_per_s = messages / secs;
+  r.mb_per_s = r.msgs_per_s * static_cast<double>(size) / 1e6;
+  return r;
+}
+
+/// CPU used by both processes while a blocking link sits idle for `seconds`.
+double idle_cpu_percent(Host& h, double seconds) {
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  const double remote_before = cpu_seconds(h.remote);
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  getrusage(RUSAGE_SELF, &after);
+  const double remote_after = cpu_seconds(h.remote);
+  auto secs = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  const double self =
+      secs(after.ru_utime) + secs(after.ru_stime) - secs(before.ru_utime) - secs(before.ru_stime);
+  return 100.0 * (self + remote_after - remote_before) / seconds;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool json = false;
+  int iterations = 20000;
+  int messages = 200000;
+  int repeat = 3;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto num = [&](int& out) {
+      if (i + 1 >= argc) die(a + " needs a number");
+      out = std::atoi(argv[++i]);
+      if (out <= 0) die(a + " needs a positive number");
+    };
+    if (a == "--json") {
+      json = true;
+    } else if (a == "--iterations") {
+      num(iterations);
+    } else if (a == "--messages") {
+      num(messages);
+    } else if (a == "--repeat") {
+      num(repeat);
+    } else if (a == "--help" || a == "-h") {
+      std::printf("usage: amp-bench [--json] [--iterations N] [--messages N] [--repeat R]\n");
+      return 0;
+    } else {
+      die("unknown argument " + a);
+    }
+  }
+  amp::metal::set_log_level(amp::metal::LogLevel::kError);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  // Each figure is the median of `repeat` runs; the spread (min..max of the runs' p50) is reported too.
+  struct Runs {
+    std::vector<double> values;
+    double median() const {
+      auto v = values;
+      std::sort(v.begin(), v.end());
+      return v.empty() ? 0 : v[v.size() / 2];
+    }
+    double lo() const { return values.empty() ? 0 : *std::min_element(values.begin(), values.end()); }
+    double hi() const { return values.empty() ? 0 : *std::max_element(values.begin(), values.end()); }
+  };
+  Runs raw_cl_p50, raw_ev_p50;
+  Latency raw_cl, raw_ev;
+  for (int r = 0; r < repeat; ++r) {
+    raw_cl = raw_cacheline(iterations * 5);
+    raw_ev = raw_eventfd(iterations);
+    raw_cl_p50.values.push_back(raw_cl.p50);
+    raw_ev_p50.values.push_back(raw_ev.p50);
+  }
+  const double cl = raw_cl_p50.median();
+  const double ev = raw_ev_p50.median();
+
+  struct Row {
+    NotifyMode mode;
+    std::size_t size;
+    Runs p50, p99, max, mps, mbps;
+  };
+  std::vector<Row> rows;
+  std::vector<std::pair<NotifyMode, double>> idle;
+  for (NotifyMode mode : {NotifyMode::kPoll, NotifyMode::kEventFd, NotifyMode::kSocket}) {
+    for (std::size_t size : {std::size_t{16}, std::size_t{256}, std::size_t{496}})
+      rows.push_back(Row{mode, size, {}, {}, {}, {}, {}});
+    for (int r = 0; r < repeat; ++r) {
+      auto host = start_host(mode);
+      for (auto& row : rows) {
+        if (row.mode != mode) continue;
+        const ModeResult m = measure(*host, mode, row.size, iterations, messages);
+        row.p50.values.push_back(m.rtt.p50);
+        row.p99.values.push_back(m.rtt.p99);
+        row.max.values.push_back(m.rtt.max);
+        row.mps.values.push_back(m.msgs_per_s);
+        row.mbps.values.push_back(m.mb_per_s);
+      }
+      if (mode != NotifyMode::kPoll && r == 0) idle.emplace_back(mode, idle_cpu_percent(*host, 2.0));
+      stop_host(*host);
+    }
+  }
+
+  char cpu_model[256] = "unknown";
+  if (FILE* f = std::fopen("/proc/cpuinfo", "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof line, f)) {
+      if (std::strncmp(line, "model name", 10) == 0) {
+        const char* c = std::strchr(line, ':');
+        if (c) std::snprintf(cpu_model, sizeof cpu_model, "%s", c + 2);
+        cpu_model[std::strcspn(cpu_model, "\n")] = '\0';
+        break;
+      }
+    }
+    std::fclose(f);
+  }
+
+  if (json) {
+    std::printf(
+        "{\"machine\":{\"cpu\":\"%s\",\"cpus\":%u},\"repeat\":%d,\"iterations\":%d,\"messages\":%d,\n",
+        cpu_model, std::thread::hardware_concurrency(), repeat, iterations, messages);
+    std::printf(
+        " \"raw\":{\"cacheline_rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"min_p50\":%.0f,\"max_p50\":%.0f},"
+        "\"eventfd_rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"min_p50\":%.0f,\"max_p50\":%.0f}},\n \"amp\":[",
+        cl, raw_cl.p99, raw_cl_p50.lo(), raw_cl_p50.hi(), ev, raw_ev.p99, raw_ev_p50.lo(), raw_ev_p50.hi());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      const double raw = r.mode == NotifyMode::kPoll ? cl : ev;
+      std::printf(
+          "%s\n  "
+          "{\"notify\":\"%s\",\"payload\":%zu,\"rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"max\":%.0f,\"min_p50\":"
+          "%.0f,"
+          "\"max_p50\":%.0f},\"rtt_p50_vs_raw\":%.2f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,"
+          "\"msgs_per_raw_rtt\":%.2f}",
+          i == 0 ? "" : ",", amp::rpmsg::to_string(r.mode), r.size, r.p50.median(), r.p99.median(),
+          r.max.median(), r.p50.lo(), r.p50.hi(), r.p50.median() / raw, r.mps.median(), r.mbps.median(),
+          r.mps.median() * raw / 1e9);
+    }
+    std::printf("],\n \"idle_cpu_percent\":{");
+    for (std::size_t i = 0; i < idle.size(); ++i) {
+      std::printf("%s\"%s\":%.2f", i == 0 ? "" : ",", amp::rpmsg::to_string(idle[i].first), idle[i].second);
+    }
+    std::printf("}}\n");
+    return 0;
+  }
+  std::printf(
+      "amp-bench on %s (%u CPUs), host on CPU 0, remote on CPU 1; median of %d runs (spread: min..max of the "
+      "runs' p50)\n\n",
+      cpu_model, std::thread::hardware_concurrency(), repeat);
+  std::printf(
+      "raw limits:  cache-line ping-pong RTT p50 %.0f ns (p99 %.0f; %.0f..%.0f)   eventfd ping-pong RTT p50 "
+      "%.0f ns (p99 %.0f; %.0f..%.0f)\n\n",
+      cl, raw_cl.p99, raw_cl_p50.lo(), raw_cl_p50.hi(), ev, raw_ev.p99, raw_ev_p50.lo(), raw_ev_p50.hi());
+  std::printf("%-8s %7s  %10s %10s %10s %14s %9s  %12s %9s %12s\n", "notify", "payload", "RTT p50", "p99",
+              "max", "p50 spread", "p50/raw", "msgs/s", "MB/s", "msgs/raw RTT");
+  for (const Row& r : rows) {
+    const double raw = r.mode == NotifyMode::kPoll ? cl : ev;
+    char spread[64];
+    std::snprintf(spread, sizeof spread, "%.0f..%.0f", r.p50.lo(), r.p50.hi());
+    std::printf("%-8s %5zu B  %7.0f ns %7.0f ns %7.0f ns %14s %8.2fx  %12.0f %9.1f %12.2f\n",
+                amp::rpmsg::to_string(r.mode), r.size, r.p50.median(), r.p99.median(), r.max.median(), spread,
+                r.p50.median() / raw, r.mps.median(), r.mbps.median(), r.mps.median() * raw / 1e9);
+  }
+  std::printf(
+      "\n(p50/raw: poll against the cache-line ping-pong, eventfd and socket against the eventfd ping-pong;\n"
+      " msgs/raw RTT: one-way messages per raw round trip of the same kind.)\n\nidle CPU of both processes, "
+      "2 s:");
+  for (const auto& [mode, pct] : idle) std::printf("  %s %.2f%%", amp::rpmsg::to_string(mode), pct);
+  std::printf("\n");
+  return 0;
+}
