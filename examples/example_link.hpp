@@ -1,0 +1,81 @@
+// Shared by the examples: bring up a Link over a UNIX socket path. The remote listens and creates the
+// link (virtio device role); the host connects and joins it (virtio driver role).
+#pragma once
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "amp/rpmsg/linux/link.hpp"
+
+namespace example {
+
+inline std::unique_ptr<amp::rpmsg::Link> remote_link(const std::string& path) {
+  auto listener = amp::metal::UnixListener::listen(path);
+  if (!listener) {
+    std::fprintf(stderr, "%s\n", listener.error().message.c_str());
+    std::exit(1);
+  }
+  auto conn = listener->accept(std::chrono::seconds(30));
+  if (!conn) {
+    std::fprintf(stderr, "no host connected to %s: %s\n", path.c_str(), conn.error().message.c_str());
+    std::exit(1);
+  }
+  amp::rpmsg::LinkConfig cfg;
+  cfg.role = amp::rpmsg::Role::kDevice;
+  auto link = amp::rpmsg::Link::create(std::move(*conn), cfg);
+  if (!link) {
+    std::fprintf(stderr, "%s\n", link.error().message.c_str());
+    std::exit(1);
+  }
+  return std::move(*link);
+}
+
+inline std::unique_ptr<amp::rpmsg::Link> host_link(const std::string& path) {
+  auto conn = amp::metal::UnixSocket::connect(path, std::chrono::seconds(30));
+  if (!conn) {
+    std::fprintf(stderr, "%s\n", conn.error().message.c_str());
+    std::exit(1);
+  }
+  amp::rpmsg::LinkConfig cfg;
+  cfg.role = amp::rpmsg::Role::kDriver;
+  auto link = amp::rpmsg::Link::join(std::move(*conn), cfg);
+  if (!link) {
+    std::fprintf(stderr, "%s\n", link.error().message.c_str());
+    std::exit(1);
+  }
+  return std::move(*link);
+}
+
+/// Host side: waits until the remote announces `service`; returns its address.
+inline std::uint32_t find_service(amp::rpmsg::Link& link, std::string_view service) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::uint32_t addr = amp::rpmsg::kAddrAny;
+  link.device().set_name_service_handler([&](amp::rpmsg::Device&, std::string_view name, std::uint32_t a) {
+    if (name != service) return;
+    std::lock_guard lock(m);
+    addr = a;
+    cv.notify_all();
+  });
+  std::unique_lock lock(m);
+  if (!cv.wait_for(lock, std::chrono::seconds(10), [&] { return addr != amp::rpmsg::kAddrAny; })) {
+    std::fprintf(stderr, "the remote did not announce '%.*s'\n", static_cast<int>(service.size()),
+                 service.data());
+    std::exit(1);
+  }
+  lock.unlock();
+  link.device().set_name_service_handler(nullptr);
+  return addr;
+}
+
+/// Remote side: serves until the host hangs up.
+inline void serve_until_host_leaves(amp::rpmsg::Link& link) {
+  while (!link.peer_gone()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+}  // namespace example
