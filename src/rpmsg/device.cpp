@@ -170,8 +170,11 @@ Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::
                      std::span<TxSlot> tx_free) noexcept {
   if (running()) return Status::kBusy;
   if (config.transport == nullptr || config.notifier == nullptr) return Status::kInvalidArgument;
-  if (config.buffer_size <= kHeaderSize || config.buffer_size > kMaxBufferSize)
-    return Status::kInvalidArgument;
+  const std::uint32_t rx_size = config.rx_buffer_size != 0 ? config.rx_buffer_size : config.buffer_size;
+  const std::uint32_t tx_size = config.tx_buffer_size != 0 ? config.tx_buffer_size : config.buffer_size;
+  for (std::uint32_t size : {rx_size, tx_size}) {
+    if (size <= kHeaderSize || size > kMaxBufferSize || size % 8 != 0) return Status::kInvalidArgument;
+  }
   if (config.transport->device_id() != kVirtioIdRpmsg) {
     AMP_LOG_ERROR("rpmsg: the vdev is not an rpmsg device (id %u)",
                   static_cast<unsigned>(config.transport->device_id()));
@@ -181,6 +184,8 @@ Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::
   {
     LockGuard g(mutex_);
     config_ = config;
+    rx_size_ = rx_size;
+    tx_size_ = tx_size;
     tx_free_ = tx_free;
     tx_free_count_ = 0;
     stopped_ = false;
@@ -248,11 +253,12 @@ Status Device::start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept
   if (tx_free_.size() < tx_count_) return Status::kNoMemory;
 
   // The buffer pool: inside the shared memory, clear of both rings.
-  const std::uint64_t pool_bytes = std::uint64_t{rx_count_ + tx_count_} * config_.buffer_size;
+  const std::uint64_t pool_bytes = std::uint64_t{rx_count_} * rx_size_ + std::uint64_t{tx_count_} * tx_size_;
   if (pool_bytes > config_.buffer_pool_size) {
-    AMP_LOG_ERROR("rpmsg: %u+%u buffers of %u bytes do not fit the %zu-byte pool",
-                  static_cast<unsigned>(rx_count_), static_cast<unsigned>(tx_count_),
-                  static_cast<unsigned>(config_.buffer_size), config_.buffer_pool_size);
+    AMP_LOG_ERROR("rpmsg: %u buffers of %u bytes and %u of %u bytes do not fit the %zu-byte pool",
+                  static_cast<unsigned>(rx_count_), static_cast<unsigned>(rx_size_),
+                  static_cast<unsigned>(tx_count_), static_cast<unsigned>(tx_size_),
+                  config_.buffer_pool_size);
     return Status::kNoMemory;
   }
   auto pool = config_.shm.offset_of(config_.buffer_pool, static_cast<std::size_t>(pool_bytes));
@@ -265,14 +271,14 @@ Status Device::start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept
     }
   }
   rx_base_ = config_.buffer_pool;
-  tx_base_ = config_.buffer_pool + std::uint64_t{rx_count_} * config_.buffer_size;
+  tx_base_ = config_.buffer_pool + std::uint64_t{rx_count_} * rx_size_;
   tx_never_used_ = 0;
-  payload_size_ = config_.buffer_size - static_cast<std::uint32_t>(kHeaderSize);
+  payload_size_ = tx_size_ - static_cast<std::uint32_t>(kHeaderSize);
 
   AMP_RETURN_IF_ERROR(driver_rx_.init(rx, slots.first(rx.num)));
   AMP_RETURN_IF_ERROR(driver_tx_.init(tx, slots.subspan(rx.num, tx.num)));
   for (std::uint32_t i = 0; i < rx_count_; ++i) {
-    const Buffer b{rx_base_ + std::uint64_t{i} * config_.buffer_size, config_.buffer_size, true};
+    const Buffer b{rx_base_ + std::uint64_t{i} * rx_size_, rx_size_, true};
     if (auto h = driver_rx_.add(std::span(&b, 1)); !h) return h.error();
   }
   // Transmit completions interrupt us only while a sender waits for a buffer.
@@ -305,7 +311,7 @@ Status Device::start_device() noexcept {
   if (tx_free_.size() < tx.num) return Status::kNoMemory;
   AMP_RETURN_IF_ERROR(device_tx_.init(tx));
   AMP_RETURN_IF_ERROR(device_rx_.init(rx));
-  payload_size_ = config_.buffer_size - static_cast<std::uint32_t>(kHeaderSize);
+  payload_size_ = tx_size_ - static_cast<std::uint32_t>(kHeaderSize);
   // The driver's empty buffers arrive without a kick unless a sender waits for one.
   device_tx_.disable_notifications();
   return Status::kOk;
@@ -566,7 +572,7 @@ bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
     metal::DeviceAddress addr;
     if (tx_never_used_ < tx_count_) {
       slot.id = tx_never_used_++;
-      addr = tx_base_ + std::uint64_t{slot.id} * config_.buffer_size;
+      addr = tx_base_ + std::uint64_t{slot.id} * tx_size_;
     } else {
       virtio::DriverQueue::Used u;
       auto r = driver_tx_.pop_used(u);
@@ -576,15 +582,15 @@ bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
       }
       if (!*r) return false;
       addr = driver_tx_.head_buffer(u.head).addr;
-      slot.id = static_cast<std::uint32_t>((addr - tx_base_) / config_.buffer_size);
+      slot.id = static_cast<std::uint32_t>((addr - tx_base_) / tx_size_);
     }
-    auto p = config_.shm.pointer_of(addr, config_.buffer_size);
+    auto p = config_.shm.pointer_of(addr, tx_size_);
     if (!p) {
       error = Status::kInternal;
       return false;
     }
     slot.data = *p;
-    slot.len = config_.buffer_size;
+    slot.len = tx_size_;
   } else {
     virtio::DeviceQueue::Chain c;
     Buffer b;

@@ -199,6 +199,51 @@ TEST_F(Loopback, AddressAllocationAndExhaustion) {
             Status::kInvalidArgument);
 }
 
+TEST_F(Loopback, BufferSizeAndCountPerDirection) {
+  layout();
+  auto drv = config(Role::kDriver);
+  drv.rx_buffers = 64;
+  drv.tx_buffers = 32;
+  drv.rx_buffer_size = 512;
+  drv.tx_buffer_size = 1024;
+  auto dev = config(Role::kDevice);
+  dev.rx_buffer_size = 1024;  // what it expects of the driver's transmit buffers
+  dev.tx_buffer_size = 512;
+  start(drv, dev);
+  EXPECT_EQ(driver_.payload_size(), 1008U);
+  EXPECT_EQ(device_.payload_size(), 496U);
+  std::string got;
+  Endpoint rx, tx, back;
+  ASSERT_EQ(device_.create_endpoint(rx, "", 0x500, kAddrAny,
+                                    [&](Endpoint&, const Message& m) { got = string_of(m.payload); }),
+            Status::kOk);
+  ASSERT_EQ(driver_.create_endpoint(tx, "", kAddrAny, 0x500, nullptr), Status::kOk);
+  const std::string big(1008, 'b');
+  ASSERT_EQ(tx.send(bytes_of(big)), Status::kOk);
+  pump();
+  EXPECT_EQ(got, big);
+  EXPECT_EQ(tx.send(bytes_of(std::string(1009, 'b'))), Status::kTooLarge);
+  // 32 transmit buffers, 64 receive buffers.
+  for (int i = 0; i < 32; ++i) ASSERT_EQ(tx.try_send(bytes_of("t")), Status::kOk) << i;
+  EXPECT_EQ(tx.try_send(bytes_of("t")), Status::kWouldBlock);
+  ASSERT_EQ(device_.create_endpoint(back, "", kAddrAny, tx.address(), nullptr), Status::kOk);
+  EXPECT_EQ(back.send(bytes_of(std::string(497, 'x'))), Status::kTooLarge);
+  for (int i = 0; i < 64; ++i) ASSERT_EQ(back.try_send(bytes_of("r")), Status::kOk) << i;
+  EXPECT_EQ(back.try_send(bytes_of("r")), Status::kWouldBlock);
+}
+
+TEST_F(Loopback, BadBufferSizesAreRefused) {
+  layout();
+  auto drv = config(Role::kDriver);
+  drv.tx_buffer_size = 16;  // no room for a payload
+  EXPECT_EQ(driver_.start(drv, driver_storage_), Status::kInvalidArgument);
+  drv.tx_buffer_size = 500;  // not a multiple of 8
+  EXPECT_EQ(driver_.start(drv, driver_storage_), Status::kInvalidArgument);
+  drv.tx_buffer_size = 0;
+  drv.buffer_size = 4096;  // 512 buffers of 4 KiB do not fit the 256 KiB pool
+  EXPECT_EQ(driver_.start(drv, driver_storage_), Status::kNoMemory);
+}
+
 TEST_F(Loopback, OversizeMessagesAreRefusedNotTruncated) {
   start();
   Endpoint ep;

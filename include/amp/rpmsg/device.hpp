@@ -202,6 +202,10 @@ struct DeviceConfig {
   std::size_t buffer_pool_size = 0;
   /// Buffer size, header included (the driver decides; the device takes what it is given).
   std::uint32_t buffer_size = kDefaultBufferSize;
+  /// Per direction, as seen from this side; 0 means buffer_size. (Device role: the size it expects of the
+  /// driver's buffers, which bounds payload_size(); the buffers themselves say how big they are.)
+  std::uint32_t rx_buffer_size = 0;
+  std::uint32_t tx_buffer_size = 0;
   /// Driver role: buffers per direction; 0 means the ring size (the kernel's choice).
   std::uint32_t rx_buffers = 0;
   std::uint32_t tx_buffers = 0;
@@ -338,6 +342,8 @@ class Device {
   metal::DeviceAddress tx_base_ = 0;
   std::uint32_t rx_count_ = 0;
   std::uint32_t tx_count_ = 0;
+  std::uint32_t rx_size_ = 0;  // bytes per receive buffer
+  std::uint32_t tx_size_ = 0;  // bytes per transmit buffer
   std::uint32_t tx_never_used_ = 0;  // buffers [tx_never_used_, tx_count_) were never handed out
   // Free tx buffers: driver role pool buffers given back unsent; device role ring heads taken but unsent.
   std::span<TxSlot> tx_free_{};
