@@ -425,7 +425,7 @@ int main(int argc, char** argv) {
   };
   std::vector<Row> rows;
   std::vector<std::pair<NotifyMode, double>> idle;
-  for (NotifyMode mode : {NotifyMode::kPoll, NotifyMode::kEventFd, NotifyMode::kSocket}) {
+  for (NotifyMode mode : {NotifyMode::kPoll, NotifyMode::kAdaptive, NotifyMode::kEventFd, NotifyMode::kSocket}) {
     for (std::size_t size : {std::size_t{16}, std::size_t{256}, std::size_t{496}})
       rows.push_back(Row{mode, size, {}, {}, {}, {}, {}});
     for (int r = 0; r < repeat; ++r) {
@@ -439,7 +439,7 @@ int main(int argc, char** argv) {
         row.mps.values.push_back(m.msgs_per_s);
         row.mbps.values.push_back(m.mb_per_s);
       }
-      if (mode != NotifyMode::kPoll && r == 0) idle.emplace_back(mode, idle_cpu_percent(*host, 2.0));
+      if (r == 0) idle.emplace_back(mode, idle_cpu_percent(*host, 2.0));
       stop_host(*host);
     }
   }
@@ -468,7 +468,7 @@ int main(int argc, char** argv) {
         cl, raw_cl.p99, raw_cl_p50.lo(), raw_cl_p50.hi(), ev, raw_ev.p99, raw_ev_p50.lo(), raw_ev_p50.hi());
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
-      const double raw = r.mode == NotifyMode::kPoll ? cl : ev;
+      const double raw = (r.mode == NotifyMode::kPoll || r.mode == NotifyMode::kAdaptive) ? cl : ev;
       std::printf(
           "%s\n  "
           "{\"notify\":\"%s\",\"payload\":%zu,\"rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"max\":%.0f,\"min_p50\":"
@@ -497,7 +497,7 @@ int main(int argc, char** argv) {
   std::printf("%-8s %7s  %10s %10s %10s %14s %9s  %12s %9s %12s\n", "notify", "payload", "RTT p50", "p99",
               "max", "p50 spread", "p50/raw", "msgs/s", "MB/s", "msgs/raw RTT");
   for (const Row& r : rows) {
-    const double raw = r.mode == NotifyMode::kPoll ? cl : ev;
+    const double raw = (r.mode == NotifyMode::kPoll || r.mode == NotifyMode::kAdaptive) ? cl : ev;
     char spread[64];
     std::snprintf(spread, sizeof spread, "%.0f..%.0f", r.p50.lo(), r.p50.hi());
     std::printf("%-8s %5zu B  %7.0f ns %7.0f ns %7.0f ns %14s %8.2fx  %12.0f %9.1f %12.2f\n",
@@ -505,7 +505,7 @@ int main(int argc, char** argv) {
                 r.p50.median() / raw, r.mps.median(), r.mbps.median(), r.mps.median() * raw / 1e9);
   }
   std::printf(
-      "\n(p50/raw: poll against the cache-line ping-pong, eventfd and socket against the eventfd ping-pong;\n"
+      "\n(p50/raw: poll and adaptive against the cache-line ping-pong, eventfd and socket against the eventfd ping-pong;\n"
       " msgs/raw RTT: one-way messages per raw round trip of the same kind.)\n\nidle CPU of both processes, "
       "2 s:");
   for (const auto& [mode, pct] : idle) std::printf("  %s %.2f%%", amp::rpmsg::to_string(mode), pct);

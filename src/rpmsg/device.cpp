@@ -355,7 +355,7 @@ void Device::kick(std::uint32_t notify_id) noexcept {
 // ---------------------------------------------------------------------------------------------------------
 // Receiving
 
-Status Device::process() noexcept {
+Status Device::process(bool rearm) noexcept {
   Status s;
   bool kick_rx = false;
   {
@@ -363,7 +363,7 @@ Status Device::process() noexcept {
     if (stopped_) return Status::kClosed;
     if (!running()) return Status::kOk;  // not started yet: nothing to look at
     if (fault_ != virtio::Fault::kNone) return Status::kBroken;
-    s = config_.role == Role::kDriver ? drain_driver() : drain_device();
+    s = config_.role == Role::kDriver ? drain_driver(rearm) : drain_device(rearm);
     kick_rx = kick_rx_pending_ &&
               (config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed());
     kick_rx_pending_ = false;
@@ -374,14 +374,14 @@ Status Device::process() noexcept {
   return s;
 }
 
-Status Device::drain_driver() noexcept {
+Status Device::drain_driver(bool rearm) noexcept {
   driver_rx_.disable_interrupts();
   for (;;) {
     virtio::DriverQueue::Used u;
     auto r = driver_rx_.pop_used(u);
     if (!r) return r.error();
     if (!*r) {
-      if (!driver_rx_.enable_interrupts()) return Status::kOk;
+      if (!rearm || !driver_rx_.enable_interrupts()) return Status::kOk;
       driver_rx_.disable_interrupts();  // more arrived meanwhile
       continue;
     }
@@ -393,7 +393,7 @@ Status Device::drain_driver() noexcept {
   }
 }
 
-Status Device::drain_device() noexcept {
+Status Device::drain_device(bool rearm) noexcept {
   device_rx_.disable_notifications();
   for (;;) {
     virtio::DeviceQueue::Chain c;
@@ -401,7 +401,7 @@ Status Device::drain_device() noexcept {
     auto r = device_rx_.pop_available(c, std::span(&b, 1));
     if (!r) return r.error();
     if (!*r) {
-      if (!device_rx_.enable_notifications()) return Status::kOk;
+      if (!rearm || !device_rx_.enable_notifications()) return Status::kOk;
       device_rx_.disable_notifications();
       continue;
     }

@@ -149,6 +149,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"memfd_socket_remote", NotifyMode::kSocket, Role::kDevice, false, false, 0},
                       Case{"memfd_poll_host", NotifyMode::kPoll, Role::kDriver, false, false, 0},
                       Case{"memfd_poll_remote", NotifyMode::kPoll, Role::kDevice, false, false, 0},
+                      Case{"memfd_adaptive_host", NotifyMode::kAdaptive, Role::kDriver, false, false, 0},
+                      Case{"memfd_adaptive_remote", NotifyMode::kAdaptive, Role::kDevice, false, false, 0},
                       Case{"posix_eventfd_host", NotifyMode::kEventFd, Role::kDriver, true, false, 0},
                       Case{"posix_socket_remote", NotifyMode::kSocket, Role::kDevice, true, false, 0},
                       // OpenAMP's echo demo: the remote (device) is process 0, the host process 1.

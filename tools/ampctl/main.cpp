@@ -117,7 +117,8 @@ NotifyMode parse_notify(const std::string& s) {
   if (s == "eventfd") return NotifyMode::kEventFd;
   if (s == "socket") return NotifyMode::kSocket;
   if (s == "poll") return NotifyMode::kPoll;
-  die("--notify is eventfd, socket or poll, not '" + s + "'", 2);
+  if (s == "adaptive") return NotifyMode::kAdaptive;
+  die("--notify is eventfd, socket, poll or adaptive, not '" + s + "'", 2);
 }
 
 // ---- Connecting
@@ -416,7 +417,7 @@ const char* kLinkHelp = R"(how to reach the peer (one of):
       --socket PATH        the socket (default /tmp/openamp.event.0)
 link options:
   --role driver|device     virtio role (driver = host, device = remote)
-  --notify eventfd|socket|poll   notifications (creator decides; default eventfd)
+  --notify eventfd|socket|poll|adaptive   notifications (creator decides; default eventfd)
   --shm NAME               a named POSIX shm object instead of a memfd (creator) / the preset's object
   --ring-size N            entries per vring (default 256)     --buffer-size N   bytes per buffer (default 512)
   --timeout MS             set-up timeout (default 10000)
@@ -426,7 +427,7 @@ link options:
 void help(const std::string& cmd) {
   if (cmd == "demo") {
     std::printf(
-        "usage: ampctl demo [--notify eventfd|socket|poll] [--rounds N] [--json]\n\n"
+        "usage: ampctl demo [--notify eventfd|socket|poll|adaptive] [--rounds N] [--json]\n\n"
         "Starts an emulated remote process (this program, 'ampctl echo', in the virtio device role) joined "
         "by a\n"
         "memfd and the chosen notifications; the host finds its echo service through the name service, "

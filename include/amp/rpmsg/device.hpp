@@ -257,7 +257,10 @@ class Device {
 
   /// Handles a notification from the peer: receives and dispatches messages, reclaims buffers, wakes
   /// blocked senders. Returns kBroken once the peer broke the ring protocol.
-  [[nodiscard]] Status process() noexcept;
+  ///
+  /// `rearm` false leaves the peer's notifications off afterwards: for a caller that keeps polling for a
+  /// while (adaptive polling) and calls process(true) before it goes to sleep.
+  [[nodiscard]] Status process(bool rearm = true) noexcept;
 
   /// The peer is gone (or we leave): endpoints get their unbind callback, blocked and later sends fail
   /// with kClosed. Endpoints stay registered until destroyed.
@@ -296,8 +299,8 @@ class Device {
   Status start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept;
   Status start_device() noexcept;
   Status setup_queue(std::uint32_t index, virtio::QueueConfig& qc, std::uint32_t& notify_id) noexcept;
-  Status drain_driver() noexcept;
-  Status drain_device() noexcept;
+  Status drain_driver(bool rearm) noexcept;
+  Status drain_device(bool rearm) noexcept;
   // One message in a receive buffer: parse, route, dispatch (drops the lock around the callback).
   void deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled, std::uint16_t head) noexcept;
   void handle_ns(std::span<const std::byte> payload) noexcept;
@@ -342,8 +345,8 @@ class Device {
   metal::DeviceAddress tx_base_ = 0;
   std::uint32_t rx_count_ = 0;
   std::uint32_t tx_count_ = 0;
-  std::uint32_t rx_size_ = 0;  // bytes per receive buffer
-  std::uint32_t tx_size_ = 0;  // bytes per transmit buffer
+  std::uint32_t rx_size_ = 0;        // bytes per receive buffer
+  std::uint32_t tx_size_ = 0;        // bytes per transmit buffer
   std::uint32_t tx_never_used_ = 0;  // buffers [tx_never_used_, tx_count_) were never handed out
   // Free tx buffers: driver role pool buffers given back unsent; device role ring heads taken but unsent.
   std::span<TxSlot> tx_free_{};

@@ -62,6 +62,7 @@ SysResult<void> write_table(const metal::SharedMemory& shm, const LinkLayout& la
 Status Link::Kicker::notify(std::uint32_t) noexcept {
   switch (mode) {
     case NotifyMode::kEventFd:
+    case NotifyMode::kAdaptive:
       return eventfd->signal();
     case NotifyMode::kSocket:
       // One byte per kick. A full socket buffer means the peer has kicks it has not read yet, which is as
@@ -87,6 +88,8 @@ const char* to_string(NotifyMode m) noexcept {
       return "socket";
     case NotifyMode::kPoll:
       return "poll";
+    case NotifyMode::kAdaptive:
+      return "adaptive";
   }
   return "?";
 }
@@ -179,7 +182,7 @@ SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) 
   dc.start_timeout_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(config.timeout).count());
   // Process before the handshake completes too: the device side announces its endpoints from start(),
   // and the notifications for those must not be lost.
-  if (auto s = start_processing(config.own_thread); !s) return s;
+  if (auto s = start_processing(config.own_thread, config.adaptive_spin); !s) return s;
   if (const Status s = device_.start(dc, std::span(slots_.get(), 2 * std::size_t{max_ring}),
                                      std::span(tx_free_.get(), max_ring));
       !ok(s)) {
@@ -215,9 +218,14 @@ void Link::on_socket_readable() {
   if (notify_ == NotifyMode::kSocket) (void)device_.process();
 }
 
-SysResult<void> Link::start_processing(bool own_thread) {
+SysResult<void> Link::start_processing(bool own_thread, std::chrono::microseconds spin) {
   if (notify_ == NotifyMode::kPoll) {
     if (own_thread) thread_ = std::thread([this] { poll_loop(); });
+    return {};
+  }
+  if (notify_ == NotifyMode::kAdaptive) {
+    if (!own_thread) return sys_fail(Status::kNotSupported, "adaptive polling needs the link's own thread");
+    thread_ = std::thread([this, spin] { adaptive_loop(spin); });
     return {};
   }
   auto loop = metal::EventLoop::create();
@@ -247,6 +255,16 @@ SysResult<int> Link::poll_events(std::chrono::milliseconds timeout) {
   return loop_->poll(timeout);
 }
 
+bool Link::check_hangup() {
+  pollfd p{socket_.fd(), POLLIN | POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0) {
+    peer_gone_.store(true);
+    device_.stop();
+    return true;
+  }
+  return false;
+}
+
 void Link::poll_loop() {
   std::uint64_t next_check = 0;
   while (!stopping_.load(std::memory_order_acquire)) {
@@ -257,13 +275,49 @@ void Link::poll_loop() {
     const std::uint64_t now = metal::monotonic_ns();
     if (now >= next_check) {
       next_check = now + 10'000'000;
-      pollfd p{socket_.fd(), POLLIN | POLLRDHUP, 0};
-      if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0) {
-        peer_gone_.store(true);
-        device_.stop();
-        break;
-      }
+      if (check_hangup()) break;
     }
+  }
+}
+
+void Link::adaptive_loop(std::chrono::microseconds spin) {
+  const auto spin_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(spin).count());
+  std::uint64_t last_work = metal::monotonic_ns();
+  std::uint64_t next_check = 0;
+  std::uint64_t seen = device_.stats().rx_messages;
+  auto worked = [&] {
+    const std::uint64_t n = device_.stats().rx_messages;
+    const bool w = n != seen;
+    seen = n;
+    return w;
+  };
+  while (!stopping_.load(std::memory_order_acquire)) {
+    // While traffic flows, keep the peer's kicks off and poll.
+    Status s = device_.process(false);
+    if (s == Status::kBroken || s == Status::kClosed) break;
+    const std::uint64_t now = metal::monotonic_ns();
+    if (worked()) last_work = now;
+    if (now >= next_check) {
+      next_check = now + 10'000'000;
+      if (check_hangup()) break;
+    }
+    if (now - last_work < spin_ns) {
+      metal::cpu_relax();
+      continue;
+    }
+    // Quiet for a while: ask for kicks again (this re-checks the rings), then sleep until one comes.
+    s = device_.process(true);
+    if (s == Status::kBroken || s == Status::kClosed) break;
+    if (worked()) {
+      last_work = metal::monotonic_ns();
+      continue;
+    }
+    pollfd p[2] = {{kick_in_->fd(), POLLIN, 0}, {socket_.fd(), POLLIN | POLLRDHUP, 0}};
+    if (::poll(p, 2, 100) > 0) {
+      if ((p[0].revents & POLLIN) != 0) (void)kick_in_->consume();
+      if ((p[1].revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0 && check_hangup()) break;
+    }
+    last_work = metal::monotonic_ns();
   }
 }
 
@@ -289,7 +343,7 @@ SysResult<std::unique_ptr<Link>> Link::create(metal::UnixSocket socket, const Li
   if (config.posix_shm_name.empty()) fds.push_back(link->shm_.fd());
   std::optional<metal::EventFd> to_peer;
   std::optional<metal::EventFd> from_peer;
-  if (config.notify == NotifyMode::kEventFd) {
+  if (config.notify == NotifyMode::kEventFd || config.notify == NotifyMode::kAdaptive) {
     auto a = metal::EventFd::create();
     auto b = metal::EventFd::create();
     if (!a || !b) return sys_fail(Status::kIoError, "creating eventfds");
@@ -338,7 +392,7 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
   if (std::memcmp(h.magic, kMagic, 4) != 0 || h.version != kHelloVersion) {
     return sys_fail(Status::kMalformed, "the peer is not an amp link (bad hello)");
   }
-  if (h.notify > static_cast<std::uint8_t>(NotifyMode::kPoll) || h.creator_role > 1) {
+  if (h.notify > static_cast<std::uint8_t>(NotifyMode::kAdaptive) || h.creator_role > 1) {
     return sys_fail(Status::kMalformed, "bad link hello");
   }
   const auto creator_role = static_cast<Role>(h.creator_role);
@@ -352,8 +406,8 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
   link->notify_ = static_cast<NotifyMode>(h.notify);
   h.posix_name[sizeof h.posix_name - 1] = '\0';
   const std::string posix_name(h.posix_name);
-  const std::size_t want_fds =
-      (posix_name.empty() ? 1U : 0U) + (link->notify_ == NotifyMode::kEventFd ? 2U : 0U);
+  const bool eventfds = link->notify_ == NotifyMode::kEventFd || link->notify_ == NotifyMode::kAdaptive;
+  const std::size_t want_fds = (posix_name.empty() ? 1U : 0U) + (eventfds ? 2U : 0U);
   if (fds.size() != want_fds)
     return sys_fail(Status::kMalformed, "the link hello carried the wrong descriptors");
   std::size_t next = 0;
@@ -367,7 +421,7 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
     if (!shm) return sys_fail(shm.error().status, shm.error().message);
     link->shm_ = std::move(*shm);
   }
-  if (link->notify_ == NotifyMode::kEventFd) {
+  if (eventfds) {
     // The creator's "to peer" is our "in".
     auto in = metal::EventFd::adopt(std::move(fds[next++]));
     auto out = metal::EventFd::adopt(std::move(fds[next++]));

@@ -34,6 +34,8 @@ enum class NotifyMode : std::uint8_t {
   kEventFd,  ///< An eventfd each way (blocking; 0% CPU when idle).
   kSocket,   ///< One byte on the UNIX stream socket per kick (OpenAMP's way; blocking).
   kPoll,  ///< No notifications: each side's thread polls the rings (lowest latency; a core each; no syscall).
+  kAdaptive,  ///< Polls for LinkConfig::adaptive_spin after the last message, then sleeps on an eventfd; the
+              ///< peer kicks only a sleeping side (no syscall while traffic flows; 0% CPU when idle).
 };
 
 const char* to_string(NotifyMode m) noexcept;
@@ -53,6 +55,8 @@ struct LinkConfig {
   /// drives the link: call poll_events() (or wait for event_fd() to be readable in its own epoll/asio/Qt
   /// loop, then call poll_events(0)); in poll mode, call device().process() in a loop.
   bool own_thread = true;
+  /// kAdaptive: how long to keep polling after the last message before sleeping.
+  std::chrono::microseconds adaptive_spin{50};
 };
 
 /// Where the creator puts things in the shared memory.
@@ -110,9 +114,11 @@ class Link {
  private:
   Link() : socket_(metal::UniqueFd()) {}
   metal::SysResult<void> start(const LinkConfig& config, const LinkLayout& layout);
-  metal::SysResult<void> start_processing(bool own_thread);
+  metal::SysResult<void> start_processing(bool own_thread, std::chrono::microseconds spin);
   void on_socket_readable();
   void poll_loop();
+  void adaptive_loop(std::chrono::microseconds spin);
+  bool check_hangup();
 
   metal::SharedMemory shm_;
   metal::UnixSocket socket_;
