@@ -1,0 +1,122 @@
+// Fuzzes both rpmsg roles against a peer that scribbles on shared memory: a driver and a device share one
+// block (the OpenAMP PC layout); between their operations the input overwrites arbitrary bytes of the rings,
+// the buffers and the vdev entry. Nothing may crash, hang or touch memory outside the block (ASan watches:
+// the block is an exact-size heap allocation).
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "amp/metal/log.hpp"
+#include "amp/rpmsg/device.hpp"
+#include "amp/virtio/rsc_vdev.hpp"
+
+namespace {
+
+using amp::Status;
+
+constexpr std::size_t kSize = 0x50000;
+
+class NullNotifier final : public amp::rpmsg::Notifier {
+ public:
+  Status notify(std::uint32_t) noexcept override { return Status::kOk; }
+};
+
+struct World {
+  std::unique_ptr<std::byte[]> mem{new std::byte[kSize]()};
+  amp::metal::IoRegion shm{std::span<std::byte>(mem.get(), kSize), 0};
+  amp::virtio::RscVdevTransport t1, t2;
+  NullNotifier notifier;
+  amp::rpmsg::DeviceStorage<64> s1, s2;
+  amp::rpmsg::Device driver, device;
+  amp::rpmsg::Endpoint a, b, c;
+  bool ok = false;
+
+  World() {
+    const std::array<amp::virtio::QueueInfo, 2> rings{amp::virtio::QueueInfo{0x4000, 0x1000, 64, 1},
+                                                      amp::virtio::QueueInfo{0x8000, 0x1000, 64, 2}};
+    auto body =
+        amp::virtio::write_single_vdev_table(*shm.subregion(0, 0x4000), {7, 0, 1U | (1U << 29), 0, rings});
+    if (!body) return;
+    t1 = *amp::virtio::RscVdevTransport::open(*body);
+    t2 = *amp::virtio::RscVdevTransport::open(*body);
+    amp::rpmsg::DeviceConfig dc;
+    dc.shm = shm;
+    dc.notifier = &notifier;
+    dc.buffer_pool = 0x10000;
+    dc.buffer_pool_size = 0x40000;
+    dc.start_timeout_ns = 0;
+    dc.announce_timeout_ns = 0;
+    dc.transport = &t1;
+    dc.role = amp::rpmsg::Role::kDriver;
+    if (driver.start(dc, s1) != Status::kOk) return;
+    dc.transport = &t2;
+    dc.role = amp::rpmsg::Role::kDevice;
+    if (device.start(dc, s2) != Status::kOk) return;
+    auto echo = [](amp::rpmsg::Endpoint& ep, const amp::rpmsg::Message& m) { (void)ep.try_send(m.payload); };
+    (void)device.create_endpoint(a, "svc", 0x400, amp::rpmsg::kAddrAny, echo);
+    (void)driver.create_endpoint(b, "", 0x500, 0x400,
+                                 [](amp::rpmsg::Endpoint&, const amp::rpmsg::Message& m) {
+                                   volatile std::size_t sum = 0;
+                                   for (std::byte x : m.payload)
+                                     sum = sum + static_cast<std::size_t>(x);  // touch every payload byte
+                                 });
+    driver.set_name_service_handler([this](amp::rpmsg::Device& d, std::string_view name, std::uint32_t addr) {
+      if (!c.attached()) (void)d.create_endpoint(c, name, amp::rpmsg::kAddrAny, addr, nullptr);
+    });
+    ok = true;
+  }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  amp::metal::set_log_level(amp::metal::LogLevel::kOff);
+  World w;
+  if (!w.ok) return 0;
+  std::size_t pos = 0;
+  std::byte payload[600];
+  std::memset(payload, 0x42, sizeof payload);
+  while (pos + 4 <= size) {
+    const std::uint8_t op = data[pos];
+    const std::uint32_t arg = static_cast<std::uint32_t>(data[pos + 1]) |
+                              static_cast<std::uint32_t>(data[pos + 2]) << 8 |
+                              static_cast<std::uint32_t>(data[pos + 3]) << 16;
+    pos += 4;
+    switch (op % 8) {
+      case 0:
+      case 1: {  // the peer writes up to 8 bytes somewhere in shared memory
+        const std::size_t n = std::min<std::size_t>(op / 8 % 8 + 1, size - pos);
+        const std::size_t off = arg % kSize;
+        std::memcpy(w.mem.get() + off, data + pos, std::min(n, kSize - off));
+        pos += n;
+        break;
+      }
+      case 2:
+        (void)w.driver.process(arg % 2 == 0);
+        break;
+      case 3:
+        (void)w.device.process(arg % 2 == 0);
+        break;
+      case 4:
+        (void)w.b.try_send(std::span(payload, arg % sizeof payload));
+        break;
+      case 5:
+        (void)w.a.send_to(0x500, std::span(payload, arg % sizeof payload), 0);
+        break;
+      case 6: {  // zero-copy, kept or dropped
+        auto buf = (arg % 2 == 0 ? w.a : w.b).get_tx_buffer(0);
+        if (buf && arg % 4 == 0)
+          (void)w.b.send_nocopy(*buf, std::min<std::size_t>(arg % 512, buf->payload().size()));
+        break;
+      }
+      case 7: {
+        amp::rpmsg::Endpoint e;
+        (void)w.device.create_endpoint(e, "tmp", amp::rpmsg::kAddrAny, amp::rpmsg::kAddrAny, nullptr);
+        break;
+      }
+    }
+  }
+  return 0;
+}
