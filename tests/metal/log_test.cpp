@@ -27,7 +27,7 @@ TEST(Format, Integers) {
   EXPECT_EQ(fmt("%lld %llu", LLONG_MIN, ULLONG_MAX), "-9223372036854775808 18446744073709551615");
   EXPECT_EQ(fmt("%ld %lu", -5L, 5UL), "-5 5");
   EXPECT_EQ(fmt("%zu %td", std::size_t{123}, std::ptrdiff_t{7}), "123 7");
-  EXPECT_EQ(fmt("%hhu %hd", 300, 70000), "44 4464");
+  EXPECT_EQ(fmt("%hhu %hd", static_cast<unsigned char>(200), static_cast<short>(-1234)), "200 -1234");
   EXPECT_EQ(fmt("%d", INT_MIN), "-2147483648");
 }
 
