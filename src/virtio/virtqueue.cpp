@@ -13,24 +13,36 @@ constexpr std::size_t kDescLen = 8;
 constexpr std::size_t kDescFlags = 12;
 constexpr std::size_t kDescNext = 14;
 
-/// Checks that the ring's layout fits its region and that every field is naturally aligned, so that the
-/// queue's later loads and stores cannot fail.
-Status check_ring(const QueueConfig& c, RingLayout& layout) noexcept {
-  auto l = RingLayout::compute(c.num, c.align);
-  if (!l) return l.error();
-  if (c.ring.size() < l->size) return Status::kOutOfRange;
-  auto base = c.ring.pointer_at(0, l->size);
-  if (!base) return base.error();
-  if (reinterpret_cast<std::uintptr_t>(*base) % 8 != 0) return Status::kMisaligned;
-  layout = *l;
-  return Status::kOk;
-}
-
 inline void full_fence() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
 }  // namespace
+
+namespace detail {
+
+Status SplitRing::setup(const QueueConfig& config) noexcept {
+  auto l = RingLayout::compute(config.num, config.align);
+  if (!l) return l.error();
+  if (config.ring.size() < l->size) return Status::kOutOfRange;
+  auto base = config.ring.pointer_at(0, l->size);
+  if (!base) return base.error();
+  if (reinterpret_cast<std::uintptr_t>(*base) % 8 != 0) return Status::kMisaligned;
+  config_ = config;
+  layout_ = *l;
+  fault_ = Fault::kNone;
+  return Status::kOk;
+}
+
+Status SplitRing::mark_broken(const char* role, Fault f) noexcept {
+  if (fault_ == Fault::kNone) {
+    fault_ = f;
+    AMP_LOG_ERROR("virtqueue (%s): peer broke the protocol: %s", role, to_string(f));
+  }
+  return Status::kBroken;
+}
+
+}  // namespace detail
 
 const char* to_string(Fault f) noexcept {
   switch (f) {
@@ -66,12 +78,11 @@ const char* to_string(Fault f) noexcept {
 // DriverQueue
 
 Status DriverQueue::init(const QueueConfig& config, std::span<Slot> slots) noexcept {
-  RingLayout layout;
-  AMP_RETURN_IF_ERROR(check_ring(config, layout));
-  if (slots.size() < layout.num) return Status::kInvalidArgument;
-  config_ = config;
-  layout_ = layout;
-  slots_ = slots.first(layout.num);
+  if (auto l = RingLayout::compute(config.num, config.align); !l || slots.size() < l->num) {
+    return Status::kInvalidArgument;
+  }
+  AMP_RETURN_IF_ERROR(setup(config));
+  slots_ = slots.first(layout_.num);
   AMP_RETURN_IF_ERROR(config_.ring.fill(0, std::byte{0}, layout_.size));
   for (std::uint32_t i = 0; i < layout_.num; ++i) {
     slots_[i] = Slot{};
@@ -81,17 +92,8 @@ Status DriverQueue::init(const QueueConfig& config, std::span<Slot> slots) noexc
   free_count_ = static_cast<std::uint16_t>(layout_.num);
   avail_idx_ = kicked_avail_ = last_used_ = 0;
   interrupts_disabled_ = false;
-  fault_ = Fault::kNone;
   std::atomic_thread_fence(std::memory_order_release);
   return Status::kOk;
-}
-
-Status DriverQueue::mark_broken(Fault f) noexcept {
-  if (fault_ == Fault::kNone) {
-    fault_ = f;
-    AMP_LOG_ERROR("virtqueue (driver): peer broke the protocol: %s", to_string(f));
-  }
-  return Status::kBroken;
 }
 
 Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> chain) noexcept {
@@ -159,17 +161,18 @@ Result<bool> DriverQueue::pop_used(Used& out) noexcept {
   const auto pending = static_cast<std::uint16_t>(used_idx - last_used_);
   if (pending == 0) return false;
   const std::uint32_t in_flight = layout_.num - free_count_;
-  if (pending > layout_.num || pending > in_flight) return fail(mark_broken(Fault::kIndexRunaway));
+  if (pending > layout_.num || pending > in_flight) return fail(mark_broken("driver", Fault::kIndexRunaway));
 
   const std::size_t e = layout_.used_entry(last_used_ & (layout_.num - 1));
   const std::uint32_t id = read<std::uint32_t>(e);
   const std::uint32_t len = read<std::uint32_t>(e + 4);
-  if (id >= layout_.num) return fail(mark_broken(Fault::kDescriptorIndex));
+  if (id >= layout_.num) return fail(mark_broken("driver", Fault::kDescriptorIndex));
   Slot& head = slots_[id];
-  if (head.chain_len == 0) return fail(mark_broken(Fault::kUsedIdNotInFlight));
+  if (head.chain_len == 0) return fail(mark_broken("driver", Fault::kUsedIdNotInFlight));
   // A chain the device could not write into has nothing to report: some devices (OpenAMP) return the
   // buffer's full length there, which is harmless and ignored. Otherwise the length must fit.
-  if (head.writable != 0 && len > head.writable) return fail(mark_broken(Fault::kUsedLengthTooLarge));
+  if (head.writable != 0 && len > head.writable)
+    return fail(mark_broken("driver", Fault::kUsedLengthTooLarge));
 
   // Return the chain to the free list, walking our own (trusted) shadow.
   std::uint16_t tail = static_cast<std::uint16_t>(id);
@@ -221,22 +224,10 @@ bool DriverQueue::enable_interrupts() noexcept {
 // DeviceQueue
 
 Status DeviceQueue::init(const QueueConfig& config) noexcept {
-  RingLayout layout;
-  AMP_RETURN_IF_ERROR(check_ring(config, layout));
-  config_ = config;
-  layout_ = layout;
+  AMP_RETURN_IF_ERROR(setup(config));
   last_avail_ = used_idx_ = notified_used_ = 0;
   notifications_disabled_ = false;
-  fault_ = Fault::kNone;
   return Status::kOk;
-}
-
-Status DeviceQueue::mark_broken(Fault f) noexcept {
-  if (fault_ == Fault::kNone) {
-    fault_ = f;
-    AMP_LOG_ERROR("virtqueue (device): peer broke the protocol: %s", to_string(f));
-  }
-  return Status::kBroken;
 }
 
 Result<bool> DeviceQueue::has_available() noexcept {
@@ -244,7 +235,7 @@ Result<bool> DeviceQueue::has_available() noexcept {
   if (layout_.num == 0) return fail(Status::kInvalidArgument);
   const std::uint16_t avail_idx = read<std::uint16_t>(layout_.avail_idx(), std::memory_order_acquire);
   const auto pending = static_cast<std::uint16_t>(avail_idx - last_avail_);
-  if (pending > layout_.num) return fail(mark_broken(Fault::kIndexRunaway));
+  if (pending > layout_.num) return fail(mark_broken("device", Fault::kIndexRunaway));
   return pending != 0;
 }
 
@@ -253,7 +244,7 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
   if (!any || !*any) return any;
 
   const std::uint16_t head = read<std::uint16_t>(layout_.avail_entry(last_avail_ & (layout_.num - 1)));
-  if (head >= layout_.num) return fail(mark_broken(Fault::kDescriptorIndex));
+  if (head >= layout_.num) return fail(mark_broken("device", Fault::kDescriptorIndex));
 
   Chain c;
   c.head = head;
@@ -261,25 +252,26 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
   std::uint64_t writable = 0;
   std::uint16_t idx = head;
   for (std::uint32_t n = 0;; ++n) {
-    if (n >= layout_.num) return fail(mark_broken(Fault::kDescriptorLoop));
+    if (n >= layout_.num) return fail(mark_broken("device", Fault::kDescriptorLoop));
     const std::size_t d = layout_.desc_entry(idx);
     const std::uint64_t addr = read<std::uint64_t>(d + kDescAddr);
     const std::uint32_t len = read<std::uint32_t>(d + kDescLen);
     const std::uint16_t flags = read<std::uint16_t>(d + kDescFlags);
     const std::uint16_t next = read<std::uint16_t>(d + kDescNext);
-    if ((flags & kDescFlagIndirect) != 0) return fail(mark_broken(Fault::kUnexpectedIndirect));
-    if (!config_.buffers.offset_of(addr, len)) return fail(mark_broken(Fault::kDescriptorAddress));
+    if ((flags & kDescFlagIndirect) != 0) return fail(mark_broken("device", Fault::kUnexpectedIndirect));
+    if (!config_.buffers.offset_of(addr, len)) return fail(mark_broken("device", Fault::kDescriptorAddress));
     const bool writable_buf = (flags & kDescFlagWrite) != 0;
-    if (!writable_buf && writable != 0) return fail(mark_broken(Fault::kReadableAfterWritable));
-    if (c.count >= out.size()) return fail(mark_broken(Fault::kChainTooLong));
+    if (!writable_buf && writable != 0) return fail(mark_broken("device", Fault::kReadableAfterWritable));
+    if (c.count >= out.size()) return fail(mark_broken("device", Fault::kChainTooLong));
     out[c.count++] = Buffer{addr, len, writable_buf};
     (writable_buf ? writable : readable) += len;
     if ((flags & kDescFlagNext) == 0) break;
-    if (next >= layout_.num) return fail(mark_broken(Fault::kDescriptorIndex));
+    if (next >= layout_.num) return fail(mark_broken("device", Fault::kDescriptorIndex));
     idx = next;
   }
   // Each length fits the region, so a sum beyond 32 bits means buffers overlap: the peer is lying.
-  if (readable > UINT32_MAX || writable > UINT32_MAX) return fail(mark_broken(Fault::kDescriptorAddress));
+  if (readable > UINT32_MAX || writable > UINT32_MAX)
+    return fail(mark_broken("device", Fault::kDescriptorAddress));
   c.readable_len = static_cast<std::uint32_t>(readable);
   c.writable_len = static_cast<std::uint32_t>(writable);
   ++last_avail_;

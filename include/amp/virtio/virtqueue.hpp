@@ -60,7 +60,41 @@ struct QueueConfig {
   bool event_idx = false;   ///< VIRTIO_RING_F_EVENT_IDX was negotiated.
 };
 
-class DriverQueue {
+namespace detail {
+
+/// What both halves of a split ring share: where the ring is, its layout, checked access to its fields, and
+/// the fault that broke it.
+class SplitRing {
+ public:
+  std::uint32_t size() const noexcept { return layout_.num; }
+  bool broken() const noexcept { return fault_ != Fault::kNone; }
+  Fault fault() const noexcept { return fault_; }
+
+ protected:
+  SplitRing() = default;
+  /// Checks `config` (ring inside its region, naturally aligned) and adopts it.
+  Status setup(const QueueConfig& config) noexcept;
+  /// Records the first fault, logs it once, and returns kBroken.
+  Status mark_broken(const char* role, Fault f) noexcept;
+  // setup() checked that every field lies inside the ring and is aligned, so these cannot fail.
+  template <metal::IoWord T>
+  T read(std::size_t offset, std::memory_order order = std::memory_order_relaxed) const noexcept {
+    return config_.ring.load<T>(offset, order).value_or(T{});
+  }
+  template <metal::IoWord T>
+  void write(std::size_t offset, T value,
+             std::memory_order order = std::memory_order_relaxed) const noexcept {
+    (void)config_.ring.store<T>(offset, value, order);
+  }
+
+  QueueConfig config_{};
+  RingLayout layout_{};
+  Fault fault_ = Fault::kNone;
+};
+
+}  // namespace detail
+
+class DriverQueue : public detail::SplitRing {
  public:
   /// The driver's private record of one descriptor. Callers only provide the storage (num entries).
   struct Slot {
@@ -103,24 +137,8 @@ class DriverQueue {
   [[nodiscard]] bool enable_interrupts() noexcept;
 
   std::uint16_t free_count() const noexcept { return free_count_; }
-  std::uint32_t size() const noexcept { return layout_.num; }
-  bool broken() const noexcept { return fault_ != Fault::kNone; }
-  Fault fault() const noexcept { return fault_; }
 
  private:
-  Status mark_broken(Fault f) noexcept;
-  template <metal::IoWord T>
-  T read(std::size_t offset, std::memory_order order = std::memory_order_relaxed) const noexcept {
-    return config_.ring.load<T>(offset, order).value_or(T{});
-  }
-  template <metal::IoWord T>
-  void write(std::size_t offset, T value,
-             std::memory_order order = std::memory_order_relaxed) const noexcept {
-    (void)config_.ring.store<T>(offset, value, order);
-  }
-
-  QueueConfig config_{};
-  RingLayout layout_{};
   std::span<Slot> slots_{};
   std::uint16_t free_head_ = 0;
   std::uint16_t free_count_ = 0;
@@ -128,10 +146,9 @@ class DriverQueue {
   std::uint16_t kicked_avail_ = 0;  // avail index at the last kick decision
   std::uint16_t last_used_ = 0;     // next used entry to read
   bool interrupts_disabled_ = false;
-  Fault fault_ = Fault::kNone;
 };
 
-class DeviceQueue {
+class DeviceQueue : public detail::SplitRing {
  public:
   /// A chain taken from the available ring.
   struct Chain {
@@ -163,29 +180,11 @@ class DeviceQueue {
   /// Whether the driver has made buffers available that were not taken yet (without taking them).
   [[nodiscard]] Result<bool> has_available() noexcept;
 
-  std::uint32_t size() const noexcept { return layout_.num; }
-  bool broken() const noexcept { return fault_ != Fault::kNone; }
-  Fault fault() const noexcept { return fault_; }
-
  private:
-  Status mark_broken(Fault f) noexcept;
-  template <metal::IoWord T>
-  T read(std::size_t offset, std::memory_order order = std::memory_order_relaxed) const noexcept {
-    return config_.ring.load<T>(offset, order).value_or(T{});
-  }
-  template <metal::IoWord T>
-  void write(std::size_t offset, T value,
-             std::memory_order order = std::memory_order_relaxed) const noexcept {
-    (void)config_.ring.store<T>(offset, value, order);
-  }
-
-  QueueConfig config_{};
-  RingLayout layout_{};
   std::uint16_t last_avail_ = 0;     // next avail entry to read
   std::uint16_t used_idx_ = 0;       // next used index to publish
   std::uint16_t notified_used_ = 0;  // used index at the last notify decision
   bool notifications_disabled_ = false;
-  Fault fault_ = Fault::kNone;
 };
 
 }  // namespace amp::virtio

@@ -377,29 +377,16 @@ SysResult<std::uint64_t> parse_size(std::string_view text) {
     }
     if (shift != 0) s.remove_suffix(1);
   }
-  unsigned base = 10;
-  if (s.size() >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-    base = 16;
-    s.remove_prefix(2);
-  }
-  if (s.empty()) return bad();
-  std::uint64_t v = 0;
-  for (const char c : s) {
-    unsigned d;
-    if (c >= '0' && c <= '9') {
-      d = static_cast<unsigned>(c - '0');
-    } else if (base == 16 && c >= 'a' && c <= 'f') {
-      d = static_cast<unsigned>(c - 'a' + 10);
-    } else if (base == 16 && c >= 'A' && c <= 'F') {
-      d = static_cast<unsigned>(c - 'A' + 10);
-    } else {
-      return bad();
-    }
-    if (v > (~std::uint64_t{0} - d) / base) {
+  // The digits themselves: the same strict decimal/0x-hex rules as sysfs values (but no trailing newline).
+  if (s.empty() || s.back() == '\n') return bad();
+  auto parsed = parse_sysfs_number(s);
+  if (!parsed) {
+    if (parsed.error().status == Status::kOverflow) {
       return sys_fail(Status::kOverflow, "number '" + shown + "' does not fit in 64 bits");
     }
-    v = v * base + d;
+    return bad();
   }
+  const std::uint64_t v = *parsed;
   if (shift != 0 && v > (~std::uint64_t{0} >> shift)) {
     return sys_fail(Status::kOverflow, "number '" + shown + "' does not fit in 64 bits");
   }
