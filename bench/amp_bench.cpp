@@ -17,9 +17,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -143,17 +141,20 @@ constexpr std::byte kEndMarker{0xE5};
 
 /// CPU seconds (user + system) a process used so far, from /proc.
 double cpu_seconds(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const auto close = s.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream in(s.substr(close + 2));
-  std::string field;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return 0;
+  char buf[1024] = {};
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  // Fields after the command name (which may contain spaces) start after the last ')'.
+  const char* p = std::strrchr(buf, ')');
+  if (n == 0 || p == nullptr) return 0;
   unsigned long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14) utime = std::stoul(field);
-    if (i == 15) stime = std::stoul(field);
-  }
+  // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+    return 0;
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
@@ -183,7 +184,8 @@ int remote_main(amp::metal::UnixSocket sock) {
                               }))) {
     return 2;
   }
-  while (!(*link)->peer_gone()) amp::metal::sleep_ns(5'000'000);
+  while (!(*link)->wait_peer_gone(std::chrono::hours(1))) {
+  }
   return 0;
 }
 
@@ -425,7 +427,8 @@ int main(int argc, char** argv) {
   };
   std::vector<Row> rows;
   std::vector<std::pair<NotifyMode, double>> idle;
-  for (NotifyMode mode : {NotifyMode::kPoll, NotifyMode::kAdaptive, NotifyMode::kEventFd, NotifyMode::kSocket}) {
+  for (NotifyMode mode :
+       {NotifyMode::kPoll, NotifyMode::kAdaptive, NotifyMode::kEventFd, NotifyMode::kSocket}) {
     for (std::size_t size : {std::size_t{16}, std::size_t{256}, std::size_t{496}})
       rows.push_back(Row{mode, size, {}, {}, {}, {}, {}});
     for (int r = 0; r < repeat; ++r) {
@@ -505,7 +508,8 @@ int main(int argc, char** argv) {
                 r.p50.median() / raw, r.mps.median(), r.mbps.median(), r.mps.median() * raw / 1e9);
   }
   std::printf(
-      "\n(p50/raw: poll and adaptive against the cache-line ping-pong, eventfd and socket against the eventfd ping-pong;\n"
+      "\n(p50/raw: poll and adaptive against the cache-line ping-pong, eventfd and socket against the "
+      "eventfd ping-pong;\n"
       " msgs/raw RTT: one-way messages per raw round trip of the same kind.)\n\nidle CPU of both processes, "
       "2 s:");
   for (const auto& [mode, pct] : idle) std::printf("  %s %.2f%%", amp::rpmsg::to_string(mode), pct);

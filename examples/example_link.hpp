@@ -75,7 +75,8 @@ inline std::uint32_t find_service(amp::rpmsg::Link& link, std::string_view servi
 
 /// Remote side: serves until the host hangs up.
 inline void serve_until_host_leaves(amp::rpmsg::Link& link) {
-  while (!link.peer_gone()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  while (!link.wait_peer_gone(std::chrono::hours(1))) {
+  }
 }
 
 }  // namespace example

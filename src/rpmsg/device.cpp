@@ -363,8 +363,9 @@ Status Device::process(bool rearm) noexcept {
     if (stopped_) return Status::kClosed;
     if (!running()) return Status::kOk;  // not started yet: nothing to look at
     if (fault_ != virtio::Fault::kNone) return Status::kBroken;
+    rearm = rearm && config_.notify_peer;
     s = config_.role == Role::kDriver ? drain_driver(rearm) : drain_device(rearm);
-    kick_rx = kick_rx_pending_ &&
+    kick_rx = kick_rx_pending_ && config_.notify_peer &&
               (config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed());
     kick_rx_pending_ = false;
     // Buffers may have come back on the transmit queue: let blocked senders look.
@@ -420,6 +421,7 @@ Status Device::drain_device(bool rearm) noexcept {
 void Device::deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled,
                      std::uint16_t head) noexcept {
   ++stats_.rx_messages;
+  received_.fetch_add(1, std::memory_order_relaxed);
   if (filled < kHeaderSize) {
     ++stats_.rx_malformed;
     AMP_LOG_WARNING("rpmsg: dropped a %u-byte message, shorter than its header",
@@ -553,7 +555,7 @@ void Device::release_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) n
   {
     LockGuard g(mutex_);
     give_back_rx(head, buf, len);
-    if (kick_rx_pending_) {
+    if (kick_rx_pending_ && config_.notify_peer) {
       kick_now = config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed();
       kick_rx_pending_ = false;
     }
@@ -574,15 +576,27 @@ bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
       slot.id = tx_never_used_++;
       addr = tx_base_ + std::uint64_t{slot.id} * tx_size_;
     } else {
-      virtio::DriverQueue::Used u;
-      auto r = driver_tx_.pop_used(u);
-      if (!r) {
-        error = r.error();
-        return false;
+      // Reclaim everything the device has returned at once: one look at its index for the whole batch.
+      for (;;) {
+        virtio::DriverQueue::Used u;
+        auto r = driver_tx_.pop_used(u);
+        if (!r) {
+          error = r.error();
+          return false;
+        }
+        if (!*r) break;
+        const metal::DeviceAddress a = driver_tx_.head_buffer(u.head).addr;
+        auto p = config_.shm.pointer_of(a, tx_size_);
+        if (!p || tx_free_count_ == tx_free_.size()) {
+          error = Status::kInternal;
+          return false;
+        }
+        tx_free_[tx_free_count_++] =
+            TxSlot{static_cast<std::uint32_t>((a - tx_base_) / tx_size_), tx_size_, *p};
       }
-      if (!*r) return false;
-      addr = driver_tx_.head_buffer(u.head).addr;
-      slot.id = static_cast<std::uint32_t>((addr - tx_base_) / tx_size_);
+      if (tx_free_count_ == 0) return false;
+      slot = tx_free_[--tx_free_count_];
+      addr = tx_base_ + std::uint64_t{slot.id} * tx_size_;
     }
     auto p = config_.shm.pointer_of(addr, tx_size_);
     if (!p) {
@@ -624,6 +638,7 @@ bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
 }
 
 void Device::set_tx_waiting_locked(bool waiting) noexcept {
+  if (!config_.notify_peer) return;  // the peer polls; nobody will be asked to kick
   if (config_.role == Role::kDriver) {
     if (waiting) {
       if (driver_tx_.enable_interrupts()) tx_cv_.notify_all();
@@ -667,6 +682,11 @@ Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
 
 void Device::return_tx(TxBuffer& buffer) noexcept {
   LockGuard g(mutex_);
+  return_tx_locked(buffer);
+}
+
+void Device::return_tx_locked(TxBuffer& buffer) noexcept {
+  buffer.dev_ = nullptr;
   if (tx_free_count_ < tx_free_.size()) {
     tx_free_[tx_free_count_++] =
         TxSlot{buffer.id_, static_cast<std::uint32_t>(buffer.buffer_.size()), buffer.buffer_.data()};
@@ -674,30 +694,36 @@ void Device::return_tx(TxBuffer& buffer) noexcept {
   }
 }
 
-Status Device::send_buffer(TxBuffer& buffer, std::uint32_t src, std::uint32_t dst, std::size_t len) noexcept {
-  if (buffer.dev_ != this) return Status::kInvalidArgument;
-  if (len > buffer.payload_.size()) return Status::kTooLarge;
+Status Device::publish_locked(TxBuffer& buffer, std::uint32_t src, std::uint32_t dst, std::size_t len,
+                              bool& kick) noexcept {
+  if (stopped_ || !running()) return Status::kClosed;
   const Header h{src, dst, 0, static_cast<std::uint16_t>(len), 0};
   std::byte raw[kHeaderSize];
   encode(h, raw);
   std::memcpy(buffer.buffer_.data(), raw, kHeaderSize);
   const auto total = static_cast<std::uint32_t>(kHeaderSize + len);
+  if (config_.role == Role::kDriver) {
+    auto da = config_.shm.device_address_of_pointer(buffer.buffer_.data(), total);
+    if (!da) return Status::kInternal;
+    const Buffer b{*da, total, false};
+    if (auto head = driver_tx_.add(std::span(&b, 1)); !head) return head.error();
+    kick = config_.notify_peer && driver_tx_.kick_needed();
+  } else {
+    AMP_RETURN_IF_ERROR(device_tx_.push_used(static_cast<std::uint16_t>(buffer.id_), total));
+    kick = config_.notify_peer && device_tx_.notify_needed();
+  }
+  ++stats_.tx_messages;
+  buffer.dev_ = nullptr;  // consumed
+  return Status::kOk;
+}
+
+Status Device::send_buffer(TxBuffer& buffer, std::uint32_t src, std::uint32_t dst, std::size_t len) noexcept {
+  if (buffer.dev_ != this) return Status::kInvalidArgument;
+  if (len > buffer.payload_.size()) return Status::kTooLarge;
   bool kick_now = false;
   {
     LockGuard g(mutex_);
-    if (stopped_ || !running()) return Status::kClosed;
-    if (config_.role == Role::kDriver) {
-      auto da = config_.shm.device_address_of_pointer(buffer.buffer_.data(), total);
-      if (!da) return Status::kInternal;
-      const Buffer b{*da, total, false};
-      if (auto head = driver_tx_.add(std::span(&b, 1)); !head) return head.error();
-      kick_now = driver_tx_.kick_needed();
-    } else {
-      AMP_RETURN_IF_ERROR(device_tx_.push_used(static_cast<std::uint16_t>(buffer.id_), total));
-      kick_now = device_tx_.notify_needed();
-    }
-    ++stats_.tx_messages;
-    buffer.dev_ = nullptr;  // consumed
+    AMP_RETURN_IF_ERROR(publish_locked(buffer, src, dst, len, kick_now));
   }
   if (kick_now) kick(notify_tx_);
   return Status::kOk;
@@ -706,6 +732,32 @@ Status Device::send_buffer(TxBuffer& buffer, std::uint32_t src, std::uint32_t ds
 Status Device::send_copy(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload,
                          std::uint64_t timeout_ns) noexcept {
   if (payload.size() > payload_size_) return Status::kTooLarge;
+  // Fast path: a buffer is free now; take, fill and publish it under one lock (payloads are small).
+  {
+    bool kick_now = false;
+    Status result = Status::kOk;
+    {
+      LockGuard g(mutex_);
+      if (stopped_ || !running()) return Status::kClosed;
+      if (fault_ != virtio::Fault::kNone) return Status::kBroken;
+      TxBuffer fast;
+      Status error = Status::kOk;
+      if (!try_acquire_tx_locked(fast, error)) {
+        if (!ok(error)) return error;
+        result = Status::kWouldBlock;  // none free: take the waiting path below
+      } else if (payload.size() > fast.payload_.size()) {
+        return_tx_locked(fast);  // a smaller buffer from the driver
+        return Status::kTooLarge;
+      } else {
+        if (!payload.empty()) std::memcpy(fast.payload_.data(), payload.data(), payload.size());
+        result = publish_locked(fast, src, dst, payload.size(), kick_now);
+        if (!ok(result)) return_tx_locked(fast);
+      }
+    }
+    if (kick_now) kick(notify_tx_);
+    if (result != Status::kWouldBlock) return result;
+    if (timeout_ns == 0) return Status::kWouldBlock;
+  }
   TxBuffer b;
   AMP_RETURN_IF_ERROR(acquire_tx(b, timeout_ns));
   if (payload.size() > b.payload_.size()) return Status::kTooLarge;  // a smaller buffer from the driver

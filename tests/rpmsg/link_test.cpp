@@ -58,9 +58,7 @@ int child_main(const Case& c, metal::UnixSocket sock, const std::string& sock_pa
                                                        if (ok(ep.send(m.payload, 5'000'000'000))) ++echoed;
                                                      });
   if (!ok(s)) return 21;
-  const std::uint64_t deadline = metal::deadline_after(60'000'000'000);
-  while (!(*link)->peer_gone() && metal::monotonic_ns() < deadline) metal::sleep_ns(1'000'000);
-  if (!(*link)->peer_gone()) return 22;
+  if (!(*link)->wait_peer_gone(60s)) return 22;
   echo.destroy();
   (*link)->close();
   return echoed.load() > 0 ? 0 : 23;

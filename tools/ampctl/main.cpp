@@ -5,6 +5,8 @@
 //   ampctl echo   serve an echo endpoint (either role; amp link or the openamp-linux preset)
 //   ampctl ping   find an echo service, send messages, check every echo, print a summary
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "amp/metal/log.hpp"
@@ -42,9 +45,49 @@ constexpr const char* kOpenAmpService = "rpmsg-openamp-demo-channel";
 constexpr std::uint32_t kShutdownMagic = 0xEF56A55A;
 constexpr int kJoinFd = 3;  // where `demo` hands the socket to the remote it starts
 
+/// Set when SIGINT or SIGTERM arrives; `g_wake` is woken then too (see watch_signals).
 std::atomic<bool> g_interrupted{false};
-void on_signal(int) {
-  g_interrupted = true;
+
+/// A flag to sleep on until something (a callback, a signal) sets it.
+class Wake {
+ public:
+  void set() {
+    {
+      std::lock_guard lock(m_);
+      set_ = true;
+    }
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [this] { return set_; });
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool set_ = false;
+};
+Wake g_wake;
+/// Whether the main thread checks g_interrupted / waits on g_wake (else a signal ends the process at once).
+std::atomic<bool> g_interruptible{false};
+
+/// Blocks SIGINT/SIGTERM in every thread and takes them on a thread of its own, so that a waiting main
+/// thread sleeps instead of polling a flag.
+void watch_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    g_interrupted = true;
+    // Still setting up (waiting for a peer, say): leave now. Serving or pinging: finish cleanly.
+    if (!g_interruptible.load()) std::_Exit(128 + sig);
+    g_wake.set();
+  }).detach();
 }
 
 [[noreturn]] void die(const std::string& msg, int code = 1) {
@@ -177,7 +220,6 @@ std::string default_service(const Options& o) {
 int cmd_echo(const Options& o) {
   auto link = open_link(o, Role::kDevice);
   const std::string service = default_service(o);
-  std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> echoed{0};
   Endpoint ep;
   const Status s = link->device().create_endpoint(
@@ -186,19 +228,20 @@ int cmd_echo(const Options& o) {
         std::uint32_t magic = 0;
         if (m.payload.size() == sizeof magic) std::memcpy(&magic, m.payload.data(), sizeof magic);
         if (magic == kShutdownMagic) {
-          stop = true;
+          g_wake.set();
           return;
         }
         if (ok(e.send(m.payload, 1'000'000'000))) ++echoed;
       },
-      [&](Endpoint&) { stop = true; });  // the peer destroyed its side
+      [](Endpoint&) { g_wake.set(); });  // the peer destroyed its side, or hung up
   if (!ok(s)) die(std::string("creating the echo endpoint: ") + amp::to_string(s));
   if (!o.has("quiet")) {
     std::fprintf(stderr, "ampctl echo: serving '%s' at address %u (%s role, %s)\n", service.c_str(),
                  ep.address(), amp::rpmsg::to_string(link->role()),
                  amp::rpmsg::to_string(link->notify_mode()));
   }
-  while (!stop && !g_interrupted && !link->peer_gone()) amp::metal::sleep_ns(2'000'000);
+  g_interruptible = true;
+  g_wake.wait();  // asleep until the shutdown value, an unbind, a hang-up or a signal
   ep.destroy();
   link->close();
   if (!o.has("quiet"))
@@ -260,6 +303,7 @@ Summary ping(Link& link, const std::string& service, long rounds, bool shutdown_
     ++sum.errors;
     return sum;
   }
+  g_interruptible = true;  // from here a signal ends the run cleanly, with a summary
   const std::uint32_t mtu = link.device().payload_size();
   std::vector<std::byte> payload(mtu);
   std::uint64_t expected = 0;
@@ -453,8 +497,7 @@ void help(const std::string& cmd) {
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  watch_signals();
   amp::metal::set_log_level(amp::metal::LogLevel::kError);
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     help("");

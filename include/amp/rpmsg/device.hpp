@@ -211,6 +211,9 @@ struct DeviceConfig {
   std::uint32_t tx_buffers = 0;
   /// Device role: offer VIRTIO_RING_F_EVENT_IDX. Driver role: accept it when offered.
   bool event_idx = true;
+  /// Whether the peer wants notifications at all. false when the peer polls the rings: sends then skip the
+  /// notification check (and its memory fence) entirely, and process() leaves notifications off.
+  bool notify_peer = true;
   /// Dynamic addresses are allocated from kFirstDynamicAddress up, this many of them.
   std::uint32_t dynamic_addresses = 1024;
   /// How long create_endpoint() waits for a buffer to announce the endpoint.
@@ -287,6 +290,8 @@ class Device {
   bool name_service() const noexcept { return ns_; }
   bool event_idx() const noexcept { return event_idx_; }
   Stats stats() const noexcept;
+  /// Messages received so far (all of Stats::rx_messages), without taking the device's lock.
+  std::uint64_t rx_count() const noexcept { return received_.load(std::memory_order_relaxed); }
   /// Why the device is broken (kNone if it is not).
   virtio::Fault fault() const noexcept;
 
@@ -310,7 +315,11 @@ class Device {
   Status acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept;
   bool try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept;
   void return_tx(TxBuffer& buffer) noexcept;
+  void return_tx_locked(TxBuffer& buffer) noexcept;
   Status send_buffer(TxBuffer& buffer, std::uint32_t src, std::uint32_t dst, std::size_t len) noexcept;
+  // Writes the header and hands the buffer to the peer; sets `kick` when the peer wants a notification.
+  Status publish_locked(TxBuffer& buffer, std::uint32_t src, std::uint32_t dst, std::size_t len,
+                        bool& kick) noexcept;
   Status send_copy(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload,
                    std::uint64_t timeout_ns) noexcept;
   Status announce(Endpoint& ep, std::uint32_t flags, std::uint64_t timeout_ns) noexcept;
@@ -362,6 +371,7 @@ class Device {
   PendingAnnouncement pending_ns_[kMaxPendingAnnouncements] = {};
   std::size_t pending_ns_count_ = 0;
   Stats stats_{};
+  std::atomic<std::uint64_t> received_{0};
 };
 
 }  // namespace amp::rpmsg

@@ -132,9 +132,24 @@ Link::~Link() {
   close();
 }
 
+void Link::mark_peer_gone() {
+  {
+    std::lock_guard lock(gone_mutex_);
+    peer_gone_.store(true, std::memory_order_release);
+  }
+  gone_cv_.notify_all();
+  device_.stop();
+}
+
+bool Link::wait_peer_gone(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(gone_mutex_);
+  return gone_cv_.wait_for(lock, timeout, [this] { return peer_gone_.load(); });
+}
+
 void Link::close() {
   if (closed_.exchange(true)) return;
   stopping_.store(true, std::memory_order_release);
+  if (kick_in_) (void)kick_in_->signal();  // wake an adaptive thread sleeping on it
   device_.stop();
   if (loop_) {
     loop_->stop();
@@ -175,6 +190,7 @@ SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) 
   dc.transport = &transport_;
   dc.notifier = &kicker_;
   dc.wait_mode = notify_ == NotifyMode::kPoll ? WaitMode::kSpin : WaitMode::kBlock;
+  dc.notify_peer = notify_ != NotifyMode::kPoll;  // a polling peer needs no kicks, nor the fences they cost
   dc.buffer_pool = shm_.device_address() + layout.pool;
   dc.buffer_pool_size = layout.pool_size;
   dc.buffer_size = config.buffer_size;
@@ -206,9 +222,9 @@ void Link::on_socket_readable() {
       continue;                                      // nothing else is expected; ignore
     }
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-      if (!peer_gone_.exchange(true)) {
+      if (!peer_gone_.load()) {
         AMP_LOG_INFO("link: the peer hung up");
-        device_.stop();
+        mark_peer_gone();
       }
       return;
     }
@@ -258,8 +274,7 @@ SysResult<int> Link::poll_events(std::chrono::milliseconds timeout) {
 bool Link::check_hangup() {
   pollfd p{socket_.fd(), POLLIN | POLLRDHUP, 0};
   if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0) {
-    peer_gone_.store(true);
-    device_.stop();
+    mark_peer_gone();
     return true;
   }
   return false;
@@ -284,9 +299,9 @@ void Link::adaptive_loop(std::chrono::microseconds spin) {
   const auto spin_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(spin).count());
   std::uint64_t last_work = metal::monotonic_ns();
   std::uint64_t next_check = 0;
-  std::uint64_t seen = device_.stats().rx_messages;
+  std::uint64_t seen = device_.rx_count();
   auto worked = [&] {
-    const std::uint64_t n = device_.stats().rx_messages;
+    const std::uint64_t n = device_.rx_count();
     const bool w = n != seen;
     seen = n;
     return w;
@@ -313,7 +328,8 @@ void Link::adaptive_loop(std::chrono::microseconds spin) {
       continue;
     }
     pollfd p[2] = {{kick_in_->fd(), POLLIN, 0}, {socket_.fd(), POLLIN | POLLRDHUP, 0}};
-    if (::poll(p, 2, 100) > 0) {
+    if (stopping_.load(std::memory_order_acquire)) break;
+    if (::poll(p, 2, -1) > 0) {  // close() wakes us through kick_in_
       if ((p[0].revents & POLLIN) != 0) (void)kick_in_->consume();
       if ((p[1].revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0 && check_hangup()) break;
     }

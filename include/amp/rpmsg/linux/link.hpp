@@ -14,8 +14,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -108,8 +110,10 @@ class Link {
 
   /// Stops processing and rpmsg (endpoints get their unbind callback). Idempotent; the destructor calls it.
   void close();
-  /// True once the peer hung up (its socket closed) or the device broke.
+  /// True once the peer hung up (its socket closed).
   bool peer_gone() const noexcept { return peer_gone_.load(std::memory_order_acquire); }
+  /// Sleeps until the peer hangs up (true) or `timeout` passes (false). No polling: 0% CPU while waiting.
+  bool wait_peer_gone(std::chrono::milliseconds timeout);
 
  private:
   Link() : socket_(metal::UniqueFd()) {}
@@ -119,6 +123,7 @@ class Link {
   void poll_loop();
   void adaptive_loop(std::chrono::microseconds spin);
   bool check_hangup();
+  void mark_peer_gone();
 
   metal::SharedMemory shm_;
   metal::UnixSocket socket_;
@@ -142,6 +147,8 @@ class Link {
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> peer_gone_{false};
+  std::mutex gone_mutex_;
+  std::condition_variable gone_cv_;
   std::atomic<bool> closed_{false};
 };
 
