@@ -373,6 +373,7 @@ int main(int argc, char** argv) {
   int iterations = 20000;
   int messages = 200000;
   int repeat = 3;
+  std::string only;  // --notify: a comma-separated subset of the modes
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto num = [&](int& out) {
@@ -388,8 +389,13 @@ int main(int argc, char** argv) {
       num(messages);
     } else if (a == "--repeat") {
       num(repeat);
+    } else if (a == "--notify") {
+      if (i + 1 >= argc) die("--notify needs a list, e.g. poll,eventfd");
+      only = argv[++i];
     } else if (a == "--help" || a == "-h") {
-      std::printf("usage: amp-bench [--json] [--iterations N] [--messages N] [--repeat R]\n");
+      std::printf(
+          "usage: amp-bench [--json] [--iterations N] [--messages N] [--repeat R] [--notify "
+          "poll,adaptive,eventfd,socket]\n");
       return 0;
     } else {
       die("unknown argument " + a);
@@ -398,7 +404,9 @@ int main(int argc, char** argv) {
   amp::metal::set_log_level(amp::metal::LogLevel::kError);
   std::signal(SIGPIPE, SIG_IGN);
 
-  // Each figure is the median of `repeat` runs; the spread (min..max of the runs' p50) is reported too.
+  // Rounds: each measures the raw limits and then every mode, so that a round's ratios compare figures taken
+  // on the same placement of the two processes (on a VM it changes between rounds). Every figure reported is
+  // the median over the rounds; the spread is the min..max of the rounds' values.
   struct Runs {
     std::vector<double> values;
     double median() const {
@@ -409,29 +417,34 @@ int main(int argc, char** argv) {
     double lo() const { return values.empty() ? 0 : *std::min_element(values.begin(), values.end()); }
     double hi() const { return values.empty() ? 0 : *std::max_element(values.begin(), values.end()); }
   };
-  Runs raw_cl_p50, raw_ev_p50;
-  Latency raw_cl, raw_ev;
-  for (int r = 0; r < repeat; ++r) {
-    raw_cl = raw_cacheline(iterations * 5);
-    raw_ev = raw_eventfd(iterations);
-    raw_cl_p50.values.push_back(raw_cl.p50);
-    raw_ev_p50.values.push_back(raw_ev.p50);
-  }
-  const double cl = raw_cl_p50.median();
-  const double ev = raw_ev_p50.median();
-
   struct Row {
     NotifyMode mode;
     std::size_t size;
-    Runs p50, p99, max, mps, mbps;
+    Runs p50, p99, max, mps, mbps, rtt_ratio, msgs_per_raw;
   };
-  std::vector<Row> rows;
-  std::vector<std::pair<NotifyMode, double>> idle;
+  std::vector<NotifyMode> modes;
   for (NotifyMode mode :
        {NotifyMode::kPoll, NotifyMode::kAdaptive, NotifyMode::kEventFd, NotifyMode::kSocket}) {
+    const std::string name = amp::rpmsg::to_string(mode);
+    if (only.empty() || ("," + only + ",").find("," + name + ",") != std::string::npos) modes.push_back(mode);
+  }
+  std::vector<Row> rows;
+  for (NotifyMode mode : modes) {
     for (std::size_t size : {std::size_t{16}, std::size_t{256}, std::size_t{496}})
-      rows.push_back(Row{mode, size, {}, {}, {}, {}, {}});
-    for (int r = 0; r < repeat; ++r) {
+      rows.push_back(Row{mode, size, {}, {}, {}, {}, {}, {}, {}});
+  }
+  Runs raw_cl_p50, raw_cl_p99, raw_ev_p50, raw_ev_p99;
+  std::vector<std::pair<NotifyMode, double>> idle;
+  for (int r = 0; r < repeat; ++r) {
+    const Latency cl = raw_cacheline(iterations * 5);
+    const Latency ev = raw_eventfd(iterations);
+    raw_cl_p50.values.push_back(cl.p50);
+    raw_cl_p99.values.push_back(cl.p99);
+    raw_ev_p50.values.push_back(ev.p50);
+    raw_ev_p99.values.push_back(ev.p99);
+    for (NotifyMode mode : modes) {
+      // Polling modes compare with the cache-line ping-pong, blocking ones with the eventfd ping-pong.
+      const double raw = (mode == NotifyMode::kPoll || mode == NotifyMode::kAdaptive) ? cl.p50 : ev.p50;
       auto host = start_host(mode);
       for (auto& row : rows) {
         if (row.mode != mode) continue;
@@ -441,6 +454,8 @@ int main(int argc, char** argv) {
         row.max.values.push_back(m.rtt.max);
         row.mps.values.push_back(m.msgs_per_s);
         row.mbps.values.push_back(m.mb_per_s);
+        row.rtt_ratio.values.push_back(m.rtt.p50 / raw);
+        row.msgs_per_raw.values.push_back(m.msgs_per_s * raw / 1e9);
       }
       if (r == 0) idle.emplace_back(mode, idle_cpu_percent(*host, 2.0));
       stop_host(*host);
@@ -463,24 +478,23 @@ int main(int argc, char** argv) {
 
   if (json) {
     std::printf(
-        "{\"machine\":{\"cpu\":\"%s\",\"cpus\":%u},\"repeat\":%d,\"iterations\":%d,\"messages\":%d,\n",
+        "{\"machine\":{\"cpu\":\"%s\",\"cpus\":%u},\"rounds\":%d,\"iterations\":%d,\"messages\":%d,\n",
         cpu_model, std::thread::hardware_concurrency(), repeat, iterations, messages);
     std::printf(
         " \"raw\":{\"cacheline_rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"min_p50\":%.0f,\"max_p50\":%.0f},"
         "\"eventfd_rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"min_p50\":%.0f,\"max_p50\":%.0f}},\n \"amp\":[",
-        cl, raw_cl.p99, raw_cl_p50.lo(), raw_cl_p50.hi(), ev, raw_ev.p99, raw_ev_p50.lo(), raw_ev_p50.hi());
+        raw_cl_p50.median(), raw_cl_p99.median(), raw_cl_p50.lo(), raw_cl_p50.hi(), raw_ev_p50.median(),
+        raw_ev_p99.median(), raw_ev_p50.lo(), raw_ev_p50.hi());
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
-      const double raw = (r.mode == NotifyMode::kPoll || r.mode == NotifyMode::kAdaptive) ? cl : ev;
       std::printf(
-          "%s\n  "
-          "{\"notify\":\"%s\",\"payload\":%zu,\"rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"max\":%.0f,\"min_p50\":"
-          "%.0f,"
-          "\"max_p50\":%.0f},\"rtt_p50_vs_raw\":%.2f,\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,"
-          "\"msgs_per_raw_rtt\":%.2f}",
+          "%s\n  {\"notify\":\"%s\",\"payload\":%zu,\"rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"max\":%.0f,"
+          "\"min_p50\":%.0f,\"max_p50\":%.0f},\"rtt_p50_vs_raw\":{\"median\":%.2f,\"min\":%.2f,\"max\":%.2f},"
+          "\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,\"msgs_per_raw_rtt\":{\"median\":%.2f,\"min\":%.2f,\"max\":%"
+          ".2f}}",
           i == 0 ? "" : ",", amp::rpmsg::to_string(r.mode), r.size, r.p50.median(), r.p99.median(),
-          r.max.median(), r.p50.lo(), r.p50.hi(), r.p50.median() / raw, r.mps.median(), r.mbps.median(),
-          r.mps.median() * raw / 1e9);
+          r.max.median(), r.p50.lo(), r.p50.hi(), r.rtt_ratio.median(), r.rtt_ratio.lo(), r.rtt_ratio.hi(),
+          r.mps.median(), r.mbps.median(), r.msgs_per_raw.median(), r.msgs_per_raw.lo(), r.msgs_per_raw.hi());
     }
     std::printf("],\n \"idle_cpu_percent\":{");
     for (std::size_t i = 0; i < idle.size(); ++i) {
@@ -490,28 +504,31 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::printf(
-      "amp-bench on %s (%u CPUs), host on CPU 0, remote on CPU 1; median of %d runs (spread: min..max of the "
-      "runs' p50)\n\n",
+      "amp-bench on %s (%u CPUs), host on CPU 0, remote on CPU 1; %d rounds, medians (spread: min..max over "
+      "rounds)\n\n",
       cpu_model, std::thread::hardware_concurrency(), repeat);
   std::printf(
-      "raw limits:  cache-line ping-pong RTT p50 %.0f ns (p99 %.0f; %.0f..%.0f)   eventfd ping-pong RTT p50 "
-      "%.0f ns (p99 %.0f; %.0f..%.0f)\n\n",
-      cl, raw_cl.p99, raw_cl_p50.lo(), raw_cl_p50.hi(), ev, raw_ev.p99, raw_ev_p50.lo(), raw_ev_p50.hi());
-  std::printf("%-8s %7s  %10s %10s %10s %14s %9s  %12s %9s %12s\n", "notify", "payload", "RTT p50", "p99",
-              "max", "p50 spread", "p50/raw", "msgs/s", "MB/s", "msgs/raw RTT");
+      "raw limits:  cache-line ping-pong RTT p50 %.0f ns (%.0f..%.0f), p99 %.0f   eventfd ping-pong RTT p50 "
+      "%.0f ns (%.0f..%.0f), p99 %.0f\n\n",
+      raw_cl_p50.median(), raw_cl_p50.lo(), raw_cl_p50.hi(), raw_cl_p99.median(), raw_ev_p50.median(),
+      raw_ev_p50.lo(), raw_ev_p50.hi(), raw_ev_p99.median());
+  std::printf("%-8s %7s  %9s %9s %9s  %16s  %11s  %18s\n", "notify", "payload", "RTT p50", "p99", "max",
+              "p50/raw", "msgs/s", "msgs per raw RTT");
   for (const Row& r : rows) {
-    const double raw = (r.mode == NotifyMode::kPoll || r.mode == NotifyMode::kAdaptive) ? cl : ev;
-    char spread[64];
-    std::snprintf(spread, sizeof spread, "%.0f..%.0f", r.p50.lo(), r.p50.hi());
-    std::printf("%-8s %5zu B  %7.0f ns %7.0f ns %7.0f ns %14s %8.2fx  %12.0f %9.1f %12.2f\n",
-                amp::rpmsg::to_string(r.mode), r.size, r.p50.median(), r.p99.median(), r.max.median(), spread,
-                r.p50.median() / raw, r.mps.median(), r.mbps.median(), r.mps.median() * raw / 1e9);
+    char ratio[64], per_rtt[64];
+    std::snprintf(ratio, sizeof ratio, "%.2fx (%.2f..%.2f)", r.rtt_ratio.median(), r.rtt_ratio.lo(),
+                  r.rtt_ratio.hi());
+    std::snprintf(per_rtt, sizeof per_rtt, "%.2f (%.2f..%.2f)", r.msgs_per_raw.median(), r.msgs_per_raw.lo(),
+                  r.msgs_per_raw.hi());
+    std::printf("%-8s %5zu B  %6.0f ns %6.0f ns %6.0f ns  %16s  %11.0f  %18s   %.1f MB/s\n",
+                amp::rpmsg::to_string(r.mode), r.size, r.p50.median(), r.p99.median(), r.max.median(), ratio,
+                r.mps.median(), per_rtt, r.mbps.median());
   }
   std::printf(
-      "\n(p50/raw: poll and adaptive against the cache-line ping-pong, eventfd and socket against the "
-      "eventfd ping-pong;\n"
-      " msgs/raw RTT: one-way messages per raw round trip of the same kind.)\n\nidle CPU of both processes, "
-      "2 s:");
+      "\n(p50/raw and msgs per raw RTT: poll and adaptive against the cache-line ping-pong, eventfd and "
+      "socket\n"
+      " against the eventfd ping-pong, each round against its own raw figures.)\n\nidle CPU of both "
+      "processes, 2 s:");
   for (const auto& [mode, pct] : idle) std::printf("  %s %.2f%%", amp::rpmsg::to_string(mode), pct);
   std::printf("\n");
   return 0;

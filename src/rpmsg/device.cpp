@@ -88,6 +88,7 @@ TxBuffer& TxBuffer::operator=(TxBuffer&& o) noexcept {
     reset();
     dev_ = o.dev_;
     id_ = o.id_;
+    da_ = o.da_;
     buffer_ = o.buffer_;
     payload_ = o.payload_;
     o.dev_ = nullptr;
@@ -187,7 +188,7 @@ Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::
     rx_size_ = rx_size;
     tx_size_ = tx_size;
     tx_free_ = tx_free;
-    tx_free_count_ = 0;
+    tx_free_head_ = tx_free_count_ = 0;
     stopped_ = false;
     fault_ = virtio::Fault::kNone;
     stats_ = Stats{};
@@ -461,8 +462,10 @@ void Device::deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled
     return;
   }
   // Implicit binding: an endpoint created without a peer address answers whoever writes first.
-  std::uint32_t expected = kAddrAny;
-  ep->remote_.compare_exchange_strong(expected, h.src, std::memory_order_acq_rel);
+  if (ep->remote_.load(std::memory_order_relaxed) == kAddrAny) {
+    std::uint32_t expected = kAddrAny;
+    ep->remote_.compare_exchange_strong(expected, h.src, std::memory_order_acq_rel);
+  }
   ++ep->busy_;
   Message m;
   m.src = h.src;
@@ -569,12 +572,10 @@ void Device::release_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) n
 bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
   TxSlot slot;
   if (tx_free_count_ != 0) {
-    slot = tx_free_[--tx_free_count_];
+    slot = pop_free_tx();
   } else if (config_.role == Role::kDriver) {
-    metal::DeviceAddress addr;
     if (tx_never_used_ < tx_count_) {
-      slot.id = tx_never_used_++;
-      addr = tx_base_ + std::uint64_t{slot.id} * tx_size_;
+      slot.da = tx_base_ + std::uint64_t{tx_never_used_++} * tx_size_;
     } else {
       // Reclaim everything the device has returned at once: one look at its index for the whole batch.
       for (;;) {
@@ -585,26 +586,15 @@ bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
           return false;
         }
         if (!*r) break;
-        const metal::DeviceAddress a = driver_tx_.head_buffer(u.head).addr;
-        auto p = config_.shm.pointer_of(a, tx_size_);
-        if (!p || tx_free_count_ == tx_free_.size()) {
+        if (tx_free_count_ == tx_free_.size()) {
           error = Status::kInternal;
           return false;
         }
-        tx_free_[tx_free_count_++] =
-            TxSlot{static_cast<std::uint32_t>((a - tx_base_) / tx_size_), tx_size_, *p};
+        push_free_tx(TxSlot{0, 0, nullptr, driver_tx_.head_buffer(u.head).addr});
       }
       if (tx_free_count_ == 0) return false;
-      slot = tx_free_[--tx_free_count_];
-      addr = tx_base_ + std::uint64_t{slot.id} * tx_size_;
+      slot = pop_free_tx();
     }
-    auto p = config_.shm.pointer_of(addr, tx_size_);
-    if (!p) {
-      error = Status::kInternal;
-      return false;
-    }
-    slot.data = *p;
-    slot.len = tx_size_;
   } else {
     virtio::DeviceQueue::Chain c;
     Buffer b;
@@ -630,11 +620,35 @@ bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
     slot.data = *p;
     slot.len = b.len < kMaxBufferSize ? b.len : kMaxBufferSize;
   }
+  if (slot.data == nullptr) {  // a driver buffer known by address only: our own pool, so this cannot fail
+    auto p = config_.shm.pointer_of(slot.da, tx_size_);
+    if (!p) {
+      error = Status::kInternal;
+      return false;
+    }
+    slot.data = *p;
+    slot.len = tx_size_;
+  }
   out.dev_ = this;
   out.id_ = slot.id;
+  out.da_ = slot.da;
   out.buffer_ = std::span<std::byte>(slot.data, slot.len);
   out.payload_ = out.buffer_.subspan(kHeaderSize);
   return true;
+}
+
+void Device::push_free_tx(const TxSlot& slot) noexcept {
+  std::size_t at = tx_free_head_ + tx_free_count_;
+  if (at >= tx_free_.size()) at -= tx_free_.size();
+  tx_free_[at] = slot;
+  ++tx_free_count_;
+}
+
+TxSlot Device::pop_free_tx() noexcept {
+  const TxSlot slot = tx_free_[tx_free_head_];
+  if (++tx_free_head_ == tx_free_.size()) tx_free_head_ = 0;
+  --tx_free_count_;
+  return slot;
 }
 
 void Device::set_tx_waiting_locked(bool waiting) noexcept {
@@ -688,8 +702,8 @@ void Device::return_tx(TxBuffer& buffer) noexcept {
 void Device::return_tx_locked(TxBuffer& buffer) noexcept {
   buffer.dev_ = nullptr;
   if (tx_free_count_ < tx_free_.size()) {
-    tx_free_[tx_free_count_++] =
-        TxSlot{buffer.id_, static_cast<std::uint32_t>(buffer.buffer_.size()), buffer.buffer_.data()};
+    push_free_tx(TxSlot{buffer.id_, static_cast<std::uint32_t>(buffer.buffer_.size()), buffer.buffer_.data(),
+                        buffer.da_});
     if (tx_waiters_ != 0) tx_cv_.notify_one();
   }
 }
@@ -703,9 +717,7 @@ Status Device::publish_locked(TxBuffer& buffer, std::uint32_t src, std::uint32_t
   std::memcpy(buffer.buffer_.data(), raw, kHeaderSize);
   const auto total = static_cast<std::uint32_t>(kHeaderSize + len);
   if (config_.role == Role::kDriver) {
-    auto da = config_.shm.device_address_of_pointer(buffer.buffer_.data(), total);
-    if (!da) return Status::kInternal;
-    const Buffer b{*da, total, false};
+    const Buffer b{buffer.da_, total, false};  // add() checks it against the shared memory
     if (auto head = driver_tx_.add(std::span(&b, 1)); !head) return head.error();
     kick = config_.notify_peer && driver_tx_.kick_needed();
   } else {

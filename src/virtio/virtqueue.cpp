@@ -13,8 +13,14 @@ constexpr std::size_t kDescLen = 8;
 constexpr std::size_t kDescFlags = 12;
 constexpr std::size_t kDescNext = 14;
 
+/// A full barrier (StoreLoad): our index store must be visible before we read the peer's suppression
+/// field. On x86 a locked add to the stack is the cheaper way to get one (what Linux's smp_mb does).
 inline void full_fence() noexcept {
+#if defined(__x86_64__)
+  __asm__ __volatile__("lock; addl $0,-4(%%rsp)" ::: "memory", "cc");
+#else
   std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
 }
 
 }  // namespace
@@ -30,6 +36,7 @@ Status SplitRing::setup(const QueueConfig& config) noexcept {
   if (reinterpret_cast<std::uintptr_t>(*base) % 8 != 0) return Status::kMisaligned;
   config_ = config;
   layout_ = *l;
+  base_ = *base;
   fault_ = Fault::kNone;
   return Status::kOk;
 }
@@ -89,8 +96,9 @@ Status DriverQueue::init(const QueueConfig& config, std::span<Slot> slots) noexc
     slots_[i].next = static_cast<std::uint16_t>(i + 1);
   }
   free_head_ = 0;
+  free_tail_ = static_cast<std::uint16_t>(layout_.num - 1);
   free_count_ = static_cast<std::uint16_t>(layout_.num);
-  avail_idx_ = kicked_avail_ = last_used_ = 0;
+  avail_idx_ = kicked_avail_ = last_used_ = used_seen_ = 0;
   interrupts_disabled_ = false;
   std::atomic_thread_fence(std::memory_order_release);
   return Status::kOk;
@@ -157,11 +165,17 @@ bool DriverQueue::kick_needed() noexcept {
 Result<bool> DriverQueue::pop_used(Used& out) noexcept {
   if (broken()) return fail(Status::kBroken);
   if (layout_.num == 0) return fail(Status::kInvalidArgument);
-  const std::uint16_t used_idx = read<std::uint16_t>(layout_.used_idx(), std::memory_order_acquire);
-  const auto pending = static_cast<std::uint16_t>(used_idx - last_used_);
-  if (pending == 0) return false;
-  const std::uint32_t in_flight = layout_.num - free_count_;
-  if (pending > layout_.num || pending > in_flight) return fail(mark_broken("driver", Fault::kIndexRunaway));
+  if (last_used_ == used_seen_) {
+    // Look at the device's index only when what we saw last time is used up: one read of that contended
+    // cache line per batch, not per buffer.
+    const std::uint16_t used_idx = read<std::uint16_t>(layout_.used_idx(), std::memory_order_acquire);
+    const auto pending = static_cast<std::uint16_t>(used_idx - last_used_);
+    if (pending == 0) return false;
+    const std::uint32_t in_flight = layout_.num - free_count_;
+    if (pending > layout_.num || pending > in_flight)
+      return fail(mark_broken("driver", Fault::kIndexRunaway));
+    used_seen_ = used_idx;
+  }
 
   const std::size_t e = layout_.used_entry(last_used_ & (layout_.num - 1));
   const std::uint32_t id = read<std::uint32_t>(e);
@@ -177,8 +191,14 @@ Result<bool> DriverQueue::pop_used(Used& out) noexcept {
   // Return the chain to the free list, walking our own (trusted) shadow.
   std::uint16_t tail = static_cast<std::uint16_t>(id);
   for (std::uint16_t i = 1; i < head.chain_len; ++i) tail = slots_[tail].next;
-  slots_[tail].next = free_head_;
-  free_head_ = static_cast<std::uint16_t>(id);
+  // Free descriptors queue up (first in, first out), so that descriptors and the buffers behind them are
+  // reused in order, which keeps the peer's reads sequential.
+  if (free_count_ == 0) {
+    free_head_ = static_cast<std::uint16_t>(id);
+  } else {
+    slots_[free_tail_].next = static_cast<std::uint16_t>(id);
+  }
+  free_tail_ = tail;
   free_count_ = static_cast<std::uint16_t>(free_count_ + head.chain_len);
   head.chain_len = 0;
   ++last_used_;
@@ -198,7 +218,9 @@ Buffer DriverQueue::head_buffer(std::uint16_t head) const noexcept {
 }
 
 void DriverQueue::disable_interrupts() noexcept {
-  if (layout_.num == 0) return;
+  // Already off: do not write the ring again (a polling caller would otherwise keep a line the device
+  // reads bouncing between the cores).
+  if (layout_.num == 0 || interrupts_disabled_) return;
   interrupts_disabled_ = true;
   if (config_.event_idx) {
     // An event index just behind what we have read: the device passes it again only after 64 Ki buffers.
@@ -225,7 +247,7 @@ bool DriverQueue::enable_interrupts() noexcept {
 
 Status DeviceQueue::init(const QueueConfig& config) noexcept {
   AMP_RETURN_IF_ERROR(setup(config));
-  last_avail_ = used_idx_ = notified_used_ = 0;
+  last_avail_ = avail_seen_ = used_idx_ = notified_used_ = 0;
   notifications_disabled_ = false;
   return Status::kOk;
 }
@@ -233,9 +255,11 @@ Status DeviceQueue::init(const QueueConfig& config) noexcept {
 Result<bool> DeviceQueue::has_available() noexcept {
   if (broken()) return fail(Status::kBroken);
   if (layout_.num == 0) return fail(Status::kInvalidArgument);
+  if (avail_seen_ != last_avail_) return true;  // still working through what we saw last time
   const std::uint16_t avail_idx = read<std::uint16_t>(layout_.avail_idx(), std::memory_order_acquire);
   const auto pending = static_cast<std::uint16_t>(avail_idx - last_avail_);
   if (pending > layout_.num) return fail(mark_broken("device", Fault::kIndexRunaway));
+  avail_seen_ = avail_idx;
   return pending != 0;
 }
 
@@ -303,7 +327,7 @@ bool DeviceQueue::notify_needed() noexcept {
 }
 
 void DeviceQueue::disable_notifications() noexcept {
-  if (layout_.num == 0) return;
+  if (layout_.num == 0 || notifications_disabled_) return;  // already off: leave the shared line alone
   notifications_disabled_ = true;
   if (config_.event_idx) {
     write<std::uint16_t>(layout_.avail_event(), static_cast<std::uint16_t>(last_avail_ - 1));

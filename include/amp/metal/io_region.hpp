@@ -33,6 +33,34 @@ template <class T>
 concept IoWord = std::is_same_v<T, std::uint8_t> || std::is_same_v<T, std::uint16_t> ||
     std::is_same_v<T, std::uint32_t> || std::is_same_v<T, std::uint64_t>;
 
+namespace detail {
+
+/// An atomic load of a shared-memory word. Targets without lock-free atomics of that width (64-bit on some
+/// 32-bit cores) get an ordered but possibly torn access instead of a call into libatomic.
+template <IoWord T>
+inline T load_word(const T* p, std::memory_order order) noexcept {
+  if constexpr (std::atomic_ref<T>::is_always_lock_free) {
+    return std::atomic_ref<T>(*const_cast<T*>(p)).load(order);
+  } else {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    std::atomic_thread_fence(order == std::memory_order_relaxed ? order : std::memory_order_acquire);
+    return v;
+  }
+}
+
+template <IoWord T>
+inline void store_word(T* p, T value, std::memory_order order) noexcept {
+  if constexpr (std::atomic_ref<T>::is_always_lock_free) {
+    std::atomic_ref<T>(*p).store(value, order);
+  } else {
+    std::atomic_thread_fence(order == std::memory_order_relaxed ? order : std::memory_order_release);
+    std::memcpy(p, &value, sizeof value);
+  }
+}
+
+}  // namespace detail
+
 class IoRegion {
  public:
   /// An empty region: every translation and access fails with kOutOfRange.
@@ -85,15 +113,7 @@ class IoRegion {
                                std::memory_order order = std::memory_order_acquire) const noexcept {
     auto p = word_at<T>(offset);
     if (!p) return fail(p.error());
-    if constexpr (std::atomic_ref<T>::is_always_lock_free) {
-      return std::atomic_ref<T>(**p).load(order);
-    } else {
-      // Targets without lock-free 64-bit atomics: the access is ordered but may tear.
-      T v;
-      std::memcpy(&v, *p, sizeof v);
-      std::atomic_thread_fence(order == std::memory_order_relaxed ? order : std::memory_order_acquire);
-      return v;
-    }
+    return detail::load_word(*p, order);
   }
 
   template <IoWord T>
@@ -101,12 +121,7 @@ class IoRegion {
                              std::memory_order order = std::memory_order_release) const noexcept {
     auto p = word_at<T>(offset);
     if (!p) return p.error();
-    if constexpr (std::atomic_ref<T>::is_always_lock_free) {
-      std::atomic_ref<T>(**p).store(value, order);
-    } else {
-      std::atomic_thread_fence(order == std::memory_order_relaxed ? order : std::memory_order_release);
-      std::memcpy(*p, &value, sizeof value);
-    }
+    detail::store_word(*p, value, order);
     return Status::kOk;
   }
 

@@ -124,7 +124,8 @@ class TxBuffer {
  private:
   friend class Device;
   Device* dev_ = nullptr;
-  std::uint32_t id_ = 0;  // driver role: pool index; device role: ring head
+  std::uint32_t id_ = 0;         // device role: ring head
+  metal::DeviceAddress da_ = 0;  // driver role: device address
   std::span<std::byte> buffer_{};
   std::span<std::byte> payload_{};
 };
@@ -227,9 +228,10 @@ inline constexpr std::uint32_t kDefaultMaxRing = 256;
 
 /// A transmit buffer that is free for the taking (Device bookkeeping; callers only provide storage).
 struct TxSlot {
-  std::uint32_t id = 0;  // driver role: pool index; device role: ring head
+  std::uint32_t id = 0;  // device role: the ring head it came from
   std::uint32_t len = 0;
   std::byte* data = nullptr;
+  metal::DeviceAddress da = 0;  // driver role: where the device sees it
 };
 
 /// Fixed storage a Device needs (no heap): descriptor shadows for the driver role, free-buffer stacks.
@@ -328,6 +330,8 @@ class Device {
   void destroy_endpoint(Endpoint& ep) noexcept;
   void kick(std::uint32_t notify_id) noexcept;
   void set_tx_waiting_locked(bool waiting) noexcept;
+  void push_free_tx(const TxSlot& slot) noexcept;
+  TxSlot pop_free_tx() noexcept;
 
   DeviceConfig config_{};
   mutable metal::Mutex mutex_;
@@ -359,6 +363,7 @@ class Device {
   std::uint32_t tx_never_used_ = 0;  // buffers [tx_never_used_, tx_count_) were never handed out
   // Free tx buffers: driver role pool buffers given back unsent; device role ring heads taken but unsent.
   std::span<TxSlot> tx_free_{};
+  std::uint32_t tx_free_head_ = 0;  // a queue: buffers are reused in the order they came back
   std::uint32_t tx_free_count_ = 0;
   std::uint32_t tx_waiters_ = 0;
 

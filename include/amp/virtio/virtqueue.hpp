@@ -76,17 +76,20 @@ class SplitRing {
   Status setup(const QueueConfig& config) noexcept;
   /// Records the first fault, logs it once, and returns kBroken.
   Status mark_broken(const char* role, Fault f) noexcept;
-  // setup() checked that every field lies inside the ring and is aligned, so these cannot fail.
+  // setup() checked that the whole ring lies inside its region and is 8-byte aligned, and every offset the
+  // queues use comes from layout_ with an index below num: the fields are accessed directly.
   template <metal::IoWord T>
   T read(std::size_t offset, std::memory_order order = std::memory_order_relaxed) const noexcept {
-    return config_.ring.load<T>(offset, order).value_or(T{});
+    return metal::detail::load_word(reinterpret_cast<const T*>(static_cast<const void*>(base_ + offset)),
+                                    order);
   }
   template <metal::IoWord T>
   void write(std::size_t offset, T value,
              std::memory_order order = std::memory_order_relaxed) const noexcept {
-    (void)config_.ring.store<T>(offset, value, order);
+    metal::detail::store_word(reinterpret_cast<T*>(static_cast<void*>(base_ + offset)), value, order);
   }
 
+  std::byte* base_ = nullptr;  // the ring's first byte
   QueueConfig config_{};
   RingLayout layout_{};
   Fault fault_ = Fault::kNone;
@@ -140,11 +143,13 @@ class DriverQueue : public detail::SplitRing {
 
  private:
   std::span<Slot> slots_{};
-  std::uint16_t free_head_ = 0;
+  std::uint16_t free_head_ = 0;  // free descriptors: a queue from free_head_ to free_tail_
+  std::uint16_t free_tail_ = 0;
   std::uint16_t free_count_ = 0;
   std::uint16_t avail_idx_ = 0;     // next avail index to publish
   std::uint16_t kicked_avail_ = 0;  // avail index at the last kick decision
   std::uint16_t last_used_ = 0;     // next used entry to read
+  std::uint16_t used_seen_ = 0;     // the device's used index when we last read it
   bool interrupts_disabled_ = false;
 };
 
@@ -182,6 +187,7 @@ class DeviceQueue : public detail::SplitRing {
 
  private:
   std::uint16_t last_avail_ = 0;     // next avail entry to read
+  std::uint16_t avail_seen_ = 0;     // the driver's avail index when we last read it
   std::uint16_t used_idx_ = 0;       // next used index to publish
   std::uint16_t notified_used_ = 0;  // used index at the last notify decision
   bool notifications_disabled_ = false;
