@@ -10,7 +10,6 @@ namespace amp::rpmsg {
 
 namespace {
 
-using metal::LockGuard;
 using virtio::Buffer;
 
 /// The endpoint whose receive/unbind callback this thread is running, so that destroying it from inside
@@ -26,18 +25,6 @@ class CallbackScope {
 
  private:
   const Endpoint* saved_;
-};
-
-/// Unlocks a held mutex for a scope (to run a callback or a blocking send) and locks it again.
-class Unlocked {
- public:
-  explicit Unlocked(metal::Mutex& m) noexcept : m_(m) { m_.unlock(); }
-  ~Unlocked() { m_.lock(); }
-  Unlocked(const Unlocked&) = delete;
-  Unlocked& operator=(const Unlocked&) = delete;
-
- private:
-  metal::Mutex& m_;
 };
 
 constexpr std::uint64_t kFeatureNsBit = std::uint64_t{1} << kFeatureNs;
@@ -157,7 +144,7 @@ void Endpoint::destroy() noexcept {
 // Device: set-up
 
 Device::~Device() {
-  LockGuard g(mutex_);
+  Guard g(*this);
   for (Endpoint* ep = endpoints_; ep != nullptr;) {
     Endpoint* next = ep->next_;
     ep->dev_ = nullptr;
@@ -183,8 +170,9 @@ Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::
   }
   if (config.transport->queue_count() < 2) return Status::kMalformed;
   {
-    LockGuard g(mutex_);
+    Guard g(*this);
     config_ = config;
+    locking_ = !config.single_threaded;
     rx_size_ = rx_size;
     tx_size_ = tx_size;
     tx_free_ = tx_free;
@@ -280,7 +268,9 @@ Status Device::start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept
   AMP_RETURN_IF_ERROR(driver_tx_.init(tx, slots.subspan(rx.num, tx.num)));
   for (std::uint32_t i = 0; i < rx_count_; ++i) {
     const Buffer b{rx_base_ + std::uint64_t{i} * rx_size_, rx_size_, true};
-    if (auto h = driver_rx_.add(std::span(&b, 1)); !h) return h.error();
+    auto p = config_.shm.pointer_of(b.addr, b.len);
+    if (!p) return Status::kOutOfRange;
+    if (auto h = driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(*p)); !h) return h.error();
   }
   // Transmit completions interrupt us only while a sender waits for a buffer.
   driver_tx_.disable_interrupts();
@@ -298,7 +288,7 @@ Status Device::start_device() noexcept {
     if ((st & virtio::kStatusFailed) != 0) return Status::kClosed;
     if ((st & virtio::kStatusDriverOk) != 0) break;
     if (metal::monotonic_ns() >= deadline) return Status::kTimeout;
-    Unlocked u(mutex_);
+    Unlocked u(*this);
     metal::sleep_ns(1'000'000);
   }
   const std::uint64_t agreed = t.driver_features() & t.device_features();
@@ -319,7 +309,7 @@ Status Device::start_device() noexcept {
 }
 
 void Device::set_name_service_handler(NameServiceFn fn) noexcept {
-  LockGuard g(mutex_);
+  Guard g(*this);
   on_name_service_ = static_cast<NameServiceFn&&>(fn);
   // Replay what arrived before there was a handler, oldest first.
   while (on_name_service_ && pending_ns_count_ != 0) {
@@ -328,18 +318,18 @@ void Device::set_name_service_handler(NameServiceFn fn) noexcept {
     --pending_ns_count_;
     std::size_t n = 0;
     while (n < kNameSize && p.name[n] != '\0') ++n;
-    Unlocked u(mutex_);
+    Unlocked u(*this);
     on_name_service_(*this, std::string_view(p.name, n), p.addr);
   }
 }
 
 Stats Device::stats() const noexcept {
-  LockGuard g(mutex_);
+  Guard g(*this);
   return stats_;
 }
 
 virtio::Fault Device::fault() const noexcept {
-  LockGuard g(mutex_);
+  Guard g(*this);
   if (fault_ != virtio::Fault::kNone) return fault_;
   for (virtio::Fault f : {driver_rx_.fault(), driver_tx_.fault(), device_rx_.fault(), device_tx_.fault()}) {
     if (f != virtio::Fault::kNone) return f;
@@ -360,7 +350,7 @@ Status Device::process(bool rearm) noexcept {
   Status s;
   bool kick_rx = false;
   {
-    LockGuard g(mutex_);
+    Guard g(*this);
     if (stopped_) return Status::kClosed;
     if (!running()) return Status::kOk;  // not started yet: nothing to look at
     if (fault_ != virtio::Fault::kNone) return Status::kBroken;
@@ -387,10 +377,9 @@ Status Device::drain_driver(bool rearm) noexcept {
       driver_rx_.disable_interrupts();  // more arrived meanwhile
       continue;
     }
+    // The token is the buffer's host pointer (see give_back_rx): ours, so trusted, and no translation.
     const Buffer b = driver_rx_.head_buffer(u.head);
-    auto p = config_.shm.pointer_of(b.addr, b.len);
-    if (!p) return Status::kInternal;  // our own buffer: cannot happen
-    deliver(*p, b.len, u.len, u.head);
+    deliver(reinterpret_cast<std::byte*>(u.token), b.len, u.len, u.head);
     if (stopped_) return Status::kClosed;
   }
 }
@@ -476,11 +465,11 @@ void Device::deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled
   m.buf_ = buf;
   m.len_ = buf_len;
   {
-    Unlocked u(mutex_);
+    Unlocked u(*this);
     CallbackScope scope(ep);
     if (ep->on_receive_) ep->on_receive_(*ep, m);
   }
-  if (--ep->busy_ == 0) idle_cv_.notify_all();
+  release_endpoint_locked(*ep);
   if (!m.held_) give_back_rx(head, buf, buf_len);
 }
 
@@ -501,7 +490,7 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
       if (ep->name() == name && ep->remote_address() == m->addr) return;  // already bound to it
     }
     if (on_name_service_) {
-      Unlocked u(mutex_);
+      Unlocked u(*this);
       on_name_service_(*this, name, m->addr);
       return;
     }
@@ -531,11 +520,11 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
     ep->remote_.store(kAddrAny, std::memory_order_release);
     ++ep->busy_;
     {
-      Unlocked u(mutex_);
+      Unlocked u(*this);
       CallbackScope scope(ep);
       if (ep->on_unbind_) ep->on_unbind_(*ep);
     }
-    if (--ep->busy_ == 0) idle_cv_.notify_all();
+    release_endpoint_locked(*ep);
     return;
   }
 }
@@ -546,7 +535,7 @@ void Device::give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len)
     auto da = config_.shm.device_address_of_pointer(buf, len);
     if (!da) return;
     const Buffer b{*da, len, true};
-    if (driver_rx_.add(std::span(&b, 1))) kick_rx_pending_ = true;
+    if (driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buf))) kick_rx_pending_ = true;
   } else {
     // A consumed message: the device wrote nothing into it.
     if (ok(device_rx_.push_used(head, 0))) kick_rx_pending_ = true;
@@ -556,7 +545,7 @@ void Device::give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len)
 void Device::release_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept {
   bool kick_now = false;
   {
-    LockGuard g(mutex_);
+    Guard g(*this);
     give_back_rx(head, buf, len);
     if (kick_rx_pending_ && config_.notify_peer) {
       kick_now = config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed();
@@ -590,7 +579,9 @@ bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
           error = Status::kInternal;
           return false;
         }
-        push_free_tx(TxSlot{0, 0, nullptr, driver_tx_.head_buffer(u.head).addr});
+        // The token is the buffer's host pointer, which we gave with it: no translation back.
+        push_free_tx(
+            TxSlot{0, tx_size_, reinterpret_cast<std::byte*>(u.token), driver_tx_.head_buffer(u.head).addr});
       }
       if (tx_free_count_ == 0) return false;
       slot = pop_free_tx();
@@ -670,7 +661,7 @@ void Device::set_tx_waiting_locked(bool waiting) noexcept {
 
 Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
   const std::uint64_t deadline = timeout_ns == kForever ? kForever : metal::deadline_after(timeout_ns);
-  LockGuard g(mutex_);
+  Guard g(*this);
   for (;;) {
     if (stopped_ || !running()) return Status::kClosed;
     if (fault_ != virtio::Fault::kNone) return Status::kBroken;
@@ -679,8 +670,8 @@ Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
     if (!ok(error)) return error;
     if (timeout_ns == 0) return Status::kWouldBlock;
     if (deadline != kForever && metal::monotonic_ns() >= deadline) return Status::kTimeout;
-    if (config_.wait_mode == WaitMode::kSpin) {
-      Unlocked u(mutex_);
+    if (config_.wait_mode == WaitMode::kSpin || !locking_) {  // single-threaded: nobody else could wake us
+      Unlocked u(*this);
       metal::cpu_relax();
       continue;
     }
@@ -695,7 +686,7 @@ Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
 }
 
 void Device::return_tx(TxBuffer& buffer) noexcept {
-  LockGuard g(mutex_);
+  Guard g(*this);
   return_tx_locked(buffer);
 }
 
@@ -718,7 +709,10 @@ Status Device::publish_locked(TxBuffer& buffer, std::uint32_t src, std::uint32_t
   const auto total = static_cast<std::uint32_t>(kHeaderSize + len);
   if (config_.role == Role::kDriver) {
     const Buffer b{buffer.da_, total, false};  // add() checks it against the shared memory
-    if (auto head = driver_tx_.add(std::span(&b, 1)); !head) return head.error();
+    if (auto head = driver_tx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buffer.buffer_.data()));
+        !head) {
+      return head.error();
+    }
     kick = config_.notify_peer && driver_tx_.kick_needed();
   } else {
     AMP_RETURN_IF_ERROR(device_tx_.push_used(static_cast<std::uint16_t>(buffer.id_), total));
@@ -734,7 +728,7 @@ Status Device::send_buffer(TxBuffer& buffer, std::uint32_t src, std::uint32_t ds
   if (len > buffer.payload_.size()) return Status::kTooLarge;
   bool kick_now = false;
   {
-    LockGuard g(mutex_);
+    Guard g(*this);
     AMP_RETURN_IF_ERROR(publish_locked(buffer, src, dst, len, kick_now));
   }
   if (kick_now) kick(notify_tx_);
@@ -749,7 +743,7 @@ Status Device::send_copy(std::uint32_t src, std::uint32_t dst, std::span<const s
     bool kick_now = false;
     Status result = Status::kOk;
     {
-      LockGuard g(mutex_);
+      Guard g(*this);
       if (stopped_ || !running()) return Status::kClosed;
       if (fault_ != virtio::Fault::kNone) return Status::kBroken;
       TxBuffer fast;
@@ -780,6 +774,12 @@ Status Device::send_copy(std::uint32_t src, std::uint32_t dst, std::span<const s
 // ---------------------------------------------------------------------------------------------------------
 // Endpoints
 
+void Device::release_endpoint_locked(Endpoint& ep) noexcept {
+  --ep.busy_;
+  // Only a destroy() waits for this; do not pay for a notification on every message otherwise.
+  if (idle_waiters_ != 0) idle_cv_.notify_all();
+}
+
 Endpoint* Device::find_locked(std::uint32_t addr) noexcept {
   for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
     if (ep->addr_ == addr) return ep;
@@ -793,7 +793,7 @@ Status Device::create_endpoint(Endpoint& ep, std::string_view name, std::uint32_
   if (name.size() >= kNameSize) return Status::kInvalidArgument;
   bool do_announce = false;
   {
-    LockGuard g(mutex_);
+    Guard g(*this);
     if (local == kAddrAny) {
       const std::uint64_t end = std::uint64_t{kFirstDynamicAddress} + config_.dynamic_addresses;
       for (std::uint64_t a = kFirstDynamicAddress; a < end && a < kAddrAny; ++a) {
@@ -834,7 +834,7 @@ void Device::announce_pending() noexcept {
   for (;;) {
     Endpoint* todo = nullptr;
     {
-      LockGuard g(mutex_);
+      Guard g(*this);
       if (!ns_ || !running()) return;
       for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
         if (!ep->announced_ && ep->name_[0] != '\0' && ep->remote_address() == kAddrAny) {
@@ -872,19 +872,21 @@ void Device::destroy_endpoint(Endpoint& ep) noexcept {
     // Best effort: tell the peer, without waiting long for a buffer.
     (void)announce(ep, kNsDestroy, config_.announce_timeout_ns / 10);
   }
-  LockGuard g(mutex_);
+  Guard g(*this);
   if (ep.dev_ != this) return;
   unlink_locked(ep);
   // Wait for callbacks on other threads to finish (one running on this thread is the caller itself).
   const std::uint32_t own = tls_in_callback == &ep ? 1 : 0;
+  ++idle_waiters_;
   while (ep.busy_ > own) idle_cv_.wait(mutex_);
+  --idle_waiters_;
   ep.dev_ = nullptr;
   ep.announced_ = false;
   ep.remote_.store(kAddrAny, std::memory_order_release);
 }
 
 void Device::stop() noexcept {
-  LockGuard g(mutex_);
+  Guard g(*this);
   if (stopped_) return;
   stopped_ = true;
   running_.store(false, std::memory_order_release);
@@ -899,11 +901,11 @@ void Device::stop() noexcept {
     ep->remote_.store(kAddrAny, std::memory_order_release);
     ++ep->busy_;
     {
-      Unlocked u(mutex_);
+      Unlocked u(*this);
       CallbackScope scope(ep);
       if (ep->on_unbind_) ep->on_unbind_(*ep);
     }
-    if (--ep->busy_ == 0) idle_cv_.notify_all();
+    release_endpoint_locked(*ep);
   }
 }
 

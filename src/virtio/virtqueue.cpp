@@ -10,8 +10,6 @@ namespace {
 
 constexpr std::size_t kDescAddr = 0;
 constexpr std::size_t kDescLen = 8;
-constexpr std::size_t kDescFlags = 12;
-constexpr std::size_t kDescNext = 14;
 
 /// A full barrier (StoreLoad): our index store must be visible before we read the peer's suppression
 /// field. On x86 a locked add to the stack is the cheaper way to get one (what Linux's smp_mb does).
@@ -104,7 +102,7 @@ Status DriverQueue::init(const QueueConfig& config, std::span<Slot> slots) noexc
   return Status::kOk;
 }
 
-Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> chain) noexcept {
+Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> chain, std::uintptr_t token) noexcept {
   if (broken()) return fail(Status::kBroken);
   if (layout_.num == 0) return fail(Status::kInvalidArgument);
   if (chain.empty()) return fail(Status::kInvalidArgument);
@@ -125,27 +123,40 @@ Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> chain) noexcept {
     Slot& s = slots_[idx];
     const std::uint16_t next_free = s.next;
     const bool last = i + 1 == chain.size();
+    const std::uint16_t flags = static_cast<std::uint16_t>((chain[i].device_writable ? kDescFlagWrite : 0) |
+                                                           (last ? 0 : kDescFlagNext));
+    const std::uint16_t next = last ? 0 : next_free;
+    // Write only what differs from what this descriptor last held: descriptors and buffers are reused in
+    // the same order, so in a steady stream nothing changes and the descriptor's cache line is not pulled
+    // away from the device. (The shadow, not the shared table, is what the driver trusts.)
+    const std::size_t d = layout_.desc_entry(idx);
+    if (!s.written || s.addr != chain[i].addr) write<std::uint64_t>(d + kDescAddr, chain[i].addr);
+    if (!s.written || s.len != chain[i].len || s.flags != flags || s.next != next) {
+      write<std::uint64_t>(
+          d + kDescLen, std::uint64_t{chain[i].len} | std::uint64_t{flags} << 32 | std::uint64_t{next} << 48);
+    }
     s.addr = chain[i].addr;
     s.len = chain[i].len;
-    s.flags = static_cast<std::uint16_t>((chain[i].device_writable ? kDescFlagWrite : 0) |
-                                         (last ? 0 : kDescFlagNext));
-    s.next = last ? 0 : next_free;
-    const std::size_t d = layout_.desc_entry(idx);
-    write<std::uint64_t>(d + kDescAddr, s.addr);
-    write<std::uint32_t>(d + kDescLen, s.len);
-    write<std::uint16_t>(d + kDescFlags, s.flags);
-    write<std::uint16_t>(d + kDescNext, s.next);
+    s.flags = flags;
+    s.written = true;
     if (last) {
+      s.next = next;
       free_head_ = next_free;
     } else {
+      s.next = next;
       idx = next_free;
     }
   }
   free_count_ = static_cast<std::uint16_t>(free_count_ - chain.size());
   slots_[head].chain_len = static_cast<std::uint16_t>(chain.size());
   slots_[head].writable = static_cast<std::uint32_t>(writable);
+  slots_[head].token = token;
 
-  write<std::uint16_t>(layout_.avail_entry(avail_idx_ & (layout_.num - 1)), head);
+  Slot& entry = slots_[avail_idx_ & (layout_.num - 1)];  // its avail_entry: what that ring slot holds
+  if (entry.avail_entry != head) {
+    write<std::uint16_t>(layout_.avail_entry(avail_idx_ & (layout_.num - 1)), head);
+    entry.avail_entry = head;
+  }
   ++avail_idx_;
   // Release: the descriptors and the ring entry are visible before the new index.
   write<std::uint16_t>(layout_.avail_idx(), avail_idx_, std::memory_order_release);
@@ -208,6 +219,7 @@ Result<bool> DriverQueue::pop_used(Used& out) noexcept {
   }
   out.head = static_cast<std::uint16_t>(id);
   out.len = head.writable != 0 ? len : 0;
+  out.token = head.token;
   return true;
 }
 
@@ -278,10 +290,12 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
   for (std::uint32_t n = 0;; ++n) {
     if (n >= layout_.num) return fail(mark_broken("device", Fault::kDescriptorLoop));
     const std::size_t d = layout_.desc_entry(idx);
+    // Read once, in two 8-byte loads, into locals that are checked below.
     const std::uint64_t addr = read<std::uint64_t>(d + kDescAddr);
-    const std::uint32_t len = read<std::uint32_t>(d + kDescLen);
-    const std::uint16_t flags = read<std::uint16_t>(d + kDescFlags);
-    const std::uint16_t next = read<std::uint16_t>(d + kDescNext);
+    const std::uint64_t rest = read<std::uint64_t>(d + kDescLen);
+    const auto len = static_cast<std::uint32_t>(rest);
+    const auto flags = static_cast<std::uint16_t>(rest >> 32);
+    const auto next = static_cast<std::uint16_t>(rest >> 48);
     if ((flags & kDescFlagIndirect) != 0) return fail(mark_broken("device", Fault::kUnexpectedIndirect));
     if (!config_.buffers.offset_of(addr, len)) return fail(mark_broken("device", Fault::kDescriptorAddress));
     const bool writable_buf = (flags & kDescFlagWrite) != 0;

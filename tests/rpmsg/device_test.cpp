@@ -495,6 +495,29 @@ TEST_F(Loopback, SpinModeSendsWithoutBlocking) {
   EXPECT_EQ(inbox.messages.size(), 2000U);
 }
 
+TEST_F(Loopback, SingleThreadedDevicesTakeNoLockAndSpinForBuffers) {
+  layout();
+  auto drv = config(Role::kDriver);
+  auto dev = config(Role::kDevice);
+  drv.single_threaded = true;
+  dev.single_threaded = true;
+  start(drv, dev);
+  Inbox inbox;
+  Endpoint rx, tx;
+  ASSERT_EQ(driver_.create_endpoint(rx, "", 0x500, kAddrAny, inbox.receiver()), Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(tx, "", kAddrAny, 0x500, nullptr), Status::kOk);
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(tx.try_send(bytes_of("s")), Status::kOk);
+  // No buffer comes back while nobody processes: a blocking send spins until its deadline.
+  EXPECT_EQ(tx.send(bytes_of("s"), 2'000'000), Status::kTimeout);
+  pump();
+  EXPECT_EQ(inbox.messages.size(), 256U);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_EQ(tx.send(bytes_of("again"), 1'000'000'000), Status::kOk);
+    pump();
+  }
+  EXPECT_EQ(inbox.messages.size(), 1256U);
+}
+
 TEST_F(Loopback, WithoutEventIdxAndWithoutNameService) {
   layout(64, 0);  // the device offers nothing
   start(config(Role::kDriver), config(Role::kDevice));

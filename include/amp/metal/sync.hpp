@@ -53,41 +53,39 @@ class LockGuard {
 
 #if AMP_METAL_LINUX
 
+/// A lock for short critical sections: acquiring takes one atomic exchange, releasing a plain store (no
+/// locked instruction, so the holder's pending stores to shared memory are not drained twice per section).
+/// Contended, it spins briefly, then yields the CPU.
 class Mutex {
  public:
-  void lock() { m_.lock(); }
-  bool try_lock() { return m_.try_lock(); }
-  void unlock() { m_.unlock(); }
-  std::mutex& native() { return m_; }
+  void lock() noexcept {
+    if (!flag_.test_and_set(std::memory_order_acquire)) return;
+    lock_contended();
+  }
+  bool try_lock() noexcept { return !flag_.test_and_set(std::memory_order_acquire); }
+  void unlock() noexcept { flag_.clear(std::memory_order_release); }
 
  private:
-  std::mutex m_;
+  void lock_contended() noexcept;
+  std::atomic_flag flag_ = ATOMIC_FLAG_INIT;
 };
 
 class Condition {
  public:
   /// Waits for a notification (or a spurious wake-up). `m` is locked on entry and on return.
-  void wait(Mutex& m) {
-    std::unique_lock<std::mutex> lk(m.native(), std::adopt_lock);
-    cv_.wait(lk);
-    lk.release();
-  }
+  void wait(Mutex& m) { cv_.wait(m); }
   /// As wait(); returns false when monotonic_ns() reached `deadline_ns` first.
   bool wait_until(Mutex& m, std::uint64_t deadline_ns) {
-    std::unique_lock<std::mutex> lk(m.native(), std::adopt_lock);
     // steady_clock is CLOCK_MONOTONIC on Linux, the clock monotonic_ns() reads.
     const auto deadline = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(
-        deadline_ns > static_cast<std::uint64_t>(INT64_MAX) ? INT64_MAX
-                                                            : static_cast<std::int64_t>(deadline_ns)));
-    const bool woke = cv_.wait_until(lk, deadline) == std::cv_status::no_timeout;
-    lk.release();
-    return woke;
+        deadline_ns > static_cast<std::uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<std::int64_t>(deadline_ns)));
+    return cv_.wait_until(m, deadline) == std::cv_status::no_timeout;
   }
   void notify_one() noexcept { cv_.notify_one(); }
   void notify_all() noexcept { cv_.notify_all(); }
 
  private:
-  std::condition_variable cv_;
+  std::condition_variable_any cv_;
 };
 
 #else

@@ -15,10 +15,11 @@
 // broken (Status::kBroken from then on) and never leads to an access outside `shm`.
 //
 // Thread-safety: Device and Endpoint methods may be called from any thread; sends from several threads at
-// once are safe. One internal mutex guards the queues and the endpoint list; it is never held while a
-// receive or unbind callback runs, so callbacks may send, create and destroy endpoints. process() should be
-// called from one thread at a time (that keeps each endpoint's messages in order). Destroy endpoints before
-// their Device (or let the Device's destructor detach them, but not concurrently with Endpoint calls).
+// once are safe (unless DeviceConfig::single_threaded promises one thread, which removes all locking). One
+// internal mutex guards the queues and the endpoint list; it is never held while a receive or unbind callback
+// runs, so callbacks may send, create and destroy endpoints. process() should be called from one thread at a
+// time (that keeps each endpoint's messages in order). Destroy endpoints before their Device (or let the
+// Device's destructor detach them, but not concurrently with Endpoint calls).
 #pragma once
 
 #include <atomic>
@@ -212,6 +213,10 @@ struct DeviceConfig {
   std::uint32_t tx_buffers = 0;
   /// Device role: offer VIRTIO_RING_F_EVENT_IDX. Driver role: accept it when offered.
   bool event_idx = true;
+  /// The application promises that every call on this Device and its endpoints, and every callback, happens
+  /// on one thread (a poll-mode loop). The Device then takes no lock at all on its paths, and waits for a
+  /// free buffer by spinning. Sending from several threads is only safe when this is false (the default).
+  bool single_threaded = false;
   /// Whether the peer wants notifications at all. false when the peer polls the rings: sends then skip the
   /// notification check (and its memory fence) entirely, and process() leaves notifications off.
   bool notify_peer = true;
@@ -326,6 +331,7 @@ class Device {
                    std::uint64_t timeout_ns) noexcept;
   Status announce(Endpoint& ep, std::uint32_t flags, std::uint64_t timeout_ns) noexcept;
   Endpoint* find_locked(std::uint32_t addr) noexcept;
+  void release_endpoint_locked(Endpoint& ep) noexcept;
   void unlink_locked(Endpoint& ep) noexcept;
   void destroy_endpoint(Endpoint& ep) noexcept;
   void kick(std::uint32_t notify_id) noexcept;
@@ -333,10 +339,43 @@ class Device {
   void push_free_tx(const TxSlot& slot) noexcept;
   TxSlot pop_free_tx() noexcept;
 
+  /// Holds mutex_ for a scope, unless the device is single-threaded.
+  class Guard {
+   public:
+    explicit Guard(const Device& d) noexcept : m_(d.locking_ ? &d.mutex_ : nullptr) {
+      if (m_ != nullptr) m_->lock();
+    }
+    ~Guard() {
+      if (m_ != nullptr) m_->unlock();
+    }
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+   private:
+    metal::Mutex* m_;
+  };
+  /// Releases a held mutex_ for a scope (to run a callback or sleep) and takes it again.
+  class Unlocked {
+   public:
+    explicit Unlocked(const Device& d) noexcept : m_(d.locking_ ? &d.mutex_ : nullptr) {
+      if (m_ != nullptr) m_->unlock();
+    }
+    ~Unlocked() {
+      if (m_ != nullptr) m_->lock();
+    }
+    Unlocked(const Unlocked&) = delete;
+    Unlocked& operator=(const Unlocked&) = delete;
+
+   private:
+    metal::Mutex* m_;
+  };
+
   DeviceConfig config_{};
   mutable metal::Mutex mutex_;
+  bool locking_ = true;  // false when config_.single_threaded
   metal::Condition tx_cv_;
   metal::Condition idle_cv_;
+  std::uint32_t idle_waiters_ = 0;  // destroy() calls waiting on idle_cv_
   std::atomic<bool> running_{false};
   bool stopped_ = false;
   bool kick_rx_pending_ = false;                // a receive buffer went back; kick once the batch is done

@@ -105,13 +105,17 @@ class DriverQueue : public detail::SplitRing {
     std::uint32_t len = 0;
     std::uint16_t flags = 0;
     std::uint16_t next = 0;
-    std::uint16_t chain_len = 0;  ///< For a head in flight: descriptors in its chain; 0 otherwise.
-    std::uint32_t writable = 0;   ///< For a head in flight: device-writable bytes in its chain.
+    std::uint16_t chain_len = 0;    ///< For a head in flight: descriptors in its chain; 0 otherwise.
+    std::uint32_t writable = 0;     ///< For a head in flight: device-writable bytes in its chain.
+    std::uintptr_t token = 0;       ///< For a head in flight: the caller's token.
+    bool written = false;           ///< This descriptor was written to the ring since init.
+    std::uint16_t avail_entry = 0;  ///< (Indexed by avail ring position:) what that position holds.
   };
 
   struct Used {
-    std::uint16_t head = 0;  ///< What add() returned for this chain.
-    std::uint32_t len = 0;   ///< Bytes the device wrote (checked to fit the writable buffers).
+    std::uint16_t head = 0;    ///< What add() returned for this chain.
+    std::uint32_t len = 0;     ///< Bytes the device wrote (checked to fit the writable buffers).
+    std::uintptr_t token = 0;  ///< What add() was given for this chain (kept privately, never shared).
   };
 
   DriverQueue() = default;
@@ -123,7 +127,9 @@ class DriverQueue : public detail::SplitRing {
   /// Offers a chain (readable buffers first, then writable ones) to the device. Returns the chain's head,
   /// which pop_used() reports when the device is done. kWouldBlock when too few descriptors are free,
   /// kInvalidArgument for an empty or misordered chain, kOutOfRange for a buffer outside the region.
-  [[nodiscard]] Result<std::uint16_t> add(std::span<const Buffer> chain) noexcept;
+  /// `token` comes back with the chain in pop_used() (for example the host pointer of its buffer, so the
+  /// caller need not translate the address back).
+  [[nodiscard]] Result<std::uint16_t> add(std::span<const Buffer> chain, std::uintptr_t token = 0) noexcept;
 
   /// After one or more add()s: whether the device wants a notification (kick) now.
   [[nodiscard]] bool kick_needed() noexcept;

@@ -190,6 +190,11 @@ SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) 
   dc.transport = &transport_;
   dc.notifier = &kicker_;
   dc.wait_mode = notify_ == NotifyMode::kPoll ? WaitMode::kSpin : WaitMode::kBlock;
+  if (config.single_threaded && config.own_thread) {
+    return sys_fail(Status::kInvalidArgument,
+                    "a single-threaded link is driven by its caller (own_thread = false)");
+  }
+  dc.single_threaded = config.single_threaded;
   dc.notify_peer = notify_ != NotifyMode::kPoll;  // a polling peer needs no kicks, nor the fences they cost
   dc.buffer_pool = shm_.device_address() + layout.pool;
   dc.buffer_pool_size = layout.pool_size;

@@ -57,6 +57,9 @@ struct LinkConfig {
   /// drives the link: call poll_events() (or wait for event_fd() to be readable in its own epoll/asio/Qt
   /// loop, then call poll_events(0)); in poll mode, call device().process() in a loop.
   bool own_thread = true;
+  /// With own_thread false: the caller promises to use this link (device, endpoints, poll_events) from one
+  /// thread only, and the rpmsg device takes no locks (DeviceConfig::single_threaded).
+  bool single_threaded = false;
   /// kAdaptive: how long to keep polling after the last message before sleeping.
   std::chrono::microseconds adaptive_spin{50};
 };
