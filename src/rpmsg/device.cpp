@@ -172,7 +172,7 @@ Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::
   {
     Guard g(*this);
     config_ = config;
-    locking_ = !config.single_threaded;
+    locking_.store(!config.single_threaded, std::memory_order_relaxed);
     rx_size_ = rx_size;
     tx_size_ = tx_size;
     tx_free_ = tx_free;
@@ -670,7 +670,8 @@ Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
     if (!ok(error)) return error;
     if (timeout_ns == 0) return Status::kWouldBlock;
     if (deadline != kForever && metal::monotonic_ns() >= deadline) return Status::kTimeout;
-    if (config_.wait_mode == WaitMode::kSpin || !locking_) {  // single-threaded: nobody else could wake us
+    if (config_.wait_mode == WaitMode::kSpin ||
+        !locking_.load(std::memory_order_relaxed)) {  // single-threaded: nobody else could wake us
       Unlocked u(*this);
       metal::cpu_relax();
       continue;

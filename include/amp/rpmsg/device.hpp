@@ -342,7 +342,8 @@ class Device {
   /// Holds mutex_ for a scope, unless the device is single-threaded.
   class Guard {
    public:
-    explicit Guard(const Device& d) noexcept : m_(d.locking_ ? &d.mutex_ : nullptr) {
+    explicit Guard(const Device& d) noexcept
+        : m_(d.locking_.load(std::memory_order_relaxed) ? &d.mutex_ : nullptr) {
       if (m_ != nullptr) m_->lock();
     }
     ~Guard() {
@@ -357,7 +358,8 @@ class Device {
   /// Releases a held mutex_ for a scope (to run a callback or sleep) and takes it again.
   class Unlocked {
    public:
-    explicit Unlocked(const Device& d) noexcept : m_(d.locking_ ? &d.mutex_ : nullptr) {
+    explicit Unlocked(const Device& d) noexcept
+        : m_(d.locking_.load(std::memory_order_relaxed) ? &d.mutex_ : nullptr) {
       if (m_ != nullptr) m_->unlock();
     }
     ~Unlocked() {
@@ -372,7 +374,7 @@ class Device {
 
   DeviceConfig config_{};
   mutable metal::Mutex mutex_;
-  bool locking_ = true;  // false when config_.single_threaded
+  std::atomic<bool> locking_{true};  // false when config_.single_threaded (set by start())
   metal::Condition tx_cv_;
   metal::Condition idle_cv_;
   std::uint32_t idle_waiters_ = 0;  // destroy() calls waiting on idle_cv_
