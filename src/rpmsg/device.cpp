@@ -30,6 +30,8 @@ class CallbackScope {
 constexpr std::uint64_t kFeatureNsBit = std::uint64_t{1} << kFeatureNs;
 constexpr std::uint64_t kFeatureEventIdxBit = std::uint64_t{1} << virtio::kFeatureEventIdx;
 constexpr std::uint32_t kMaxBufferSize = kHeaderSize + 0xFFFF;  // the header's len is 16 bits
+/// A single-threaded device makes its sends visible at least every this many messages.
+constexpr std::uint32_t kTxBurst = 16;
 
 }  // namespace
 
@@ -346,23 +348,53 @@ void Device::kick(std::uint32_t notify_id) noexcept {
 // ---------------------------------------------------------------------------------------------------------
 // Receiving
 
+bool Device::tx_kick_needed_locked() noexcept {
+  if (!config_.notify_peer) return false;
+  return config_.role == Role::kDriver ? driver_tx_.kick_needed() : device_tx_.notify_needed();
+}
+
+bool Device::flush_locked() noexcept {
+  if (unpublished_ == 0) return false;
+  unpublished_ = 0;
+  if (config_.role == Role::kDriver) {
+    driver_tx_.publish();
+  } else {
+    device_tx_.publish();
+  }
+  return tx_kick_needed_locked();
+}
+
+void Device::flush() noexcept {
+  bool kick_now = false;
+  {
+    Guard g(*this);
+    if (!running()) return;
+    kick_now = flush_locked();
+  }
+  if (kick_now) kick(notify_tx_);
+}
+
 Status Device::process(bool rearm) noexcept {
   Status s;
   bool kick_rx = false;
+  bool kick_tx = false;
   {
     Guard g(*this);
     if (stopped_) return Status::kClosed;
     if (!running()) return Status::kOk;  // not started yet: nothing to look at
     if (fault_ != virtio::Fault::kNone) return Status::kBroken;
+    kick_tx = flush_locked();  // sends made since the last call (single-threaded bursts)
     rearm = rearm && config_.notify_peer;
     s = config_.role == Role::kDriver ? drain_driver(rearm) : drain_device(rearm);
     kick_rx = kick_rx_pending_ && config_.notify_peer &&
               (config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed());
     kick_rx_pending_ = false;
+    kick_tx = flush_locked() || kick_tx;  // and those the callbacks just made
     // Buffers may have come back on the transmit queue: let blocked senders look.
     if (tx_waiters_ != 0) tx_cv_.notify_all();
   }
   if (kick_rx) kick(notify_rx_);
+  if (kick_tx) kick(notify_tx_);
   return s;
 }
 
@@ -668,6 +700,11 @@ Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
     Status error = Status::kOk;
     if (try_acquire_tx_locked(out, error)) return Status::kOk;
     if (!ok(error)) return error;
+    // Out of buffers: anything held back must reach the peer, or it could never return them.
+    if (flush_locked()) {
+      Unlocked u(*this);
+      kick(notify_tx_);
+    }
     if (timeout_ns == 0) return Status::kWouldBlock;
     if (deadline != kForever && metal::monotonic_ns() >= deadline) return Status::kTimeout;
     if (config_.wait_mode == WaitMode::kSpin ||
@@ -708,16 +745,21 @@ Status Device::publish_locked(TxBuffer& buffer, std::uint32_t src, std::uint32_t
   encode(h, raw);
   std::memcpy(buffer.buffer_.data(), raw, kHeaderSize);
   const auto total = static_cast<std::uint32_t>(kHeaderSize + len);
+  // A single-threaded device publishes its sends in bursts (see flush()); the others at once.
+  const bool now = !config_.single_threaded || ++unpublished_ >= kTxBurst;
   if (config_.role == Role::kDriver) {
     const Buffer b{buffer.da_, total, false};  // add() checks it against the shared memory
-    if (auto head = driver_tx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buffer.buffer_.data()));
+    if (auto head =
+            driver_tx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buffer.buffer_.data()), now);
         !head) {
       return head.error();
     }
-    kick = config_.notify_peer && driver_tx_.kick_needed();
   } else {
-    AMP_RETURN_IF_ERROR(device_tx_.push_used(static_cast<std::uint16_t>(buffer.id_), total));
-    kick = config_.notify_peer && device_tx_.notify_needed();
+    AMP_RETURN_IF_ERROR(device_tx_.push_used(static_cast<std::uint16_t>(buffer.id_), total, now));
+  }
+  if (now) {
+    unpublished_ = 0;
+    kick = tx_kick_needed_locked();
   }
   ++stats_.tx_messages;
   buffer.dev_ = nullptr;  // consumed
@@ -752,6 +794,7 @@ Status Device::send_copy(std::uint32_t src, std::uint32_t dst, std::span<const s
       if (!try_acquire_tx_locked(fast, error)) {
         if (!ok(error)) return error;
         result = Status::kWouldBlock;  // none free: take the waiting path below
+        kick_now = flush_locked();     // and let the peer see what is held back, so it can return buffers
       } else if (payload.size() > fast.payload_.size()) {
         return_tx_locked(fast);  // a smaller buffer from the driver
         return Status::kTooLarge;

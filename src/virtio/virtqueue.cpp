@@ -96,13 +96,14 @@ Status DriverQueue::init(const QueueConfig& config, std::span<Slot> slots) noexc
   free_head_ = 0;
   free_tail_ = static_cast<std::uint16_t>(layout_.num - 1);
   free_count_ = static_cast<std::uint16_t>(layout_.num);
-  avail_idx_ = kicked_avail_ = last_used_ = used_seen_ = 0;
+  avail_idx_ = published_ = kicked_avail_ = last_used_ = used_seen_ = 0;
   interrupts_disabled_ = false;
   std::atomic_thread_fence(std::memory_order_release);
   return Status::kOk;
 }
 
-Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> chain, std::uintptr_t token) noexcept {
+Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> chain, std::uintptr_t token,
+                                       bool publish_now) noexcept {
   if (broken()) return fail(Status::kBroken);
   if (layout_.num == 0) return fail(Status::kInvalidArgument);
   if (chain.empty()) return fail(Status::kInvalidArgument);
@@ -158,18 +159,24 @@ Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> chain, std::uintp
     entry.avail_entry = head;
   }
   ++avail_idx_;
-  // Release: the descriptors and the ring entry are visible before the new index.
-  write<std::uint16_t>(layout_.avail_idx(), avail_idx_, std::memory_order_release);
+  if (publish_now) publish();
   return head;
+}
+
+void DriverQueue::publish() noexcept {
+  if (published_ == avail_idx_ || layout_.num == 0) return;
+  // Release: the descriptors and the ring entries are visible before the new index.
+  write<std::uint16_t>(layout_.avail_idx(), avail_idx_, std::memory_order_release);
+  published_ = avail_idx_;
 }
 
 bool DriverQueue::kick_needed() noexcept {
   if (broken() || layout_.num == 0) return false;
   full_fence();  // our index store before reading the device's suppression state
   const std::uint16_t old = kicked_avail_;
-  kicked_avail_ = avail_idx_;
-  if (old == avail_idx_) return false;
-  if (config_.event_idx) return need_event(read<std::uint16_t>(layout_.avail_event()), avail_idx_, old);
+  kicked_avail_ = published_;
+  if (old == published_) return false;
+  if (config_.event_idx) return need_event(read<std::uint16_t>(layout_.avail_event()), published_, old);
   return (read<std::uint16_t>(layout_.used_flags()) & kUsedFlagNoNotify) == 0;
 }
 
@@ -259,7 +266,7 @@ bool DriverQueue::enable_interrupts() noexcept {
 
 Status DeviceQueue::init(const QueueConfig& config) noexcept {
   AMP_RETURN_IF_ERROR(setup(config));
-  last_avail_ = avail_seen_ = used_idx_ = notified_used_ = 0;
+  last_avail_ = avail_seen_ = used_idx_ = published_ = notified_used_ = 0;
   notifications_disabled_ = false;
   return Status::kOk;
 }
@@ -318,25 +325,31 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
   return true;
 }
 
-Status DeviceQueue::push_used(std::uint16_t head, std::uint32_t written) noexcept {
+Status DeviceQueue::push_used(std::uint16_t head, std::uint32_t written, bool publish_now) noexcept {
   if (broken()) return Status::kBroken;
   if (layout_.num == 0) return Status::kInvalidArgument;
   if (head >= layout_.num) return Status::kInvalidArgument;
   const std::size_t e = layout_.used_entry(used_idx_ & (layout_.num - 1));
-  write<std::uint32_t>(e, head);
+  write<std::uint32_t>(e, head);  // 4-byte aligned only: two stores
   write<std::uint32_t>(e + 4, written);
   ++used_idx_;
-  write<std::uint16_t>(layout_.used_idx(), used_idx_, std::memory_order_release);
+  if (publish_now) publish();
   return Status::kOk;
+}
+
+void DeviceQueue::publish() noexcept {
+  if (published_ == used_idx_ || layout_.num == 0) return;
+  write<std::uint16_t>(layout_.used_idx(), used_idx_, std::memory_order_release);
+  published_ = used_idx_;
 }
 
 bool DeviceQueue::notify_needed() noexcept {
   if (broken() || layout_.num == 0) return false;
   full_fence();
   const std::uint16_t old = notified_used_;
-  notified_used_ = used_idx_;
-  if (old == used_idx_) return false;
-  if (config_.event_idx) return need_event(read<std::uint16_t>(layout_.used_event()), used_idx_, old);
+  notified_used_ = published_;
+  if (old == published_) return false;
+  if (config_.event_idx) return need_event(read<std::uint16_t>(layout_.used_event()), published_, old);
   return (read<std::uint16_t>(layout_.avail_flags()) & kAvailFlagNoInterrupt) == 0;
 }
 

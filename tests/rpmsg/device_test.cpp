@@ -511,11 +511,41 @@ TEST_F(Loopback, SingleThreadedDevicesTakeNoLockAndSpinForBuffers) {
   EXPECT_EQ(tx.send(bytes_of("s"), 2'000'000), Status::kTimeout);
   pump();
   EXPECT_EQ(inbox.messages.size(), 256U);
+  // Sends are held back until a burst is full, process() runs, or flush() is called.
+  ASSERT_EQ(tx.send(bytes_of("held"), 1'000'000'000), Status::kOk);
+  pump();
+  EXPECT_EQ(inbox.messages.size(), 256U) << "not visible yet";
+  device_.flush();
+  pump();
+  ASSERT_EQ(inbox.messages.size(), 257U);
+  EXPECT_EQ(inbox.messages.back(), "held");
   for (int i = 0; i < 1000; ++i) {
     ASSERT_EQ(tx.send(bytes_of("again"), 1'000'000'000), Status::kOk);
+    if (i % 3 == 0) (void)device_.process();  // also publishes
     pump();
   }
-  EXPECT_EQ(inbox.messages.size(), 1256U);
+  device_.flush();
+  pump();
+  EXPECT_EQ(inbox.messages.size(), 1257U);
+}
+
+TEST_F(Loopback, SingleThreadedBurstsNeverStrandMessagesOnASmallRing) {
+  layout(8);  // fewer buffers than a burst
+  auto drv = config(Role::kDriver);
+  auto dev = config(Role::kDevice);
+  drv.single_threaded = true;
+  dev.single_threaded = true;
+  start(drv, dev);
+  Inbox inbox;
+  Endpoint rx, tx;
+  ASSERT_EQ(driver_.create_endpoint(rx, "", 0x500, kAddrAny, inbox.receiver()), Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(tx, "", kAddrAny, 0x500, nullptr), Status::kOk);
+  for (int i = 0; i < 100; ++i) {
+    while (tx.try_send(bytes_of("m")) == Status::kWouldBlock) pump();  // running out flushes the burst
+  }
+  device_.flush();
+  pump();
+  EXPECT_EQ(inbox.messages.size(), 100U);
 }
 
 TEST_F(Loopback, WithoutEventIdxAndWithoutNameService) {

@@ -214,8 +214,10 @@ struct DeviceConfig {
   /// Device role: offer VIRTIO_RING_F_EVENT_IDX. Driver role: accept it when offered.
   bool event_idx = true;
   /// The application promises that every call on this Device and its endpoints, and every callback, happens
-  /// on one thread (a poll-mode loop). The Device then takes no lock at all on its paths, and waits for a
-  /// free buffer by spinning. Sending from several threads is only safe when this is false (the default).
+  /// on one thread (a poll-mode loop). The Device then takes no lock at all on its paths, waits for a free
+  /// buffer by spinning, and makes sends visible to the peer in bursts: every 16 sends, at every process(),
+  /// and at flush() (call it, or process(), when you stop sending). Sending from several threads is only
+  /// safe when this is false (the default), and then every send is visible at once.
   bool single_threaded = false;
   /// Whether the peer wants notifications at all. false when the peer polls the rings: sends then skip the
   /// notification check (and its memory fence) entirely, and process() leaves notifications off.
@@ -271,6 +273,10 @@ class Device {
   /// `rearm` false leaves the peer's notifications off afterwards: for a caller that keeps polling for a
   /// while (adaptive polling) and calls process(true) before it goes to sleep.
   [[nodiscard]] Status process(bool rearm = true) noexcept;
+
+  /// Makes sends that a single-threaded device holds back visible to the peer now (and kicks it if it
+  /// wants). Nothing to do otherwise.
+  void flush() noexcept;
 
   /// The peer is gone (or we leave): endpoints get their unbind callback, blocked and later sends fail
   /// with kClosed. Endpoints stay registered until destroyed.
@@ -336,6 +342,8 @@ class Device {
   void destroy_endpoint(Endpoint& ep) noexcept;
   void kick(std::uint32_t notify_id) noexcept;
   void set_tx_waiting_locked(bool waiting) noexcept;
+  bool tx_kick_needed_locked() noexcept;
+  bool flush_locked() noexcept;  // publishes held-back sends; true when the peer wants a kick
   void push_free_tx(const TxSlot& slot) noexcept;
   TxSlot pop_free_tx() noexcept;
 
@@ -407,6 +415,7 @@ class Device {
   std::uint32_t tx_free_head_ = 0;  // a queue: buffers are reused in the order they came back
   std::uint32_t tx_free_count_ = 0;
   std::uint32_t tx_waiters_ = 0;
+  std::uint32_t unpublished_ = 0;  // sends held back by a single-threaded device
 
   Endpoint* endpoints_ = nullptr;
   NameServiceFn on_name_service_;

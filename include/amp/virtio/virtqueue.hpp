@@ -129,7 +129,12 @@ class DriverQueue : public detail::SplitRing {
   /// kInvalidArgument for an empty or misordered chain, kOutOfRange for a buffer outside the region.
   /// `token` comes back with the chain in pop_used() (for example the host pointer of its buffer, so the
   /// caller need not translate the address back).
-  [[nodiscard]] Result<std::uint16_t> add(std::span<const Buffer> chain, std::uintptr_t token = 0) noexcept;
+  /// With `publish_now` false the chain is written but the device does not see it until publish() (a burst
+  /// of chains then costs one index update).
+  [[nodiscard]] Result<std::uint16_t> add(std::span<const Buffer> chain, std::uintptr_t token = 0,
+                                          bool publish_now = true) noexcept;
+  /// Makes every chain added so far visible to the device.
+  void publish() noexcept;
 
   /// After one or more add()s: whether the device wants a notification (kick) now.
   [[nodiscard]] bool kick_needed() noexcept;
@@ -153,6 +158,7 @@ class DriverQueue : public detail::SplitRing {
   std::uint16_t free_tail_ = 0;
   std::uint16_t free_count_ = 0;
   std::uint16_t avail_idx_ = 0;     // next avail index to publish
+  std::uint16_t published_ = 0;     // avail index the device can see
   std::uint16_t kicked_avail_ = 0;  // avail index at the last kick decision
   std::uint16_t last_used_ = 0;     // next used entry to read
   std::uint16_t used_seen_ = 0;     // the device's used index when we last read it
@@ -178,7 +184,10 @@ class DeviceQueue : public detail::SplitRing {
   [[nodiscard]] Result<bool> pop_available(Chain& chain, std::span<Buffer> out) noexcept;
 
   /// Returns a chain to the driver, `written` bytes having been written into its writable buffers.
-  [[nodiscard]] Status push_used(std::uint16_t head, std::uint32_t written) noexcept;
+  /// With `publish_now` false the driver does not see it until publish().
+  [[nodiscard]] Status push_used(std::uint16_t head, std::uint32_t written, bool publish_now = true) noexcept;
+  /// Makes every chain returned so far visible to the driver.
+  void publish() noexcept;
 
   /// After one or more push_used()s: whether the driver wants an interrupt now.
   [[nodiscard]] bool notify_needed() noexcept;
@@ -195,6 +204,7 @@ class DeviceQueue : public detail::SplitRing {
   std::uint16_t last_avail_ = 0;     // next avail entry to read
   std::uint16_t avail_seen_ = 0;     // the driver's avail index when we last read it
   std::uint16_t used_idx_ = 0;       // next used index to publish
+  std::uint16_t published_ = 0;      // used index the driver can see
   std::uint16_t notified_used_ = 0;  // used index at the last notify decision
   bool notifications_disabled_ = false;
 };
