@@ -186,7 +186,7 @@ Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::
     if (!ok(s)) return s;
     running_.store(true, std::memory_order_release);
   }
-  if (config.role == Role::kDriver) kick(notify_rx_);
+  if (config.role == Role::kDriver && config.notify_peer) kick(notify_rx_);
   announce_pending();
   return Status::kOk;
 }
@@ -746,7 +746,7 @@ Status Device::publish_locked(TxBuffer& buffer, std::uint32_t src, std::uint32_t
   std::memcpy(buffer.buffer_.data(), raw, kHeaderSize);
   const auto total = static_cast<std::uint32_t>(kHeaderSize + len);
   // A single-threaded device publishes its sends in bursts (see flush()); the others at once.
-  const bool now = !config_.single_threaded || ++unpublished_ >= kTxBurst;
+  const bool now = !defers_publication() || ++unpublished_ >= kTxBurst;
   if (config_.role == Role::kDriver) {
     const Buffer b{buffer.da_, total, false};  // add() checks it against the shared memory
     if (auto head =

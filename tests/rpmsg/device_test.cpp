@@ -548,6 +548,30 @@ TEST_F(Loopback, SingleThreadedBurstsNeverStrandMessagesOnASmallRing) {
   EXPECT_EQ(inbox.messages.size(), 100U);
 }
 
+TEST_F(Loopback, PollingPeersPublishInBurstsFlushedByProcess) {
+  layout();
+  auto drv = config(Role::kDriver);
+  auto dev = config(Role::kDevice);
+  drv.notify_peer = false;  // both sides poll: no kicks at all
+  dev.notify_peer = false;
+  start(drv, dev);
+  Inbox inbox;
+  Endpoint rx, tx;
+  ASSERT_EQ(driver_.create_endpoint(rx, "", 0x500, kAddrAny, inbox.receiver()), Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(tx, "", kAddrAny, 0x500, nullptr), Status::kOk);
+  EXPECT_EQ(to_driver_.total.load() + to_device_.total.load(), 0) << "polling peers are never kicked";
+  ASSERT_EQ(tx.send(bytes_of("one")), Status::kOk);
+  ASSERT_EQ(driver_.process(), Status::kOk);
+  EXPECT_TRUE(inbox.messages.empty()) << "held back until the sender's side processes";
+  ASSERT_EQ(device_.process(), Status::kOk);  // the sender's polling loop publishes it
+  ASSERT_EQ(driver_.process(), Status::kOk);
+  ASSERT_EQ(inbox.messages.size(), 1U);
+  for (int i = 0; i < 16; ++i) ASSERT_EQ(tx.send(bytes_of("burst")), Status::kOk);  // a full burst goes out
+  ASSERT_EQ(driver_.process(), Status::kOk);
+  EXPECT_EQ(inbox.messages.size(), 17U);
+  EXPECT_EQ(to_driver_.total.load() + to_device_.total.load(), 0);
+}
+
 TEST_F(Loopback, WithoutEventIdxAndWithoutNameService) {
   layout(64, 0);  // the device offers nothing
   start(config(Role::kDriver), config(Role::kDevice));

@@ -343,6 +343,9 @@ class Device {
   void kick(std::uint32_t notify_id) noexcept;
   void set_tx_waiting_locked(bool waiting) noexcept;
   bool tx_kick_needed_locked() noexcept;
+  /// Sends are published in bursts when someone is sure to call process() soon: a single-threaded device
+  /// (its owner's loop), or a device whose peer polls (so this side polls too).
+  bool defers_publication() const noexcept { return config_.single_threaded || !config_.notify_peer; }
   bool flush_locked() noexcept;  // publishes held-back sends; true when the peer wants a kick
   void push_free_tx(const TxSlot& slot) noexcept;
   TxSlot pop_free_tx() noexcept;
