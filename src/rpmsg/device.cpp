@@ -386,6 +386,7 @@ Status Device::process(bool rearm) noexcept {
     kick_tx = flush_locked();  // sends made since the last call (single-threaded bursts)
     rearm = rearm && config_.notify_peer;
     s = config_.role == Role::kDriver ? drain_driver(rearm) : drain_device(rearm);
+    publish_rx_locked();
     kick_rx = kick_rx_pending_ && config_.notify_peer &&
               (config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed());
     kick_rx_pending_ = false;
@@ -563,14 +564,28 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
 
 void Device::give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept {
   if (stopped_) return;
+  // Returned buffers become visible in bursts: every kTxBurst, and at the end of each process() (or at
+  // once, for a buffer released outside it; see release_rx).
+  const bool now = ++rx_unpublished_ >= kTxBurst;
   if (config_.role == Role::kDriver) {
     auto da = config_.shm.device_address_of_pointer(buf, len);
     if (!da) return;
     const Buffer b{*da, len, true};
-    if (driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buf))) kick_rx_pending_ = true;
+    if (driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buf), now)) kick_rx_pending_ = true;
   } else {
     // A consumed message: the device wrote nothing into it.
-    if (ok(device_rx_.push_used(head, 0))) kick_rx_pending_ = true;
+    if (ok(device_rx_.push_used(head, 0, now))) kick_rx_pending_ = true;
+  }
+  if (now) rx_unpublished_ = 0;
+}
+
+void Device::publish_rx_locked() noexcept {
+  if (rx_unpublished_ == 0) return;
+  rx_unpublished_ = 0;
+  if (config_.role == Role::kDriver) {
+    driver_rx_.publish();
+  } else {
+    device_rx_.publish();
   }
 }
 
@@ -579,6 +594,7 @@ void Device::release_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) n
   {
     Guard g(*this);
     give_back_rx(head, buf, len);
+    publish_rx_locked();
     if (kick_rx_pending_ && config_.notify_peer) {
       kick_now = config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed();
       kick_rx_pending_ = false;

@@ -324,6 +324,7 @@ class Device {
   void handle_ns(std::span<const std::byte> payload) noexcept;
   void give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept;  // lock held
   void release_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept;
+  void publish_rx_locked() noexcept;  // makes returned receive buffers visible to the peer
   void announce_pending() noexcept;
   Status acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept;
   bool try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept;
@@ -418,7 +419,8 @@ class Device {
   std::uint32_t tx_free_head_ = 0;  // a queue: buffers are reused in the order they came back
   std::uint32_t tx_free_count_ = 0;
   std::uint32_t tx_waiters_ = 0;
-  std::uint32_t unpublished_ = 0;  // sends held back by a single-threaded device
+  std::uint32_t unpublished_ = 0;     // sends held back by a single-threaded device
+  std::uint32_t rx_unpublished_ = 0;  // receive buffers given back but not yet visible to the peer
 
   Endpoint* endpoints_ = nullptr;
   NameServiceFn on_name_service_;
