@@ -1,0 +1,1 @@
+// ELF loading: see include/amp/rproc/elf.hpp.

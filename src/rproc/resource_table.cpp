@@ -1,0 +1,1 @@
+// Resource tables: see include/amp/rproc/resource_table.hpp.
