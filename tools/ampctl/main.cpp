@@ -28,6 +28,7 @@
 #include "amp/metal/log.hpp"
 #include "amp/metal/time.hpp"
 #include "amp/rpmsg/linux/link.hpp"
+#include "lifecycle.hpp"
 
 namespace {
 
@@ -449,6 +450,8 @@ commands:
           every size from 1 byte to the MTU, check every echo, print messages, bytes, round-trip p50/p99
   echo    serve an echo endpoint (stops on the peer's hang-up, its unbind, or OpenAMP's shutdown value)
   ping    find an echo service by name, send messages of every size, check every echo, print a summary
+  status, load, start, stop, attach, detach
+          the lifecycle of remote processors the kernel runs (remoteproc, through sysfs)
 
 run 'ampctl COMMAND --help' for a command's options.
 )";
@@ -469,7 +472,9 @@ link options:
 )";
 
 void help(const std::string& cmd) {
-  if (cmd == "demo") {
+  if (ampctl::is_lifecycle_command(cmd)) {
+    ampctl::lifecycle_help(cmd);
+  } else if (cmd == "demo") {
     std::printf(
         "usage: ampctl demo [--notify eventfd|socket|poll|adaptive] [--rounds N] [--json]\n\n"
         "Starts an emulated remote process (this program, 'ampctl echo', in the virtio device role) joined "
@@ -511,6 +516,7 @@ int main(int argc, char** argv) {
     }
   }
   if (cmd == "demo") return cmd_demo(parse(argc, argv, 2, {"notify", "rounds"}, {"json"}));
+  if (ampctl::is_lifecycle_command(cmd)) return ampctl::run_lifecycle_command(cmd, argc, argv);
   std::vector<std::string> keys = kLinkValueKeys;
   if (cmd == "echo") return cmd_echo(parse(argc, argv, 2, keys, {"quiet"}));
   if (cmd == "ping") {

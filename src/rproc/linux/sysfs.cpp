@@ -80,12 +80,17 @@ std::vector<std::string> SysfsRemoteproc::list(const SysfsRoots& roots) {
   return out;
 }
 
-SysResult<SysfsRemoteproc> SysfsRemoteproc::open(std::string_view node_or_name, const SysfsRoots& roots) {
+SysResult<void> SysfsRemoteproc::available(const SysfsRoots& roots) {
   std::error_code ec;
   if (!std::filesystem::is_directory(class_dir(roots), ec)) {
     return sys_fail(Status::kNotFound, "no remote processors: " + class_dir(roots).string() +
                                            " does not exist (is a remoteproc driver loaded?)");
   }
+  return {};
+}
+
+SysResult<SysfsRemoteproc> SysfsRemoteproc::open(std::string_view node_or_name, const SysfsRoots& roots) {
+  if (auto a = available(roots); !a) return Unexpected<SysError>(a.error());
   SysfsRemoteproc r;
   r.firmware_dir_ = roots.firmware_dir;
   const std::vector<std::string> nodes = list(roots);

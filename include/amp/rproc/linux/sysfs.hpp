@@ -33,6 +33,8 @@ class SysfsRemoteproc {
   /// By node ("remoteproc0") or by the contents of its `name` file (e.g. "r5f_0"). A missing class
   /// directory is a clear error (no remoteproc driver loaded).
   static metal::SysResult<SysfsRemoteproc> open(std::string_view node_or_name, const SysfsRoots& roots = {});
+  /// Whether the remoteproc class exists at all (a clear error if no remoteproc driver is loaded).
+  static metal::SysResult<void> available(const SysfsRoots& roots = {});
   /// The remoteproc nodes present, in numeric order.
   static std::vector<std::string> list(const SysfsRoots& roots = {});
 

@@ -1,0 +1,150 @@
+// ampctl's lifecycle commands for remotes whose life outlives ampctl (the kernel's remoteproc, via sysfs):
+//   ampctl status [REMOTE...]      ampctl load REMOTE FIRMWARE      ampctl start|stop|attach|detach REMOTE
+#include "lifecycle.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "amp/rproc/linux/sysfs.hpp"
+
+namespace ampctl {
+
+namespace {
+
+struct Args {
+  std::vector<std::string> positional;
+  amp::rproc::SysfsRoots roots;
+  std::string driver = "sysfs";
+  bool json = false;
+};
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::fprintf(stderr, "ampctl: %s (see --help)\n", msg.c_str());
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 2; i < argc; ++i) {
+    const std::string s = argv[i];
+    auto value = [&](const char* what) -> std::string {
+      if (i + 1 >= argc) usage_error(std::string("--") + what + " needs a value");
+      return argv[++i];
+    };
+    if (s == "--json") {
+      a.json = true;
+    } else if (s == "--sys") {
+      a.roots.sys = value("sys");
+    } else if (s == "--firmware-dir") {
+      a.roots.firmware_dir = value("firmware-dir");
+    } else if (s == "--driver") {
+      a.driver = value("driver");
+    } else if (s.rfind("--", 0) == 0) {
+      usage_error("unknown option " + s);
+    } else {
+      a.positional.push_back(s);
+    }
+  }
+  if (a.driver != "sysfs") {
+    usage_error(
+        "the lifecycle commands drive remotes that outlive ampctl: --driver sysfs (the process driver's "
+        "remote lives only as long as 'ampctl run')");
+  }
+  return a;
+}
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "ampctl: %s\n", msg.c_str());
+  return 1;
+}
+
+int status(const Args& a) {
+  if (auto ok_class = amp::rproc::SysfsRemoteproc::available(a.roots); !ok_class)
+    return fail(ok_class.error().message);
+  std::vector<std::string> names = a.positional;
+  if (names.empty()) names = amp::rproc::SysfsRemoteproc::list(a.roots);
+  int rc = 0;
+  if (a.json) std::printf("[");
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    auto r = amp::rproc::SysfsRemoteproc::open(names[i], a.roots);
+    if (!r) {
+      rc = fail(r.error().message);
+      continue;
+    }
+    const auto name = r->name();
+    const auto state = r->state();
+    const auto fw = r->firmware();
+    const std::string state_text = state ? amp::rproc::to_string(*state) : "unknown";
+    if (a.json) {
+      std::printf("%s{\"node\":\"%s\",\"name\":\"%s\",\"state\":\"%s\",\"firmware\":\"%s\"}",
+                  i == 0 ? "" : ",", r->node().c_str(), name ? name->c_str() : "", state_text.c_str(),
+                  fw ? fw->c_str() : "");
+    } else {
+      std::printf("%-14s %-16s %-9s %s\n", r->node().c_str(), name ? name->c_str() : "?", state_text.c_str(),
+                  fw ? fw->c_str() : "?");
+    }
+  }
+  if (a.json) std::printf("]\n");
+  if (names.empty() && !a.json) std::printf("no remote processors\n");
+  return rc;
+}
+
+}  // namespace
+
+bool is_lifecycle_command(const std::string& cmd) {
+  return cmd == "status" || cmd == "load" || cmd == "start" || cmd == "stop" || cmd == "attach" ||
+         cmd == "detach";
+}
+
+void lifecycle_help(const std::string& cmd) {
+  std::printf(
+      "usage: ampctl status [REMOTE...] [--json]\n"
+      "       ampctl load REMOTE FIRMWARE\n"
+      "       ampctl start|stop|attach|detach REMOTE\n"
+      "options: --driver sysfs (the default and, for these commands, the only one), --sys ROOT (default "
+      "/sys),\n"
+      "         --firmware-dir DIR (default /lib/firmware)\n\n"
+      "REMOTE is a remoteproc node (remoteproc0) or its name. These commands drive the kernel's remoteproc\n"
+      "through /sys/class/remoteproc; 'load' installs FIRMWARE in the firmware directory and names it.\n%s",
+      cmd.empty() ? "" : "");
+}
+
+int run_lifecycle_command(const std::string& cmd, int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  if (cmd == "status") return status(a);
+  const std::size_t want = cmd == "load" ? 2 : 1;
+  if (a.positional.size() != want) {
+    usage_error(cmd == "load" ? "load wants REMOTE FIRMWARE" : cmd + " wants REMOTE");
+  }
+  auto r = amp::rproc::SysfsRemoteproc::open(a.positional[0], a.roots);
+  if (!r) return fail(r.error().message);
+  amp::rproc::SysfsDriver driver(*r);
+  amp::Status s = amp::Status::kOk;
+  if (cmd == "load") {
+    std::ifstream f(a.positional[1], std::ios::binary);
+    if (!f) return fail("cannot read firmware " + a.positional[1] + ": " + std::strerror(errno));
+    const std::string image((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (image.size() < 4 || image.compare(0, 4,
+                                          "\x7f"
+                                          "ELF") != 0) {
+      return fail("firmware " + a.positional[1] + " is not an ELF file");
+    }
+    s = driver.load(std::as_bytes(std::span(image)));
+  } else if (cmd == "start") {
+    s = driver.start();
+  } else if (cmd == "stop") {
+    s = driver.stop();
+  } else if (cmd == "attach") {
+    s = driver.attach();
+  } else {
+    s = driver.detach();
+  }
+  if (!ok(s)) return fail(cmd + " " + r->node() + ": " + driver.last_error());
+  return 0;
+}
+
+}  // namespace ampctl
