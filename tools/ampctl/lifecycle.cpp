@@ -2,6 +2,7 @@
 //   ampctl status [REMOTE...]      ampctl load REMOTE FIRMWARE      ampctl start|stop|attach|detach REMOTE
 #include "lifecycle.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "amp/rproc/elf.hpp"
 #include "amp/rproc/linux/sysfs.hpp"
 
 namespace ampctl {
@@ -19,6 +21,8 @@ struct Args {
   std::vector<std::string> positional;
   amp::rproc::SysfsRoots roots;
   std::string driver = "sysfs";
+  std::string machine;  // --machine: the firmware must be for this CPU
+  bool need_resource_table = false;
   bool json = false;
 };
 
@@ -43,6 +47,10 @@ Args parse(int argc, char** argv) {
       a.roots.firmware_dir = value("firmware-dir");
     } else if (s == "--driver") {
       a.driver = value("driver");
+    } else if (s == "--machine") {
+      a.machine = value("machine");
+    } else if (s == "--need-resource-table") {
+      a.need_resource_table = true;
     } else if (s.rfind("--", 0) == 0) {
       usage_error("unknown option " + s);
     } else {
@@ -55,6 +63,30 @@ Args parse(int argc, char** argv) {
         "remote lives only as long as 'ampctl run')");
   }
   return a;
+}
+
+/// The ELF checks a firmware file passes before it is handed over; "" when it is fine.
+std::string check_firmware(const Args& a, std::span<const std::byte> image) {
+  auto elf = amp::rproc::ElfImage::parse(image);
+  if (!elf) return amp::rproc::to_string(elf.error());
+  if (!a.machine.empty()) {
+    static constexpr std::pair<const char*, std::uint16_t> kMachines[] = {
+        {"arm", amp::rproc::elf::kMachineArm},
+        {"aarch64", amp::rproc::elf::kMachineAarch64},
+        {"x86_64", amp::rproc::elf::kMachineX86_64},
+        {"riscv", amp::rproc::elf::kMachineRiscv}};
+    const auto* m = std::find_if(std::begin(kMachines), std::end(kMachines),
+                                 [&](const auto& e) { return a.machine == e.first; });
+    if (m == std::end(kMachines))
+      usage_error("--machine is arm, aarch64, x86_64 or riscv, not '" + a.machine + "'");
+    if (elf->machine() != m->second) {
+      return "built for machine " + std::to_string(elf->machine()) + ", not " + a.machine;
+    }
+  }
+  if (a.need_resource_table) {
+    if (auto rsc = elf->resource_table(); !rsc) return amp::rproc::to_string(rsc.error());
+  }
+  return {};
 }
 
 int fail(const std::string& msg) {
@@ -103,7 +135,7 @@ bool is_lifecycle_command(const std::string& cmd) {
 void lifecycle_help(const std::string& cmd) {
   std::printf(
       "usage: ampctl status [REMOTE...] [--json]\n"
-      "       ampctl load REMOTE FIRMWARE\n"
+      "       ampctl load REMOTE FIRMWARE [--machine arm|aarch64|x86_64|riscv] [--need-resource-table]\n"
       "       ampctl start|stop|attach|detach REMOTE\n"
       "options: --driver sysfs (the default and, for these commands, the only one), --sys ROOT (default "
       "/sys),\n"
@@ -128,12 +160,11 @@ int run_lifecycle_command(const std::string& cmd, int argc, char** argv) {
     std::ifstream f(a.positional[1], std::ios::binary);
     if (!f) return fail("cannot read firmware " + a.positional[1] + ": " + std::strerror(errno));
     const std::string image((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (image.size() < 4 || image.compare(0, 4,
-                                          "\x7f"
-                                          "ELF") != 0) {
-      return fail("firmware " + a.positional[1] + " is not an ELF file");
+    const auto bytes = std::as_bytes(std::span(image));
+    if (const std::string why = check_firmware(a, bytes); !why.empty()) {
+      return fail("firmware " + a.positional[1] + ": " + why);
     }
-    s = driver.load(std::as_bytes(std::span(image)));
+    s = driver.load(bytes);
   } else if (cmd == "start") {
     s = driver.start();
   } else if (cmd == "stop") {
