@@ -1,8 +1,9 @@
-# Warnings for amp's own targets (never for consumers or third-party code).
+# Warnings for amp's own targets (never for consumers or third-party code). Not -Wnull-dereference: with
+# g++ 12 at -O3 it fires inside libstdc++'s stream buffers inlined into any code that reads a file.
 function(amp_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
                                            -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Woverloaded-virtual
-                                           -Wnull-dereference -Wformat=2 -Wimplicit-fallthrough)
+                                           -Wformat=2 -Wimplicit-fallthrough)
   if(AMP_WARNINGS_AS_ERRORS)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

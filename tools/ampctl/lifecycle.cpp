@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -89,6 +87,18 @@ std::string check_firmware(const Args& a, std::span<const std::byte> image) {
   return {};
 }
 
+/// The whole file (true), or false with errno set.
+bool read_whole_file(const std::string& path, std::string& out) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  char buf[65536];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const bool good = std::ferror(f) == 0;
+  std::fclose(f);
+  return good;
+}
+
 int fail(const std::string& msg) {
   std::fprintf(stderr, "ampctl: %s\n", msg.c_str());
   return 1;
@@ -157,9 +167,10 @@ int run_lifecycle_command(const std::string& cmd, int argc, char** argv) {
   amp::rproc::SysfsDriver driver(*r);
   amp::Status s = amp::Status::kOk;
   if (cmd == "load") {
-    std::ifstream f(a.positional[1], std::ios::binary);
-    if (!f) return fail("cannot read firmware " + a.positional[1] + ": " + std::strerror(errno));
-    const std::string image((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::string image;
+    if (!read_whole_file(a.positional[1], image)) {
+      return fail("cannot read firmware " + a.positional[1] + ": " + std::strerror(errno));
+    }
     const auto bytes = std::as_bytes(std::span(image));
     if (const std::string why = check_firmware(a, bytes); !why.empty()) {
       return fail("firmware " + a.positional[1] + ": " + why);

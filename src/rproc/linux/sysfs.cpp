@@ -6,8 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "amp/metal/linux/unique_fd.hpp"
 #include "amp/metal/log.hpp"
@@ -30,9 +28,17 @@ std::string trimmed(std::string s) {
 }
 
 SysResult<std::string> read_file(const std::filesystem::path& p) {
-  std::ifstream f(p);
-  if (!f) return sys_fail("open " + p.string());
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  metal::UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return sys_fail("open " + p.string());
+  std::string s;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_fail("read " + p.string());
+    if (n == 0) break;
+    s.append(buf, static_cast<std::size_t>(n));
+  }
   return trimmed(std::move(s));
 }
 
