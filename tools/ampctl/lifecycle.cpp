@@ -3,6 +3,7 @@
 #include "lifecycle.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -19,7 +20,8 @@ struct Args {
   std::vector<std::string> positional;
   amp::rproc::SysfsRoots roots;
   std::string driver = "sysfs";
-  std::string machine;  // --machine: the firmware must be for this CPU
+  std::string machine;                        // --machine: the firmware must be for this CPU
+  std::string debugfs = "/sys/kernel/debug";  // where the kernel exposes remoteproc trace buffers
   bool need_resource_table = false;
   bool json = false;
 };
@@ -45,6 +47,8 @@ Args parse(int argc, char** argv) {
       a.roots.firmware_dir = value("firmware-dir");
     } else if (s == "--driver") {
       a.driver = value("driver");
+    } else if (s == "--debugfs") {
+      a.debugfs = value("debugfs");
     } else if (s == "--machine") {
       a.machine = value("machine");
     } else if (s == "--need-resource-table") {
@@ -135,11 +139,30 @@ int status(const Args& a) {
   return rc;
 }
 
+/// Prints the remote's trace buffers, which the kernel exposes in debugfs as remoteproc/<node>/trace<N>.
+int trace(const Args& a, const amp::rproc::SysfsRemoteproc& r) {
+  const std::string dir = a.debugfs + "/remoteproc/" + r.node();
+  int printed = 0;
+  for (int i = 0; i < 16; ++i) {
+    std::string text;
+    if (!read_whole_file(dir + "/trace" + std::to_string(i), text)) {
+      if (errno == ENOENT) break;
+      return fail("cannot read " + dir + "/trace" + std::to_string(i) + ": " + std::strerror(errno));
+    }
+    if (const auto nul = text.find('\0'); nul != std::string::npos) text.resize(nul);  // the unused rest
+    std::fputs(text.c_str(), stdout);
+    if (!text.empty() && text.back() != '\n') std::fputc('\n', stdout);
+    ++printed;
+  }
+  if (printed == 0) return fail("no trace buffers for " + r.node() + " in " + dir + " (is debugfs mounted?)");
+  return 0;
+}
+
 }  // namespace
 
 bool is_lifecycle_command(const std::string& cmd) {
   return cmd == "status" || cmd == "load" || cmd == "start" || cmd == "stop" || cmd == "attach" ||
-         cmd == "detach";
+         cmd == "detach" || cmd == "trace";
 }
 
 void lifecycle_help(const std::string& cmd) {
@@ -147,6 +170,7 @@ void lifecycle_help(const std::string& cmd) {
       "usage: ampctl status [REMOTE...] [--json]\n"
       "       ampctl load REMOTE FIRMWARE [--machine arm|aarch64|x86_64|riscv] [--need-resource-table]\n"
       "       ampctl start|stop|attach|detach REMOTE\n"
+      "       ampctl trace REMOTE [--debugfs ROOT]  (trace buffers; default root /sys/kernel/debug)\n"
       "options: --driver sysfs (the default and, for these commands, the only one), --sys ROOT (default "
       "/sys),\n"
       "         --firmware-dir DIR (default /lib/firmware)\n\n"
@@ -164,6 +188,7 @@ int run_lifecycle_command(const std::string& cmd, int argc, char** argv) {
   }
   auto r = amp::rproc::SysfsRemoteproc::open(a.positional[0], a.roots);
   if (!r) return fail(r.error().message);
+  if (cmd == "trace") return trace(a, *r);
   amp::rproc::SysfsDriver driver(*r);
   amp::Status s = amp::Status::kOk;
   if (cmd == "load") {

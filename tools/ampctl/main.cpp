@@ -450,8 +450,8 @@ commands:
           every size from 1 byte to the MTU, check every echo, print messages, bytes, round-trip p50/p99
   echo    serve an echo endpoint (stops on the peer's hang-up, its unbind, or OpenAMP's shutdown value)
   ping    find an echo service by name, send messages of every size, check every echo, print a summary
-  status, load, start, stop, attach, detach
-          the lifecycle of remote processors the kernel runs (remoteproc, through sysfs)
+  status, load, start, stop, attach, detach, trace
+          the lifecycle (and trace buffers) of remote processors the kernel runs (remoteproc, via sysfs)
 
 run 'ampctl COMMAND --help' for a command's options.
 )";
