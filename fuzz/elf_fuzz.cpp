@@ -13,17 +13,16 @@
 #include <vector>
 
 #include "amp/rproc/elf.hpp"
+#include "fuzz_input.hpp"
 
 namespace {
+
+using amp::fuzz::check;
 
 using amp::metal::DeviceAddress;
 using amp::metal::IoRegion;
 using amp::rproc::ElfImage;
 using amp::rproc::ElfSegment;
-
-void check(bool cond) {
-  if (!cond) __builtin_trap();
-}
 
 constexpr std::byte kPattern{0xA5};
 

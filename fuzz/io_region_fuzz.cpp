@@ -7,31 +7,12 @@
 #include <vector>
 
 #include "amp/metal/io_region.hpp"
+#include "fuzz_input.hpp"
 
 namespace {
 
-class Input {
- public:
-  Input(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
-  template <class T>
-  T take() {
-    T v{};
-    const std::size_t n = size_ - pos_ < sizeof v ? size_ - pos_ : sizeof v;
-    std::memcpy(&v, data_ + pos_, n);
-    pos_ += n;
-    return v;
-  }
-  bool done() const { return pos_ >= size_; }
-
- private:
-  const std::uint8_t* data_;
-  std::size_t size_;
-  std::size_t pos_ = 0;
-};
-
-void check(bool cond) {
-  if (!cond) __builtin_trap();
-}
+using amp::fuzz::check;
+using amp::fuzz::Input;
 
 void exercise(const amp::metal::IoRegion& r, Input& in) {
   using amp::metal::DeviceAddress;

@@ -9,38 +9,16 @@
 #include <vector>
 
 #include "amp/rproc/resource_table.hpp"
+#include "fuzz_input.hpp"
 
 namespace {
+
+using amp::fuzz::check;
+using amp::fuzz::Input;
 
 using amp::Status;
 using amp::metal::IoRegion;
 namespace rp = amp::rproc;
-
-class Input {
- public:
-  Input(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
-  template <class T>
-  T take() {
-    T v{};
-    const std::size_t n = size_ - pos_ < sizeof v ? size_ - pos_ : sizeof v;
-    std::memcpy(&v, data_ + pos_, n);
-    pos_ += n;
-    return v;
-  }
-  bool done() const { return pos_ >= size_; }
-  std::size_t left() const { return size_ - pos_; }
-  const std::uint8_t* here() const { return data_ + pos_; }
-  void skip(std::size_t n) { pos_ += n < left() ? n : left(); }
-
- private:
-  const std::uint8_t* data_;
-  std::size_t size_;
-  std::size_t pos_ = 0;
-};
-
-void check(bool cond) {
-  if (!cond) __builtin_trap();
-}
 
 bool power_of_two(std::uint32_t v) {
   return v != 0 && (v & (v - 1)) == 0;

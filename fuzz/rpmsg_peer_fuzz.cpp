@@ -11,6 +11,7 @@
 #include "amp/metal/log.hpp"
 #include "amp/rpmsg/device.hpp"
 #include "amp/virtio/rsc_vdev.hpp"
+#include "fuzz_input.hpp"
 
 namespace {
 
@@ -75,22 +76,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   amp::metal::set_log_level(amp::metal::LogLevel::kOff);
   World w;
   if (!w.ok) return 0;
-  std::size_t pos = 0;
+  amp::fuzz::Input in(data, size);
   std::byte payload[600];
   std::memset(payload, 0x42, sizeof payload);
-  while (pos + 4 <= size) {
-    const std::uint8_t op = data[pos];
-    const std::uint32_t arg = static_cast<std::uint32_t>(data[pos + 1]) |
-                              static_cast<std::uint32_t>(data[pos + 2]) << 8 |
-                              static_cast<std::uint32_t>(data[pos + 3]) << 16;
-    pos += 4;
+  while (in.left() >= 4) {
+    const auto op = in.take<std::uint8_t>();
+    const std::uint32_t arg = in.take<std::uint16_t>() | std::uint32_t{in.take<std::uint8_t>()} << 16;
     switch (op % 8) {
       case 0:
       case 1: {  // the peer writes up to 8 bytes somewhere in shared memory
-        const std::size_t n = std::min<std::size_t>(op / 8 % 8 + 1, size - pos);
+        const std::size_t n = std::min<std::size_t>(op / 8 % 8 + 1, in.left());
         const std::size_t off = arg % kSize;
-        std::memcpy(w.mem.get() + off, data + pos, std::min(n, kSize - off));
-        pos += n;
+        std::memcpy(w.mem.get() + off, in.here(), std::min(n, kSize - off));
+        in.skip(n);
         break;
       }
       case 2:

@@ -222,10 +222,7 @@ void Link::on_socket_readable() {
   char buf[256];
   for (;;) {
     const ssize_t n = ::recv(socket_.fd(), buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) {
-      if (notify_ == NotifyMode::kSocket) continue;  // kicks: drain them all, then process once
-      continue;                                      // nothing else is expected; ignore
-    }
+    if (n > 0) continue;  // kicks (socket mode): drain them all, then process once
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
       if (!peer_gone_.load()) {
         AMP_LOG_INFO("link: the peer hung up");
