@@ -26,6 +26,7 @@ constexpr std::uint8_t kDataLsb = 1;
 constexpr std::uint8_t kDataMsb = 2;
 constexpr std::uint32_t kVersionCurrent = 1;
 constexpr std::uint16_t kTypeExec = 2;
+constexpr std::uint16_t kTypeDyn = 3;
 constexpr std::uint32_t kPtLoad = 1;
 constexpr std::uint32_t kShtStrtab = 3;
 constexpr std::uint32_t kShtNobits = 8;
@@ -110,7 +111,7 @@ const char* to_string(ElfError e) noexcept {
     case ElfError::kBadVersion:
       return "ELF version is not 1";
     case ElfError::kWrongType:
-      return "ELF type is not an executable (ET_EXEC)";
+      return "ELF type is not an executable (ET_EXEC) amp can load";
     case ElfError::kWrongMachine:
       return "ELF machine differs from the remote's";
     case ElfError::kBadHeaderSize:
@@ -166,7 +167,8 @@ Status to_status(ElfError e) noexcept {
   }
 }
 
-Expected<ElfImage, ElfError> ElfImage::parse(std::span<const std::byte> file) noexcept {
+Expected<ElfImage, ElfError> ElfImage::parse(std::span<const std::byte> file,
+                                            const ParseOptions& options) noexcept {
   const std::size_t size = file.size();
   constexpr std::uint8_t kMagic[4] = {0x7F, 'E', 'L', 'F'};
   for (std::size_t i = 0; i < 4 && i < size; ++i) {
@@ -185,12 +187,15 @@ Expected<ElfImage, ElfError> ElfImage::parse(std::span<const std::byte> file) no
   const Layout& l = cls == kClass64 ? kLayout64 : kLayout32;
   if (size < l.ehdr_size) return unexpected(ElfError::kTruncatedHeader);
   if (read_field(file, 0, l.e_version) != kVersionCurrent) return unexpected(ElfError::kBadVersion);
-  if (read_field(file, 0, l.e_type) != kTypeExec) return unexpected(ElfError::kWrongType);
+  const std::uint64_t type = read_field(file, 0, l.e_type);
+  const bool pie = type == kTypeDyn && options.allow_position_independent;
+  if (type != kTypeExec && !pie) return unexpected(ElfError::kWrongType);
   if (read_field(file, 0, l.e_ehsize) < l.ehdr_size) return unexpected(ElfError::kBadHeaderSize);
 
   ElfImage image;
   image.file_ = file;
   image.is64_ = cls == kClass64;
+  image.pie_ = pie;
   image.machine_ = static_cast<std::uint16_t>(read_field(file, 0, l.e_machine));
   image.flags_ = static_cast<std::uint32_t>(read_field(file, 0, l.e_flags));
   image.entry_ = read_field(file, 0, l.e_entry);
@@ -372,6 +377,8 @@ Placement place(MemoryMap memory, metal::DeviceAddress da, std::uint64_t memsz) 
 }  // namespace
 
 Expected<void, ElfError> load(const ElfImage& image, MemoryMap memory, const LoadOptions& options) noexcept {
+  // Its addresses are relative to wherever a dynamic loader would put it: nothing says where in the remote.
+  if (image.position_independent()) return unexpected(ElfError::kWrongType);
   if (options.machine != elf::kMachineNone && options.machine != image.machine()) {
     return unexpected(ElfError::kWrongMachine);
   }

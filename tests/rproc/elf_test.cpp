@@ -566,6 +566,28 @@ TEST(Elf, OnlyExecutablesAreSupported) {
   EXPECT_EQ(to_status(ElfError::kWrongType), Status::kNotSupported);
 }
 
+TEST(Elf, PositionIndependentImagesAreForInspectionOnly) {
+  ElfBuilder b = firmware(kElf64);
+  b.type = 3;  // ET_DYN, as a PIE native firmware
+  const Built f = b.build();
+  EXPECT_EQ(parse_error(f.bytes), ElfError::kWrongType);  // not by default
+  auto image = ElfImage::parse(f.bytes, {.allow_position_independent = true});
+  ASSERT_TRUE(image) << to_string(image.error());
+  EXPECT_TRUE(image->position_independent());
+  auto rsc = image->resource_table();
+  ASSERT_TRUE(rsc);
+  EXPECT_EQ(rsc->data.size(), kResourceTable.size());
+  // Nowhere to load it: refused, and memory untouched.
+  Memory m;
+  EXPECT_EQ(error_of(load(*image, m.regions, {})), ElfError::kWrongType);
+  EXPECT_EQ(m.at(kRam0, 16), Bytes(16, kPattern));
+  // An executable stays loadable with the option on.
+  const Built executable = firmware(kElf64).build();
+  auto exec = ElfImage::parse(executable.bytes, {.allow_position_independent = true});
+  ASSERT_TRUE(exec);
+  EXPECT_FALSE(exec->position_independent());
+}
+
 TEST(Elf, HeaderSizeTooSmall) {
   Built f = firmware(kElf32).build();
   f.set_header(kElf32.e_ehsize, 51);

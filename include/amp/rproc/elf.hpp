@@ -40,7 +40,8 @@ enum class ElfError : std::uint8_t {
   kBadDataEncoding,            ///< EI_DATA is neither ELFDATA2LSB nor ELFDATA2MSB.
   kNotLittleEndian,            ///< A big-endian file (ELFDATA2MSB): not supported.
   kBadVersion,                 ///< EI_VERSION or e_version is not EV_CURRENT (1).
-  kWrongType,                  ///< e_type is not ET_EXEC (ET_DYN, ET_REL, ET_CORE... are not supported).
+  kWrongType,                  ///< e_type is not ET_EXEC (nor ET_DYN where ParseOptions allow it), or
+                               ///< load() was given a position-independent (ET_DYN) image.
   kWrongMachine,               ///< e_machine differs from the machine the caller asked for.
   kBadHeaderSize,              ///< e_ehsize is smaller than the ELF header of the file's class.
   kBadProgramHeaders,          ///< e_phentsize too small for a program header, or PN_XNUM without sections.
@@ -96,13 +97,24 @@ struct ElfResourceTable {
   metal::DeviceAddress da = 0;      ///< sh_addr: where the loaded table lives in the remote's memory.
 };
 
+struct ParseOptions {
+  /// Also accept ET_DYN (a position-independent executable), for inspection only: a "native" firmware (a
+  /// Linux program that is the remote, see rproc/linux/process.hpp) is PIE by default, and its
+  /// `.resource_table` is read, not loaded. load() refuses such an image (kWrongType).
+  bool allow_position_independent = false;
+};
+
 class ElfImage {
  public:
   /// An empty image: no segments, no resource table (a placeholder until a file is parsed).
   ElfImage() = default;
 
   /// Parses and checks `file`, which must outlive the image and not change while it is used.
-  [[nodiscard]] static Expected<ElfImage, ElfError> parse(std::span<const std::byte> file) noexcept;
+  [[nodiscard]] static Expected<ElfImage, ElfError> parse(std::span<const std::byte> file,
+                                                         const ParseOptions& options = {}) noexcept;
+
+  /// True for an ET_DYN image (only with ParseOptions::allow_position_independent).
+  bool position_independent() const noexcept { return pie_; }
 
   /// 32 or 64.
   unsigned elf_class() const noexcept { return is64_ ? 64U : 32U; }
@@ -167,6 +179,7 @@ class ElfImage {
  private:
   std::span<const std::byte> file_{};
   bool is64_ = false;
+  bool pie_ = false;
   std::uint16_t machine_ = 0;
   std::uint32_t flags_ = 0;
   metal::DeviceAddress entry_ = 0;
@@ -190,7 +203,8 @@ struct LoadOptions {
 };
 
 /// Loads `image` into `memory`: for each PT_LOAD segment with p_memsz > 0, copies p_filesz bytes to its
-/// device address and zeroes the following p_memsz - p_filesz bytes. First checks the machine and that every
+/// device address and zeroes the following p_memsz - p_filesz bytes. First checks the type (ET_EXEC), the
+/// machine and that every
 /// segment's whole [da, da + p_memsz) lies inside a single region (the first region that holds it is used);
 /// on any failure nothing has been written. A segment spanning two adjacent regions is refused
 /// (kSegmentOutsideMemory): pass one region for contiguous memory.
