@@ -1,5 +1,7 @@
 #include "amp/rproc/resource_table.hpp"
 
+#include "amp/rproc/firmware_table.hpp"
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -174,6 +176,35 @@ TEST(ResourceTable, ParsesAndVisitsTheGoldenTable) {
   ASSERT_TRUE(transport);
   EXPECT_EQ(transport->device_id(), 7U);
   EXPECT_EQ(transport->queue(1)->num, 64U);
+}
+
+// The compile-time table a firmware puts in its .resource_table section: its bytes, and what parse sees.
+TEST(FirmwareTable, IsTheRpmsgVdevTableLinuxExpects) {
+  constexpr RpmsgFirmwareTable kTable = rpmsg_firmware_table({.vring_num = 64, .rx_da = 0x3000'0000});
+  Bytes want;
+  want.u32(1).u32(1).u32(0).u32(0).u32(24).u32(0);          // header, offset[0], pad
+  want.u32(kRscVdev).u32(7).u32(0).u32(1).u32(0).u32(0);    // type, id, notifyid, dfeatures (NS), gf, cfg
+  want.u8(0).u8(2).u8(0).u8(0);                             // status, num_of_vrings, reserved
+  want.u32(kRscAddrAny).u32(0x1000).u32(64).u32(0).u32(0);  // vring 0
+  want.u32(0x3000'0000).u32(0x1000).u32(64).u32(0).u32(0);  // vring 1
+  ASSERT_EQ(want.v.size(), sizeof kTable);
+  std::vector<std::uint8_t> got(sizeof kTable);
+  std::memcpy(got.data(), &kTable, sizeof kTable);
+  EXPECT_EQ(got, want.v);
+
+  Table t;
+  std::memcpy(t.mem.data(), &kTable, sizeof kTable);
+  t.size = sizeof kTable;
+  auto rt = ResourceTable::parse(t.region());
+  ASSERT_TRUE(rt) << to_string(rt.error().error);
+  Recorder r;
+  ASSERT_TRUE(rt->for_each(r));
+  EXPECT_EQ(r.calls, (std::vector<std::string>{"vdev0"}));
+  EXPECT_EQ(r.vdev.id, rpmsg::kVirtioIdRpmsg);
+  ASSERT_EQ(r.vdev.rings().size(), 2U);
+  EXPECT_EQ(r.vdev.rings()[0].da, metal::kAnyAddress);
+  EXPECT_EQ(r.vdev.rings()[1].da, 0x3000'0000U);
+  EXPECT_EQ(r.vdev.rings()[1].num, 64U);
 }
 
 TEST(ResourceTable, DevmemAndVendorEntries) {
