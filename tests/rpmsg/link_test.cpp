@@ -64,35 +64,9 @@ int child_main(const Case& c, metal::UnixSocket sock, const std::string& sock_pa
   return echoed.load() > 0 ? 0 : 23;
 }
 
-class LinkTest : public ::testing::TestWithParam<Case> {};
-
-TEST_P(LinkTest, EchoOfEverySizeBetweenTwoProcesses) {
-  const Case c = GetParam();
-  const std::string tag = std::to_string(getpid()) + "-" + c.name;
-  const std::string sock_path = ::testing::TempDir() + "amp-link-" + tag + ".sock";
-  const std::string shm_name = "amp-test-" + tag;
-  auto socks = metal::UnixSocket::pair();
-  ASSERT_TRUE(socks);
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    socks->first = metal::UnixSocket(metal::UniqueFd());
-    _exit(child_main(c, std::move(socks->second), sock_path, shm_name));
-  }
-  socks->second = metal::UnixSocket(metal::UniqueFd());
-
-  metal::SysResult<std::unique_ptr<Link>> link = metal::sys_fail(Status::kInternal, "unset");
-  if (c.openamp) {
-    link = Link::openamp_linux(c.parent_index, c.parent_role, 10s, sock_path, shm_name);
-  } else {
-    LinkConfig cfg;
-    cfg.role = c.parent_role;
-    cfg.notify = c.notify;
-    if (c.posix) cfg.posix_shm_name = shm_name;
-    link = Link::create(std::move(socks->first), cfg);
-  }
-  ASSERT_TRUE(link) << link.error().message;
-  Device& dev = (*link)->device();
+/// Finds the peer's "amp-echo" through the name service and checks the echo of every size up to the MTU.
+void expect_echo_of_every_size(Link& link) {
+  Device& dev = link.device();
 
   std::mutex m;
   std::condition_variable cv;
@@ -130,6 +104,37 @@ TEST_P(LinkTest, EchoOfEverySizeBetweenTwoProcesses) {
   EXPECT_EQ(ep.send(std::as_bytes(std::span(too_big))), Status::kTooLarge);
   EXPECT_EQ(dev.stats().rx_malformed, 0U);
   ep.destroy();
+}
+
+class LinkTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(LinkTest, EchoOfEverySizeBetweenTwoProcesses) {
+  const Case c = GetParam();
+  const std::string tag = std::to_string(getpid()) + "-" + c.name;
+  const std::string sock_path = ::testing::TempDir() + "amp-link-" + tag + ".sock";
+  const std::string shm_name = "amp-test-" + tag;
+  auto socks = metal::UnixSocket::pair();
+  ASSERT_TRUE(socks);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    socks->first = metal::UnixSocket(metal::UniqueFd());
+    _exit(child_main(c, std::move(socks->second), sock_path, shm_name));
+  }
+  socks->second = metal::UnixSocket(metal::UniqueFd());
+
+  metal::SysResult<std::unique_ptr<Link>> link = metal::sys_fail(Status::kInternal, "unset");
+  if (c.openamp) {
+    link = Link::openamp_linux(c.parent_index, c.parent_role, 10s, sock_path, shm_name);
+  } else {
+    LinkConfig cfg;
+    cfg.role = c.parent_role;
+    cfg.notify = c.notify;
+    if (c.posix) cfg.posix_shm_name = shm_name;
+    link = Link::create(std::move(socks->first), cfg);
+  }
+  ASSERT_TRUE(link) << link.error().message;
+  ASSERT_NO_FATAL_FAILURE(expect_echo_of_every_size(**link));
   link->reset();  // hang up: the child sees the peer gone and exits
 
   int status = 0;
@@ -155,6 +160,106 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"openamp_host_is_client", NotifyMode::kSocket, Role::kDriver, false, true, 1},
                       Case{"openamp_host_is_server", NotifyMode::kSocket, Role::kDriver, false, true, 0}),
     case_name);
+
+// A table the caller laid out (as the process driver does with a firmware's table): the table not at 0, the
+// vrings where its entry says, a device address that is not 0, the pool wherever the layout says.
+TEST(LinkCreateIn, CallerPreparedMemory) {
+  constexpr metal::DeviceAddress kBase = 0x4000'0000;
+  constexpr std::size_t kSize = 0x60000;
+  auto shm = metal::shm::create_memfd("amp-test-create-in", kSize, kBase);
+  ASSERT_TRUE(shm) << shm.error().message;
+  LinkLayout layout;
+  layout.size = kSize;
+  layout.device_address = kBase;
+  layout.table = 0x100;
+  layout.table_size = 0x200;
+  layout.pool = 0x20000;
+  layout.pool_size = 2 * 64 * kDefaultBufferSize;
+  const std::array<virtio::QueueInfo, 2> rings{virtio::QueueInfo{kBase + 0x12000, 0x1000, 64, 0},
+                                               virtio::QueueInfo{kBase + 0x4000, 0x1000, 64, 1}};
+  auto table = shm->region().subregion(layout.table, layout.table_size);
+  ASSERT_TRUE(table);
+  ASSERT_TRUE(virtio::write_single_vdev_table(*table, {kVirtioIdRpmsg, 0, 1U << kFeatureNs, 0, rings}));
+
+  // Layouts that do not fit the memory are refused before anything is sent.
+  LinkLayout outside = layout;
+  outside.pool = kSize - 0x1000;
+  auto unused = metal::UnixSocket::pair();
+  ASSERT_TRUE(unused);
+  auto refused = Link::create_in(std::move(unused->first), {}, std::move(*shm), outside);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().status, Status::kInvalidArgument);
+  shm = metal::shm::create_memfd("amp-test-create-in", kSize, kBase);
+  ASSERT_TRUE(shm);
+  table = shm->region().subregion(layout.table, layout.table_size);
+  ASSERT_TRUE(virtio::write_single_vdev_table(*table, {kVirtioIdRpmsg, 0, 1U << kFeatureNs, 0, rings}));
+
+  auto socks = metal::UnixSocket::pair();
+  ASSERT_TRUE(socks);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    socks->first = metal::UnixSocket(metal::UniqueFd());
+    _exit(child_main(Case{"join", NotifyMode::kEventFd, Role::kDriver, false, false, 0}, std::move(socks->second),
+                     "", ""));
+  }
+  socks->second = metal::UnixSocket(metal::UniqueFd());
+  LinkConfig cfg;
+  cfg.role = Role::kDriver;
+  auto link = Link::create_in(std::move(socks->first), cfg, std::move(*shm), layout);
+  ASSERT_TRUE(link) << link.error().message;
+  ASSERT_NO_FATAL_FAILURE(expect_echo_of_every_size(**link));
+  // The buffers came from the layout's pool, at device addresses from kBase.
+  auto first_desc = (*link)->memory().region().load<std::uint64_t>(0x12000);
+  ASSERT_TRUE(first_desc);
+  EXPECT_GE(*first_desc, kBase + layout.pool);
+  EXPECT_LT(*first_desc, kBase + layout.pool + layout.pool_size);
+  link->reset();
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// The joiner trusts nothing in the hello: a layout outside the memory it describes is refused.
+TEST(LinkJoin, RefusesAHelloWhoseLayoutIsOutsideTheMemory) {
+  auto shm = metal::shm::create_memfd("amp-test-bad-hello", 0x10000);
+  ASSERT_TRUE(shm);
+  struct Field {
+    std::size_t offset;
+    std::uint64_t value;
+  };
+  // Offsets in the hello: shm_size 24, device_address 96, table 104, table_size 112, pool 120, pool_size 128.
+  // The first case is the control: a layout that fits gets past the check (and then finds no table).
+  for (const Field f : {Field{104, 0}, Field{104, 0x10000}, Field{112, 0x10001}, Field{120, ~std::uint64_t{0}},
+                        Field{128, 0x10001}, Field{24, 0}}) {
+    std::array<std::byte, 136> hello{};
+    auto put = [&](std::size_t at, std::uint64_t v, std::size_t n) {
+      for (std::size_t i = 0; i < n; ++i) hello[at + i] = static_cast<std::byte>(v >> (8 * i));
+    };
+    std::memcpy(hello.data(), "AMPL", 4);
+    put(4, 2, 4);        // version
+    put(8, 0, 1);        // creator: driver
+    put(9, 2, 1);        // notify: poll (no eventfds)
+    put(12, 64, 4);       // ring size
+    put(16, 512, 4);      // buffer size
+    put(24, 0x10000, 8);  // shm size
+    put(112, 0x1000, 8);  // table size
+    put(f.offset, f.value, 8);
+    auto socks = metal::UnixSocket::pair();
+    ASSERT_TRUE(socks);
+    const int fds[] = {shm->fd()};
+    ASSERT_TRUE(ok(socks->first.send_all(hello, fds)));
+    LinkConfig cfg;
+    cfg.role = Role::kDevice;
+    cfg.timeout = 1s;
+    auto link = Link::join(std::move(socks->second), cfg);
+    ASSERT_FALSE(link) << f.offset;
+    const bool control = f.offset == 104 && f.value == 0;
+    EXPECT_EQ(link.error().status, Status::kMalformed) << f.offset << ": " << link.error().message;
+    EXPECT_EQ(link.error().message.find("layout") != std::string::npos, !control) << link.error().message;
+  }
+}
 
 TEST(LinkLayoutTest, OpenAmpTableGoldenBytes) {
   // What process 0 of the preset writes at the start of openamp.shm.

@@ -38,15 +38,26 @@ struct Hello {
   std::uint32_t buffer_size;
   std::uint64_t shm_size;
   char posix_name[64];
+  // The layout, explicit: the joiner checks it and uses it as is.
+  std::uint64_t device_address;
+  std::uint64_t table;
+  std::uint64_t table_size;
+  std::uint64_t pool;
+  std::uint64_t pool_size;
 };
-static_assert(sizeof(Hello) == 96);
+static_assert(sizeof(Hello) == 136);
 constexpr char kMagic[4] = {'A', 'M', 'P', 'L'};
-constexpr std::uint32_t kHelloVersion = 1;
+constexpr std::uint32_t kHelloVersion = 2;
+
+/// Whether [off, off + len) lies in [0, size).
+bool inside(std::uint64_t off, std::uint64_t len, std::uint64_t size) {
+  return off <= size && len <= size - off;
+}
 
 /// Lays out the one-vdev resource table at layout.table, its vrings at layout.vring0/1.
 SysResult<void> write_table(const metal::SharedMemory& shm, const LinkLayout& layout, std::uint32_t ring_size,
                             std::uint32_t features) {
-  auto table = shm.region().subregion(layout.table, layout.vring0 - layout.table);
+  auto table = shm.region().subregion(layout.table, layout.table_size);
   const std::array<virtio::QueueInfo, 2> rings{
       virtio::QueueInfo{shm.device_address() + layout.vring0, layout.ring_align, ring_size, 1},
       virtio::QueueInfo{shm.device_address() + layout.vring1, layout.ring_align, ring_size, 2}};
@@ -109,6 +120,7 @@ SysResult<LinkLayout> LinkLayout::compute(std::uint32_t ring_size, std::uint32_t
   }
   LinkLayout l;
   l.table = 0;
+  l.table_size = kPage;
   l.vring0 = kPage;
   l.vring1 = l.vring0 + align_up(ring->size, kPage);
   l.pool = l.vring1 + align_up(ring->size, kPage);
@@ -120,6 +132,7 @@ SysResult<LinkLayout> LinkLayout::compute(std::uint32_t ring_size, std::uint32_t
 LinkLayout LinkLayout::openamp() {
   LinkLayout l;
   l.table = 0;
+  l.table_size = 0x4000;
   l.vring0 = 0x4000;
   l.vring1 = 0x8000;
   l.pool = 0x10000;
@@ -160,7 +173,7 @@ void Link::close() {
 
 SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) {
   const metal::IoRegion shm = shm_.region();
-  auto table = shm.subregion(layout.table, layout.vring0 - layout.table);
+  auto table = shm.subregion(layout.table, layout.table_size);
   if (!table) return sys_fail(Status::kOutOfRange, "the shared memory is too small for the resource table");
   auto body = virtio::find_vdev(*table);
   if (!body)
@@ -344,21 +357,42 @@ void Link::adaptive_loop(std::chrono::microseconds spin) {
 SysResult<std::unique_ptr<Link>> Link::create(metal::UnixSocket socket, const LinkConfig& config) {
   auto layout = LinkLayout::compute(config.ring_size, config.buffer_size);
   if (!layout) return sys_fail(layout.error().status, layout.error().message);
-  std::unique_ptr<Link> link(new Link());
-  link->socket_ = std::move(socket);
-  link->notify_ = config.notify;
+  metal::SharedMemory shm;
   if (config.posix_shm_name.empty()) {
-    auto shm = metal::shm::create_memfd("amp-link", layout->size, 0);
-    if (!shm) return sys_fail(shm.error().status, shm.error().message);
-    link->shm_ = std::move(*shm);
+    auto m = metal::shm::create_memfd("amp-link", layout->size, 0);
+    if (!m) return sys_fail(m.error().status, m.error().message);
+    shm = std::move(*m);
   } else {
     if (config.posix_shm_name.size() >= sizeof(Hello::posix_name)) {
       return sys_fail(Status::kInvalidArgument, "POSIX shm name too long: " + config.posix_shm_name);
     }
-    auto shm = metal::shm::open_posix(config.posix_shm_name, layout->size, metal::OpenMode::kCreateOrOpen, 0);
-    if (!shm) return sys_fail(shm.error().status, shm.error().message);
-    link->shm_ = std::move(*shm);
+    auto m = metal::shm::open_posix(config.posix_shm_name, layout->size, metal::OpenMode::kCreateOrOpen, 0);
+    if (!m) return sys_fail(m.error().status, m.error().message);
+    shm = std::move(*m);
   }
+  // Lay out the table before the peer can look at it.
+  const std::uint32_t features =
+      (1U << kFeatureNs) | (config.event_idx ? 1U << virtio::kFeatureEventIdx : 0U);
+  if (auto s = write_table(shm, *layout, config.ring_size, features); !s) return Unexpected<SysError>(s.error());
+  return create_in(std::move(socket), config, std::move(shm), *layout);
+}
+
+SysResult<std::unique_ptr<Link>> Link::create_in(metal::UnixSocket socket, const LinkConfig& config,
+                                                 metal::SharedMemory memory, const LinkLayout& layout) {
+  if (config.posix_shm_name.size() >= sizeof(Hello::posix_name)) {
+    return sys_fail(Status::kInvalidArgument, "POSIX shm name too long: " + config.posix_shm_name);
+  }
+  if (config.posix_shm_name.empty() && memory.fd() < 0) {
+    return sys_fail(Status::kInvalidArgument, "the link's shared memory must be a memfd or a named POSIX shm");
+  }
+  if (layout.size != memory.size() || !inside(layout.table, layout.table_size, layout.size) ||
+      !inside(layout.pool, layout.pool_size, layout.size) || layout.device_address != memory.device_address()) {
+    return sys_fail(Status::kInvalidArgument, "the link layout does not fit its shared memory");
+  }
+  std::unique_ptr<Link> link(new Link());
+  link->socket_ = std::move(socket);
+  link->notify_ = config.notify;
+  link->shm_ = std::move(memory);
   std::vector<int> fds;
   if (config.posix_shm_name.empty()) fds.push_back(link->shm_.fd());
   std::optional<metal::EventFd> to_peer;
@@ -372,12 +406,6 @@ SysResult<std::unique_ptr<Link>> Link::create(metal::UnixSocket socket, const Li
     fds.push_back(to_peer->fd());
     fds.push_back(from_peer->fd());
   }
-  // Lay out the table before the peer can look at it.
-  const LinkLayout& l = *layout;
-  const std::uint32_t features =
-      (1U << kFeatureNs) | (config.event_idx ? 1U << virtio::kFeatureEventIdx : 0U);
-  if (auto s = write_table(link->shm_, l, config.ring_size, features); !s)
-    return Unexpected<SysError>(s.error());
   Hello h{};
   std::memcpy(h.magic, kMagic, 4);
   h.version = kHelloVersion;
@@ -385,14 +413,19 @@ SysResult<std::unique_ptr<Link>> Link::create(metal::UnixSocket socket, const Li
   h.notify = static_cast<std::uint8_t>(config.notify);
   h.ring_size = config.ring_size;
   h.buffer_size = config.buffer_size;
-  h.shm_size = l.size;
+  h.shm_size = layout.size;
   std::memcpy(h.posix_name, config.posix_shm_name.data(), config.posix_shm_name.size());
+  h.device_address = layout.device_address;
+  h.table = layout.table;
+  h.table_size = layout.table_size;
+  h.pool = layout.pool;
+  h.pool_size = layout.pool_size;
   if (const Status s = link->socket_.send_all(std::as_bytes(std::span(&h, 1)), fds); !ok(s)) {
     return sys_fail(s, std::string("sending the link hello: ") + amp::to_string(s));
   }
   link->kick_out_ = std::move(to_peer);
   link->kick_in_ = std::move(from_peer);
-  if (auto s = link->start(config, l); !s) return sys_fail(s.error().status, s.error().message);
+  if (auto s = link->start(config, layout); !s) return sys_fail(s.error().status, s.error().message);
   return link;
 }
 
@@ -410,7 +443,7 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
     return sys_fail(s, std::string("receiving the link hello: ") + amp::to_string(s));
   }
   if (std::memcmp(h.magic, kMagic, 4) != 0 || h.version != kHelloVersion) {
-    return sys_fail(Status::kMalformed, "the peer is not an amp link (bad hello)");
+    return sys_fail(Status::kMalformed, "the peer is not an amp link of this version (bad hello)");
   }
   if (h.notify > static_cast<std::uint8_t>(NotifyMode::kAdaptive) || h.creator_role > 1) {
     return sys_fail(Status::kMalformed, "bad link hello");
@@ -420,9 +453,18 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
     return sys_fail(Status::kInvalidArgument,
                     std::string("both sides asked for the ") + to_string(config.role) + " role");
   }
-  auto layout = LinkLayout::compute(h.ring_size, h.buffer_size);
-  if (!layout || layout->size != h.shm_size)
-    return sys_fail(Status::kMalformed, "the link hello's sizes do not agree");
+  // The peer's layout is untrusted: it must lie inside the memory it describes.
+  if (h.shm_size == 0 || h.shm_size > (std::uint64_t{1} << 40) || !inside(h.table, h.table_size, h.shm_size) ||
+      !inside(h.pool, h.pool_size, h.shm_size)) {
+    return sys_fail(Status::kMalformed, "the link hello's layout does not fit its shared memory");
+  }
+  LinkLayout layout;
+  layout.size = static_cast<std::size_t>(h.shm_size);
+  layout.table = static_cast<std::size_t>(h.table);
+  layout.table_size = static_cast<std::size_t>(h.table_size);
+  layout.pool = static_cast<std::size_t>(h.pool);
+  layout.pool_size = static_cast<std::size_t>(h.pool_size);
+  layout.device_address = h.device_address;
   link->notify_ = static_cast<NotifyMode>(h.notify);
   h.posix_name[sizeof h.posix_name - 1] = '\0';
   const std::string posix_name(h.posix_name);
@@ -432,12 +474,11 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
     return sys_fail(Status::kMalformed, "the link hello carried the wrong descriptors");
   std::size_t next = 0;
   if (posix_name.empty()) {
-    auto shm = metal::shm::map_fd(std::move(fds[next++]), static_cast<std::size_t>(h.shm_size), 0);
+    auto shm = metal::shm::map_fd(std::move(fds[next++]), layout.size, layout.device_address);
     if (!shm) return sys_fail(shm.error().status, shm.error().message);
     link->shm_ = std::move(*shm);
   } else {
-    auto shm =
-        metal::shm::open_posix(posix_name, static_cast<std::size_t>(h.shm_size), metal::OpenMode::kOpen, 0);
+    auto shm = metal::shm::open_posix(posix_name, layout.size, metal::OpenMode::kOpen, layout.device_address);
     if (!shm) return sys_fail(shm.error().status, shm.error().message);
     link->shm_ = std::move(*shm);
   }
@@ -452,7 +493,7 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
   LinkConfig effective = config;
   effective.ring_size = h.ring_size;
   effective.buffer_size = h.buffer_size;
-  if (auto s = link->start(effective, *layout); !s) return sys_fail(s.error().status, s.error().message);
+  if (auto s = link->start(effective, layout); !s) return sys_fail(s.error().status, s.error().message);
   return link;
 }
 

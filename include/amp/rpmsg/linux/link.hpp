@@ -64,15 +64,19 @@ struct LinkConfig {
   std::chrono::microseconds adaptive_spin{50};
 };
 
-/// Where the creator puts things in the shared memory.
+/// Where the creator puts things in the shared memory (offsets from its start).
 struct LinkLayout {
-  std::size_t table = 0;   ///< resource table (one vdev)
-  std::size_t vring0 = 0;  ///< driver RX / device TX
+  std::size_t table = 0;       ///< resource table (the first rpmsg vdev in it is used)
+  std::size_t table_size = 0;  ///< bytes from `table` the table may occupy
+  std::size_t vring0 = 0;      ///< driver RX / device TX
   std::size_t vring1 = 0;  ///< driver TX / device RX
   std::uint32_t ring_align = 0x1000;
   std::size_t pool = 0;  ///< rpmsg buffers (RX half, then TX half)
   std::size_t pool_size = 0;
   std::size_t size = 0;  ///< whole shared memory
+  /// The device address of the shared memory's byte 0 (what the table's vring addresses and the buffer
+  /// addresses in the rings refer to).
+  metal::DeviceAddress device_address = 0;
   static metal::SysResult<LinkLayout> compute(std::uint32_t ring_size, std::uint32_t buffer_size);
   /// OpenAMP's: table 0, vrings 0x4000 and 0x8000 (256 entries, align 0x1000), pool 0x10000 + 0x40000,
   /// shm 0x80000.
@@ -88,6 +92,13 @@ class Link {
   /// Creates the shared memory and the notifiers, sends them over `socket`, and starts rpmsg in
   /// config.role. Returns once the virtio handshake is done.
   static metal::SysResult<std::unique_ptr<Link>> create(metal::UnixSocket socket, const LinkConfig& config);
+  /// Like create(), over shared memory the caller prepared: `memory` (a memfd, or a POSIX shm object named
+  /// in config.posix_shm_name) already holds, at layout.table, a resource table whose first rpmsg vdev has
+  /// its vrings placed (e.g. a firmware's own table, see rproc/linux/process.hpp), and layout.pool is free
+  /// for the rpmsg buffers. layout.vring0/1 and ring_align are not used: the table says where the vrings
+  /// are. config.ring_size is ignored.
+  static metal::SysResult<std::unique_ptr<Link>> create_in(metal::UnixSocket socket, const LinkConfig& config,
+                                                           metal::SharedMemory memory, const LinkLayout& layout);
   /// Joins a link the peer created on the other end of `socket`. config.role must differ from the peer's;
   /// the notify mode and sizes come from the peer.
   static metal::SysResult<std::unique_ptr<Link>> join(metal::UnixSocket socket, const LinkConfig& config);
