@@ -168,7 +168,7 @@ Status to_status(ElfError e) noexcept {
 }
 
 Expected<ElfImage, ElfError> ElfImage::parse(std::span<const std::byte> file,
-                                            const ParseOptions& options) noexcept {
+                                             const ParseOptions& options) noexcept {
   const std::size_t size = file.size();
   constexpr std::uint8_t kMagic[4] = {0x7F, 'E', 'L', 'F'};
   for (std::size_t i = 0; i < 4 && i < size; ++i) {

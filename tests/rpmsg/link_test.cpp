@@ -200,8 +200,8 @@ TEST(LinkCreateIn, CallerPreparedMemory) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     socks->first = metal::UnixSocket(metal::UniqueFd());
-    _exit(child_main(Case{"join", NotifyMode::kEventFd, Role::kDriver, false, false, 0}, std::move(socks->second),
-                     "", ""));
+    _exit(child_main(Case{"join", NotifyMode::kEventFd, Role::kDriver, false, false, 0},
+                     std::move(socks->second), "", ""));
   }
   socks->second = metal::UnixSocket(metal::UniqueFd());
   LinkConfig cfg;
@@ -231,16 +231,16 @@ TEST(LinkJoin, RefusesAHelloWhoseLayoutIsOutsideTheMemory) {
   };
   // Offsets in the hello: shm_size 24, device_address 96, table 104, table_size 112, pool 120, pool_size 128.
   // The first case is the control: a layout that fits gets past the check (and then finds no table).
-  for (const Field f : {Field{104, 0}, Field{104, 0x10000}, Field{112, 0x10001}, Field{120, ~std::uint64_t{0}},
-                        Field{128, 0x10001}, Field{24, 0}}) {
+  for (const Field f : {Field{104, 0}, Field{104, 0x10000}, Field{112, 0x10001},
+                        Field{120, ~std::uint64_t{0}}, Field{128, 0x10001}, Field{24, 0}}) {
     std::array<std::byte, 136> hello{};
     auto put = [&](std::size_t at, std::uint64_t v, std::size_t n) {
       for (std::size_t i = 0; i < n; ++i) hello[at + i] = static_cast<std::byte>(v >> (8 * i));
     };
     std::memcpy(hello.data(), "AMPL", 4);
-    put(4, 2, 4);        // version
-    put(8, 0, 1);        // creator: driver
-    put(9, 2, 1);        // notify: poll (no eventfds)
+    put(4, 2, 4);         // version
+    put(8, 0, 1);         // creator: driver
+    put(9, 2, 1);         // notify: poll (no eventfds)
     put(12, 64, 4);       // ring size
     put(16, 512, 4);      // buffer size
     put(24, 0x10000, 8);  // shm size

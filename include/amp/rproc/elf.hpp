@@ -111,7 +111,7 @@ class ElfImage {
 
   /// Parses and checks `file`, which must outlive the image and not change while it is used.
   [[nodiscard]] static Expected<ElfImage, ElfError> parse(std::span<const std::byte> file,
-                                                         const ParseOptions& options = {}) noexcept;
+                                                          const ParseOptions& options = {}) noexcept;
 
   /// True for an ET_DYN image (only with ParseOptions::allow_position_independent).
   bool position_independent() const noexcept { return pie_; }

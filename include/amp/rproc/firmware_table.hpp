@@ -62,7 +62,7 @@ static_assert(offsetof(RpmsgFirmwareTable, vdev) == 24);
 static_assert(sizeof(RpmsgFirmwareTable) == 24 + sizeof(FwRscVdev2));
 
 struct RpmsgFirmwareTableSpec {
-  std::uint32_t vring_num = 256;    ///< Entries per vring (a power of two).
+  std::uint32_t vring_num = 256;  ///< Entries per vring (a power of two).
   std::uint32_t vring_align = 0x1000;
   std::uint32_t tx_da = kRscAddrAny;  ///< vring 0
   std::uint32_t rx_da = kRscAddrAny;  ///< vring 1

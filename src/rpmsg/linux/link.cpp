@@ -373,7 +373,8 @@ SysResult<std::unique_ptr<Link>> Link::create(metal::UnixSocket socket, const Li
   // Lay out the table before the peer can look at it.
   const std::uint32_t features =
       (1U << kFeatureNs) | (config.event_idx ? 1U << virtio::kFeatureEventIdx : 0U);
-  if (auto s = write_table(shm, *layout, config.ring_size, features); !s) return Unexpected<SysError>(s.error());
+  if (auto s = write_table(shm, *layout, config.ring_size, features); !s)
+    return Unexpected<SysError>(s.error());
   return create_in(std::move(socket), config, std::move(shm), *layout);
 }
 
@@ -383,10 +384,12 @@ SysResult<std::unique_ptr<Link>> Link::create_in(metal::UnixSocket socket, const
     return sys_fail(Status::kInvalidArgument, "POSIX shm name too long: " + config.posix_shm_name);
   }
   if (config.posix_shm_name.empty() && memory.fd() < 0) {
-    return sys_fail(Status::kInvalidArgument, "the link's shared memory must be a memfd or a named POSIX shm");
+    return sys_fail(Status::kInvalidArgument,
+                    "the link's shared memory must be a memfd or a named POSIX shm");
   }
   if (layout.size != memory.size() || !inside(layout.table, layout.table_size, layout.size) ||
-      !inside(layout.pool, layout.pool_size, layout.size) || layout.device_address != memory.device_address()) {
+      !inside(layout.pool, layout.pool_size, layout.size) ||
+      layout.device_address != memory.device_address()) {
     return sys_fail(Status::kInvalidArgument, "the link layout does not fit its shared memory");
   }
   std::unique_ptr<Link> link(new Link());
@@ -454,8 +457,8 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
                     std::string("both sides asked for the ") + to_string(config.role) + " role");
   }
   // The peer's layout is untrusted: it must lie inside the memory it describes.
-  if (h.shm_size == 0 || h.shm_size > (std::uint64_t{1} << 40) || !inside(h.table, h.table_size, h.shm_size) ||
-      !inside(h.pool, h.pool_size, h.shm_size)) {
+  if (h.shm_size == 0 || h.shm_size > (std::uint64_t{1} << 40) ||
+      !inside(h.table, h.table_size, h.shm_size) || !inside(h.pool, h.pool_size, h.shm_size)) {
     return sys_fail(Status::kMalformed, "the link hello's layout does not fit its shared memory");
   }
   LinkLayout layout;

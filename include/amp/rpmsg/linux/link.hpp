@@ -69,7 +69,7 @@ struct LinkLayout {
   std::size_t table = 0;       ///< resource table (the first rpmsg vdev in it is used)
   std::size_t table_size = 0;  ///< bytes from `table` the table may occupy
   std::size_t vring0 = 0;      ///< driver RX / device TX
-  std::size_t vring1 = 0;  ///< driver TX / device RX
+  std::size_t vring1 = 0;      ///< driver TX / device RX
   std::uint32_t ring_align = 0x1000;
   std::size_t pool = 0;  ///< rpmsg buffers (RX half, then TX half)
   std::size_t pool_size = 0;
@@ -98,7 +98,8 @@ class Link {
   /// for the rpmsg buffers. layout.vring0/1 and ring_align are not used: the table says where the vrings
   /// are. config.ring_size is ignored.
   static metal::SysResult<std::unique_ptr<Link>> create_in(metal::UnixSocket socket, const LinkConfig& config,
-                                                           metal::SharedMemory memory, const LinkLayout& layout);
+                                                           metal::SharedMemory memory,
+                                                           const LinkLayout& layout);
   /// Joins a link the peer created on the other end of `socket`. config.role must differ from the peer's;
   /// the notify mode and sizes come from the peer.
   static metal::SysResult<std::unique_ptr<Link>> join(metal::UnixSocket socket, const LinkConfig& config);

@@ -1,0 +1,179 @@
+// The process driver: the remote processor is a Linux program built with amp (a "native" firmware). The
+// host side loads its ELF, takes the resource table from its `.resource_table` section, gives the remote a
+// shared memory (a memfd) holding a copy of that table with the host's choices written back (vrings placed,
+// notify ids), starts the program with a UNIX socket to the host, and runs the virtio driver role of its
+// rpmsg vdev over an rpmsg::Link. The program ending when nobody asked it to is a crash.
+//
+//   host:     ProcessRemote remote(config);  remote.on_link_up(...);  remote.start(firmware_bytes);
+//   firmware: AMP_RPROC_RESOURCE_TABLE const auto table = amp::rproc::rpmsg_firmware_table();
+//             auto link = amp::rproc::join_host();   // the virtio device role, over the host's memory
+//
+// The firmware is executed from a sealed memfd copy of the loaded bytes, so the file it came from may
+// change or go away meanwhile. It gets the socket as a descriptor named by the environment variable
+// AMP_RPROC_LINK_FD, its argv from ProcessConfig::args, and stdin, stdout and stderr of the host.
+//
+// Teardown, like the kernel's: on stop the link goes first (endpoints get their unbind callback, sends fail
+// with kClosed), then the program gets SIGTERM, and SIGKILL after ProcessConfig::stop_timeout.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "amp/metal/linux/event_loop.hpp"
+#include "amp/metal/linux/sys_error.hpp"
+#include "amp/metal/linux/unique_fd.hpp"
+#include "amp/rpmsg/linux/link.hpp"
+#include "amp/rproc/lifecycle.hpp"
+#include "amp/rproc/resources.hpp"
+
+namespace amp::rproc {
+
+/// The environment variable through which a native firmware finds its socket to the host.
+inline constexpr const char* kLinkFdVariable = "AMP_RPROC_LINK_FD";
+
+struct ProcessConfig {
+  /// The remote's memory (resource table, vrings, rpmsg buffers, carveouts placed by the host).
+  std::size_t memory_size = std::size_t{4} << 20;
+  /// Its device address: what the remote's table and the rings' buffer addresses refer to.
+  metal::DeviceAddress memory_base = 0x1000'0000;
+  /// Notification mode, rpmsg buffer size, EVENT_IDX, handshake timeout. The role is always the driver's.
+  rpmsg::LinkConfig link{};
+  /// argv[1..] of the program (argv[0] is `name`).
+  std::vector<std::string> args{};
+  std::string name = "remote";
+  /// How long stop() waits after SIGTERM before it sends SIGKILL.
+  std::chrono::milliseconds stop_timeout{2000};
+};
+
+/// The Driver. Used through a Lifecycle (ProcessRemote wires the two together).
+///
+/// Thread-safety: load/start/stop are serialised by the Lifecycle that calls them; link(), pid() and
+/// error() may be called from any thread. The link callbacks and the exit handler run on the driver's own
+/// thread or on the thread calling stop(), never concurrently with each other; they must not call the
+/// driver's load/start/stop (the exit handler may go through the Lifecycle, which is what it is for).
+class ProcessDriver final : public Driver {
+ public:
+  using LinkFn = std::function<void(rpmsg::Link&)>;
+  /// Called on the driver's thread when the program ended while running, with how it ended ("exited with
+  /// status 3", "killed by signal 9 (Killed)"). The link is already down.
+  using ExitFn = std::function<void(const std::string& how)>;
+
+  explicit ProcessDriver(ProcessConfig config);
+  /// Stops a program still running.
+  ~ProcessDriver();
+  ProcessDriver(const ProcessDriver&) = delete;
+  ProcessDriver& operator=(const ProcessDriver&) = delete;
+
+  /// Called once the link is up after each start (create endpoints, set the name-service handler here).
+  void on_link_up(LinkFn fn);
+  /// Called when the link went down (the program ended or is being stopped), before the Link is destroyed:
+  /// destroy the endpoints created on it here.
+  void on_link_down(LinkFn fn);
+  void on_exit(ExitFn fn);
+
+  /// Checks the ELF (an executable or PIE for this machine, with a valid `.resource_table` holding an rpmsg
+  /// vdev) and keeps a sealed copy to run. kMalformed/kNotSupported/kNotFound with error() saying why.
+  [[nodiscard]] Status load(std::span<const std::byte> firmware) noexcept override;
+  /// Lays out the remote's memory, starts the program and brings the link up (waits for the virtio
+  /// handshake, at most ProcessConfig::link.timeout). On failure the program is ended and error() says why.
+  [[nodiscard]] Status start() noexcept override;
+  /// Takes the link down, then ends the program. kOk when it was not running.
+  [[nodiscard]] Status stop() noexcept override;
+
+  /// The running program's link, or null. Valid until on_link_down has returned.
+  rpmsg::Link* link() const;
+  /// The running program's pid, or -1.
+  pid_t pid() const;
+  /// The last failure, one line.
+  std::string error() const;
+  /// Where the last start() put the vdevs' vrings.
+  std::vector<AssignedVdev> vdevs() const;
+
+  /// Ends the program and the driver's thread; no exit is reported afterwards. The destructor calls it; an
+  /// owner whose exit handler uses other members calls it before those go.
+  void shutdown();
+
+ private:
+  struct Child;
+  struct Watch;
+  Status fail(Status s, std::string message);
+  void stop_locked();
+  void reap_locked();
+  void take_down_link_locked();
+  void on_child_exit(std::uint64_t generation);
+
+  ProcessConfig config_;
+  mutable std::mutex mutex_;
+  metal::UniqueFd executable_;    // sealed memfd
+  std::vector<std::byte> table_;  // the firmware's resource table
+  std::unique_ptr<Child> child_;
+  std::map<std::uint64_t, std::unique_ptr<Watch>> watches_;  // by child generation
+  std::uint64_t generation_ = 0;
+  std::string error_;
+  std::string last_how_;  // how the last program ended
+  std::vector<AssignedVdev> vdevs_;
+  LinkFn link_up_;
+  LinkFn link_down_;
+  ExitFn exit_;
+  bool shutting_down_ = false;
+  std::unique_ptr<metal::EventLoop> loop_;  // watches the pidfds
+};
+
+/// A Lifecycle over a ProcessDriver: the driver's exit reports are crashes, and with recovery on the
+/// firmware is reloaded and started again (rpmsg comes back up, on_link_up is called for the new link).
+///
+/// Thread-safety: all methods may be called from any thread. Callbacks: see ProcessDriver; the transition
+/// callback runs with the Lifecycle's lock held and must not call back into it.
+class ProcessRemote {
+ public:
+  explicit ProcessRemote(ProcessConfig config);
+  ~ProcessRemote();
+
+  void on_link_up(ProcessDriver::LinkFn fn) { driver_.on_link_up(std::move(fn)); }
+  void on_link_down(ProcessDriver::LinkFn fn) { driver_.on_link_down(std::move(fn)); }
+  void on_transition(std::function<void(const Transition&)> fn);
+  void set_recovery(bool enabled, std::uint32_t max_attempts = 3) {
+    lifecycle_.set_recovery(enabled, max_attempts);
+  }
+
+  /// Keeps `firmware`, loads and starts it.
+  metal::SysResult<void> start(std::vector<std::byte> firmware);
+  metal::SysResult<void> stop();
+
+  State state() const;
+  /// Sleeps until the state is `s` (true) or `timeout` passes (false).
+  bool wait_for(State s, std::chrono::milliseconds timeout);
+  /// How the program last ended unexpectedly ("" if it never did).
+  std::string last_exit() const;
+  Lifecycle& lifecycle() { return lifecycle_; }
+  ProcessDriver& driver() { return driver_; }
+
+ private:
+  metal::SysResult<void> result(Status s) const;
+
+  ProcessDriver driver_;
+  Lifecycle lifecycle_{driver_};
+  std::unique_ptr<std::vector<std::byte>> firmware_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  State state_ = State::kOffline;
+  std::function<void(const Transition&)> transition_;
+  std::string last_exit_;
+};
+
+/// In a native firmware: joins the host that started this program (the virtio device role) through the
+/// socket named by AMP_RPROC_LINK_FD. `config.role` is ignored; the mode and sizes come from the host.
+metal::SysResult<std::unique_ptr<rpmsg::Link>> join_host(rpmsg::LinkConfig config = {});
+
+}  // namespace amp::rproc

@@ -1,0 +1,534 @@
+#include "amp/rproc/linux/process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "amp/metal/linux/shared_memory.hpp"
+#include "amp/metal/log.hpp"
+#include "amp/rpmsg/wire.hpp"
+#include "amp/rproc/elf.hpp"
+#include "amp/rproc/resource_table.hpp"
+
+extern char** environ;
+
+namespace amp::rproc {
+
+using metal::sys_fail;
+using metal::SysResult;
+
+namespace {
+
+#if defined(__x86_64__)
+constexpr std::uint16_t kHostMachine = elf::kMachineX86_64;
+#elif defined(__aarch64__)
+constexpr std::uint16_t kHostMachine = elf::kMachineAarch64;
+#elif defined(__arm__)
+constexpr std::uint16_t kHostMachine = elf::kMachineArm;
+#elif defined(__riscv)
+constexpr std::uint16_t kHostMachine = elf::kMachineRiscv;
+#else
+constexpr std::uint16_t kHostMachine = elf::kMachineNone;  // not checked
+#endif
+
+constexpr std::size_t kPage = 0x1000;
+/// The descriptor number the program finds its socket at.
+constexpr int kChildLinkFd = 3;
+
+std::size_t align_up(std::size_t v, std::size_t a) {
+  return (v + a - 1) & ~(a - 1);
+}
+
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+/// How a wait status reads to people.
+std::string describe(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* name = ::strsignal(sig);
+    return "killed by signal " + std::to_string(sig) +
+           (name != nullptr ? std::string(" (") + name + ")" : "");
+  }
+  return "ended (status " + std::to_string(status) + ")";
+}
+
+/// Finds the first rpmsg vdev, and counts vdevs.
+struct RpmsgFinder final : ResourceVisitor {
+  Status on_vdev(std::uint32_t index, const Vdev& v, metal::IoRegion) noexcept override {
+    if (v.id == rpmsg::kVirtioIdRpmsg && !found) {
+      found = true;
+      entry = index;
+      vrings = v.num_vrings;
+    }
+    return Status::kOk;
+  }
+  bool found = false;
+  std::uint32_t entry = 0;
+  std::uint32_t vrings = 0;
+};
+
+std::string describe(const RscFailure& f) {
+  std::string s = to_string(f.error);
+  if (f.entry != RscFailure::kNoEntry) s += " (entry " + std::to_string(f.entry) + ")";
+  if (f.error == RscError::kHandler) s += std::string(": ") + amp::to_string(f.status);
+  return s;
+}
+
+}  // namespace
+
+struct ProcessDriver::Child {
+  pid_t pid = -1;
+  std::uint64_t generation = 0;
+  int pidfd = -1;  // owned by the watch in watches_
+  std::unique_ptr<rpmsg::Link> link;
+  bool reaped = false;
+  std::string how;  // once reaped
+};
+
+struct ProcessDriver::Watch {
+  metal::SourceId source{};
+  metal::UniqueFd pidfd;
+};
+
+ProcessDriver::ProcessDriver(ProcessConfig config) : config_(std::move(config)) {
+  auto loop = metal::EventLoop::create();
+  if (!loop) {
+    error_ = "process driver: " + loop.error().message;
+    return;
+  }
+  loop_ = std::move(*loop);
+  if (!ok(loop_->start_thread())) {
+    error_ = "process driver: cannot start its thread";
+    loop_.reset();
+  }
+}
+
+ProcessDriver::~ProcessDriver() {
+  shutdown();
+}
+
+void ProcessDriver::shutdown() {
+  {
+    std::unique_lock lock(mutex_);
+    if (shutting_down_) return;
+    shutting_down_ = true;  // exit reports stop here
+  }
+  if (loop_) {
+    loop_->stop();
+    loop_->join();  // a report in progress (a recovery, even) finishes first
+  }
+  std::unique_lock lock(mutex_);
+  stop_locked();
+}
+
+void ProcessDriver::on_link_up(LinkFn fn) {
+  std::lock_guard lock(mutex_);
+  link_up_ = std::move(fn);
+}
+
+void ProcessDriver::on_link_down(LinkFn fn) {
+  std::lock_guard lock(mutex_);
+  link_down_ = std::move(fn);
+}
+
+void ProcessDriver::on_exit(ExitFn fn) {
+  std::lock_guard lock(mutex_);
+  exit_ = std::move(fn);
+}
+
+rpmsg::Link* ProcessDriver::link() const {
+  std::lock_guard lock(mutex_);
+  return child_ ? child_->link.get() : nullptr;
+}
+
+pid_t ProcessDriver::pid() const {
+  std::lock_guard lock(mutex_);
+  return child_ ? child_->pid : -1;
+}
+
+std::string ProcessDriver::error() const {
+  std::lock_guard lock(mutex_);
+  return error_;
+}
+
+std::vector<AssignedVdev> ProcessDriver::vdevs() const {
+  std::lock_guard lock(mutex_);
+  return vdevs_;
+}
+
+Status ProcessDriver::fail(Status s, std::string message) {
+  AMP_LOG_ERROR("rproc process: %s", message.c_str());
+  error_ = std::move(message);
+  return s;
+}
+
+Status ProcessDriver::load(std::span<const std::byte> firmware) noexcept {
+  std::lock_guard lock(mutex_);
+  auto image = ElfImage::parse(firmware, {.allow_position_independent = true});
+  if (!image) return fail(to_status(image.error()), std::string("firmware: ") + to_string(image.error()));
+  if (kHostMachine != elf::kMachineNone && image->machine() != kHostMachine) {
+    return fail(Status::kNotSupported, "firmware: built for machine " + std::to_string(image->machine()) +
+                                           ", not this one (" + std::to_string(kHostMachine) + ")");
+  }
+  auto rsc = image->resource_table();
+  if (!rsc) {
+    return fail(to_status(rsc.error()),
+                std::string("firmware: ") + to_string(rsc.error()) + " (a native firmware declares one)");
+  }
+  // Check the table now (in an aligned copy), so that a bad one fails load, not start.
+  std::vector<std::byte> table(rsc->data.begin(), rsc->data.end());
+  std::vector<std::uint64_t> aligned((table.size() + 7) / 8);
+  std::memcpy(aligned.data(), table.data(), table.size());
+  const metal::IoRegion view(std::span(reinterpret_cast<std::byte*>(aligned.data()), table.size()), 0);
+  auto parsed = ResourceTable::parse(view);
+  if (!parsed)
+    return fail(parsed.error().status, "firmware: bad resource table: " + describe(parsed.error()));
+  RpmsgFinder finder;
+  if (auto walk = parsed->for_each(finder); !walk)
+    return fail(walk.error().status, "firmware: bad resource table: " + describe(walk.error()));
+  if (!finder.found || finder.vrings < 2) {
+    return fail(Status::kNotFound, "firmware: its resource table has no rpmsg vdev with two vrings");
+  }
+
+  // The program runs from a sealed copy: what was checked is what runs.
+  metal::UniqueFd exe(
+      ::memfd_create(("amp-firmware-" + config_.name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!exe) return fail(Status::kIoError, std::string("memfd_create: ") + std::strerror(errno));
+  std::size_t done = 0;
+  while (done < firmware.size()) {
+    const ssize_t n = ::write(exe.get(), firmware.data() + done, firmware.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      return fail(Status::kIoError, std::string("writing the firmware copy: ") + std::strerror(errno));
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fcntl(exe.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) {
+    return fail(Status::kIoError, std::string("sealing the firmware copy: ") + std::strerror(errno));
+  }
+  executable_ = std::move(exe);
+  table_ = std::move(table);
+  error_.clear();
+  return Status::kOk;
+}
+
+Status ProcessDriver::start() noexcept {
+  std::unique_lock lock(mutex_);
+  if (!loop_) return fail(Status::kInternal, error_.empty() ? "process driver: no event loop" : error_);
+  if (!executable_) return fail(Status::kBusy, "no firmware loaded");
+  if (child_) return fail(Status::kBusy, "the firmware runs already");
+
+  // --- The remote's memory: the table at 0, then the host's pool (vrings, carveouts, rpmsg buffers). ---
+  const std::size_t table_size = table_.size();
+  const std::size_t pool_at = align_up(table_size, kPage);
+  if (config_.memory_size < pool_at + kPage)
+    return fail(Status::kInvalidArgument, "the remote's memory is too small for its resource table");
+  auto shm = metal::shm::create_memfd("amp-rproc-" + config_.name, config_.memory_size, config_.memory_base);
+  if (!shm) return fail(shm.error().status, shm.error().message);
+  const metal::IoRegion memory = shm->region();
+  if (!ok(memory.write(0, table_))) return fail(Status::kInternal, "copying the resource table");
+  auto table_region = memory.subregion(0, table_size);
+  auto pool_region = memory.subregion(pool_at, config_.memory_size - pool_at);
+  if (!table_region || !pool_region) return fail(Status::kInternal, "laying out the remote's memory");
+  auto table = ResourceTable::parse(*table_region);
+  if (!table) return fail(table.error().status, "resource table: " + describe(table.error()));
+  DeviceMemoryPool pool(*pool_region);
+  const std::array<metal::IoRegion, 1> remote_memory{memory};
+  ResourceAssigner assigner(*table, remote_memory, pool);
+  if (auto r = assigner.run(); !r)
+    return fail(r.error().status, "resource table: " + describe(r.error()) + " (memory " +
+                                      std::to_string(config_.memory_size) + " bytes)");
+  const AssignedVdev* rpmsg_vdev = nullptr;
+  for (const AssignedVdev& v : assigner.vdevs()) {
+    if (v.id == rpmsg::kVirtioIdRpmsg && v.vring_count >= 2) {
+      rpmsg_vdev = &v;
+      break;
+    }
+  }
+  if (rpmsg_vdev == nullptr) return fail(Status::kNotFound, "resource table: no rpmsg vdev");
+  const std::uint32_t num = std::max(rpmsg_vdev->vrings[0].num, rpmsg_vdev->vrings[1].num);
+  const std::size_t pool_bytes = 2 * std::size_t{num} * config_.link.buffer_size;
+  auto buffers = pool.allocate(pool_bytes, kPage);
+  if (!buffers) {
+    return fail(Status::kNoMemory, "the remote's memory (" + std::to_string(config_.memory_size) +
+                                       " bytes) has no room for " + std::to_string(pool_bytes) +
+                                       " bytes of rpmsg buffers");
+  }
+  rpmsg::LinkLayout layout;
+  layout.size = config_.memory_size;
+  layout.device_address = config_.memory_base;
+  layout.table = 0;
+  layout.table_size = table_size;
+  layout.pool = static_cast<std::size_t>(*buffers - config_.memory_base);
+  layout.pool_size = pool_bytes;
+  vdevs_.assign(assigner.vdevs().begin(), assigner.vdevs().end());
+
+  // --- The program, with one end of a socket pair at descriptor 3. ---
+  auto socks = metal::UnixSocket::pair();
+  if (!socks) return fail(socks.error().status, socks.error().message);
+  metal::UniqueFd child_end(::fcntl(socks->second.fd(), F_DUPFD_CLOEXEC, 10));  // never 3 itself
+  if (!child_end) return fail(Status::kIoError, std::string("dup: ") + std::strerror(errno));
+  socks->second = metal::UnixSocket(metal::UniqueFd());
+
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  ::posix_spawn_file_actions_init(&actions);
+  ::posix_spawnattr_init(&attr);
+  ::posix_spawn_file_actions_adddup2(&actions, child_end.get(), kChildLinkFd);
+  // Its own process group (a terminal's Ctrl-C is the host's to handle), default signals, nothing blocked.
+  sigset_t none;
+  sigset_t all;
+  ::sigemptyset(&none);
+  ::sigfillset(&all);
+  ::posix_spawnattr_setsigmask(&attr, &none);
+  ::posix_spawnattr_setsigdefault(&attr, &all);
+  ::posix_spawnattr_setpgroup(&attr, 0);
+  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+  const std::string path = "/proc/self/fd/" + std::to_string(executable_.get());
+  std::vector<std::string> args{config_.name};
+  args.insert(args.end(), config_.args.begin(), config_.args.end());
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::string link_var = std::string(kLinkFdVariable) + "=" + std::to_string(kChildLinkFd);
+  std::vector<char*> envp;
+  const std::string prefix = std::string(kLinkFdVariable) + "=";
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0) envp.push_back(*e);
+  }
+  envp.push_back(link_var.data());
+  envp.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, path.c_str(), &actions, &attr, argv.data(), envp.data());
+  ::posix_spawn_file_actions_destroy(&actions);
+  ::posix_spawnattr_destroy(&attr);
+  child_end.reset();
+  if (rc != 0) return fail(Status::kIoError, std::string("starting the firmware: ") + std::strerror(rc));
+
+  auto child = std::make_unique<Child>();
+  child->pid = pid;
+  child->generation = ++generation_;
+  // Watch for its end. The watch owns the pidfd and removes itself once the program is gone.
+  auto watch = std::make_unique<Watch>();
+  watch->pidfd = metal::UniqueFd(pidfd_open(pid));
+  if (!watch->pidfd) {
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return fail(Status::kIoError, std::string("pidfd_open: ") + std::strerror(err));
+  }
+  child->pidfd = watch->pidfd.get();
+  const std::uint64_t gen = child->generation;
+  auto source =
+      loop_->add_fd(watch->pidfd.get(), EPOLLIN, [this, gen](std::uint32_t) { on_child_exit(gen); });
+  if (!source) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return fail(source.error().status, source.error().message);
+  }
+  watch->source = *source;
+  watches_[gen] = std::move(watch);
+  child_ = std::move(child);
+  AMP_LOG_INFO("rproc process: started %s (pid %d)", config_.name.c_str(), static_cast<int>(pid));
+
+  // --- rpmsg: the virtio driver role over the firmware's vdev. ---
+  rpmsg::LinkConfig lc = config_.link;
+  lc.role = rpmsg::Role::kDriver;
+  lc.posix_shm_name.clear();
+  lc.own_thread = true;
+  lc.single_threaded = false;
+  auto link = rpmsg::Link::create_in(std::move(socks->first), lc, std::move(*shm), layout);
+  if (!link) {
+    std::string why = "the firmware did not bring rpmsg up: " + link.error().message;
+    stop_locked();
+    if (!last_how_.empty()) why += " (it " + last_how_ + ")";
+    return fail(link.error().status, std::move(why));
+  }
+  child_->link = std::move(*link);
+  if (link_up_) link_up_(*child_->link);
+  error_.clear();
+  return Status::kOk;
+}
+
+void ProcessDriver::take_down_link_locked() {
+  if (!child_ || !child_->link) return;
+  child_->link->close();  // endpoints get their unbind; sends fail with kClosed
+  if (link_down_) link_down_(*child_->link);
+  child_->link.reset();
+}
+
+void ProcessDriver::reap_locked() {
+  if (!child_ || child_->reaped) return;
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(child_->pid, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  child_->reaped = true;
+  child_->how = r == child_->pid ? describe(status) : "could not be waited for";
+  last_how_ = child_->how;
+  AMP_LOG_INFO("rproc process: %s (pid %d) %s", config_.name.c_str(), static_cast<int>(child_->pid),
+               child_->how.c_str());
+}
+
+void ProcessDriver::stop_locked() {
+  if (!child_) return;
+  take_down_link_locked();
+  if (!child_->reaped) {
+    // Without its link a native firmware ends by itself; SIGTERM asks it to, SIGKILL makes it.
+    ::kill(child_->pid, SIGTERM);
+    pollfd p{child_->pidfd, POLLIN, 0};
+    int n;
+    do {
+      n = ::poll(&p, 1, static_cast<int>(config_.stop_timeout.count()));
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) {
+      AMP_LOG_WARNING("rproc process: %s did not end within %lld ms of SIGTERM; killing it",
+                      config_.name.c_str(), static_cast<long long>(config_.stop_timeout.count()));
+      ::kill(child_->pid, SIGKILL);
+    }
+    reap_locked();
+  }
+  child_.reset();  // its watch fires (the pidfd of a reaped process is readable) and cleans up
+}
+
+Status ProcessDriver::stop() noexcept {
+  std::unique_lock lock(mutex_);
+  stop_locked();
+  return Status::kOk;
+}
+
+void ProcessDriver::on_child_exit(std::uint64_t generation) {
+  ExitFn report;
+  std::string how;
+  {
+    std::unique_lock lock(mutex_);
+    if (auto it = watches_.find(generation); it != watches_.end()) {
+      (void)loop_->remove(it->second->source);  // from its own handler: returns at once
+      if (!child_ || child_->generation != generation) {
+        watches_.erase(it);  // stopped already
+        return;
+      }
+      // The program ended while running: a crash.
+      reap_locked();
+      take_down_link_locked();
+      how = child_->how;
+      child_.reset();
+      watches_.erase(it);
+    } else {
+      return;
+    }
+    if (shutting_down_) return;
+    report = exit_;
+  }
+  AMP_LOG_ERROR("rproc process: %s %s unexpectedly", config_.name.c_str(), how.c_str());
+  if (report) report(how);
+}
+
+// --- ProcessRemote ---
+
+ProcessRemote::ProcessRemote(ProcessConfig config) : driver_(std::move(config)) {
+  lifecycle_.set_listener([this](const Transition& t) {
+    {
+      std::lock_guard lock(mutex_);
+      state_ = t.to;
+    }
+    changed_.notify_all();
+    if (transition_) transition_(t);
+  });
+  driver_.on_exit([this](const std::string& how) {
+    {
+      std::lock_guard lock(mutex_);
+      last_exit_ = how;
+    }
+    (void)lifecycle_.report_crash(Status::kClosed);
+  });
+}
+
+ProcessRemote::~ProcessRemote() {
+  driver_.shutdown();  // no more reports into lifecycle_, which goes first
+}
+
+void ProcessRemote::on_transition(std::function<void(const Transition&)> fn) {
+  transition_ = std::move(fn);
+}
+
+SysResult<void> ProcessRemote::result(Status s) const {
+  if (ok(s)) return {};
+  std::string why = driver_.error();
+  if (why.empty() || s == Status::kBusy) {
+    why = std::string(amp::to_string(s)) + " (the remote is " + to_string(lifecycle_.state()) + ")";
+  }
+  return sys_fail(s, why);
+}
+
+SysResult<void> ProcessRemote::start(std::vector<std::byte> firmware) {
+  // The Lifecycle keeps a view of the bytes for recovery: the old ones stay until the new ones loaded.
+  auto fresh = std::make_unique<std::vector<std::byte>>(std::move(firmware));
+  if (const Status s = lifecycle_.load(*fresh); !ok(s)) return result(s);
+  firmware_ = std::move(fresh);
+  return result(lifecycle_.start());
+}
+
+SysResult<void> ProcessRemote::stop() {
+  const State s = lifecycle_.state();
+  if (s != State::kRunning && s != State::kAttached) return {};
+  return result(lifecycle_.stop());
+}
+
+State ProcessRemote::state() const {
+  std::lock_guard lock(mutex_);
+  return state_;
+}
+
+bool ProcessRemote::wait_for(State s, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return state_ == s; });
+}
+
+std::string ProcessRemote::last_exit() const {
+  std::lock_guard lock(mutex_);
+  return last_exit_;
+}
+
+// --- The firmware's side ---
+
+SysResult<std::unique_ptr<rpmsg::Link>> join_host(rpmsg::LinkConfig config) {
+  const char* value = std::getenv(kLinkFdVariable);
+  if (value == nullptr) {
+    return sys_fail(Status::kNotFound, std::string(kLinkFdVariable) +
+                                           " is not set: this program is a native firmware, started by "
+                                           "`ampctl run` (or amp::rproc::ProcessRemote)");
+  }
+  char* end = nullptr;
+  errno = 0;
+  const long fd = std::strtol(value, &end, 10);
+  struct stat st {};
+  if (errno != 0 || end == value || *end != '\0' || fd < 0 || fd > 1'000'000 ||
+      ::fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return sys_fail(Status::kInvalidArgument,
+                    std::string(kLinkFdVariable) + "=" + value + " is not an open socket");
+  }
+  ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);  // not for the programs it may start
+  ::unsetenv(kLinkFdVariable);
+  config.role = rpmsg::Role::kDevice;
+  return rpmsg::Link::join(metal::UnixSocket(metal::UniqueFd(static_cast<int>(fd))), config);
+}
+
+}  // namespace amp::rproc

@@ -1,0 +1,388 @@
+// The process driver with a real native firmware (firmware/native/echo.cpp): start -> echo -> stop, a crash
+// mid-stream (unbind, sends fail instead of hanging, recovery, echo again), firmware that is bad or fails to
+// boot, and no descriptor or process left behind.
+#include "amp/rproc/linux/process.hpp"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "amp/rproc/elf.hpp"
+#include "amp/rproc/firmware_table.hpp"
+
+namespace amp::rproc {
+namespace {
+
+using namespace std::chrono_literals;
+using rpmsg::Endpoint;
+using rpmsg::Link;
+
+std::vector<std::byte> read_file(const char* path) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<char> chars((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> bytes(chars.size());
+  std::memcpy(bytes.data(), chars.data(), chars.size());
+  return bytes;
+}
+
+std::vector<std::byte> echo_firmware() {
+  auto fw = read_file(AMP_ECHO_FIRMWARE);
+  EXPECT_GT(fw.size(), 1000U) << AMP_ECHO_FIRMWARE;
+  return fw;
+}
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  DIR* d = ::opendir("/proc/self/fd");
+  while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.' ? 1 : 0;
+  ::closedir(d);
+  return n;
+}
+
+bool process_exists(pid_t pid) {
+  return ::kill(pid, 0) == 0;
+}
+
+/// The host's side of the test: binds to "amp-echo" on every link that comes up, and lets it go when the
+/// link goes down (after the test's sends are out of the endpoint).
+struct Host {
+  std::mutex m;
+  std::condition_variable cv;
+  std::mutex send_mutex;  // held around each send: link-down waits for it before destroying the endpoint
+  std::unique_ptr<Endpoint> ep;
+  int links_up = 0;
+  int links_down = 0;
+  int unbinds = 0;
+  std::vector<std::string> echoes;
+
+  explicit Host(ProcessRemote& remote) {
+    remote.on_link_up([this](Link& link) {
+      link.device().set_name_service_handler(
+          [this](rpmsg::Device& d, std::string_view name, std::uint32_t addr) {
+            if (name != "amp-echo") return;
+            auto e = std::make_unique<Endpoint>();
+            const Status s = d.create_endpoint(
+                *e, name, rpmsg::kAddrAny, addr,
+                [this](Endpoint&, const rpmsg::Message& msg) {
+                  std::lock_guard lock(m);
+                  echoes.emplace_back(reinterpret_cast<const char*>(msg.payload.data()), msg.payload.size());
+                  cv.notify_all();
+                },
+                [this](Endpoint&) {
+                  std::lock_guard lock(m);
+                  ++unbinds;
+                  cv.notify_all();
+                });
+            ASSERT_EQ(s, Status::kOk);
+            std::lock_guard lock(m);
+            ep = std::move(e);
+            cv.notify_all();
+          });
+      std::lock_guard lock(m);
+      ++links_up;
+      cv.notify_all();
+    });
+    remote.on_link_down([this](Link&) {
+      std::lock_guard sending(send_mutex);
+      std::unique_ptr<Endpoint> old;
+      {
+        std::lock_guard lock(m);
+        old = std::move(ep);
+        ++links_down;
+        cv.notify_all();
+      }
+      old.reset();
+    });
+  }
+
+  bool wait_bound(std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(m);
+    return cv.wait_for(lock, timeout, [&] { return ep != nullptr; });
+  }
+
+  Status send(const std::string& text, std::uint64_t timeout_ns = 5'000'000'000) {
+    std::lock_guard sending(send_mutex);
+    Endpoint* e = nullptr;
+    {
+      std::lock_guard lock(m);
+      e = ep.get();
+    }
+    if (e == nullptr) return Status::kNotFound;
+    return e->send(std::as_bytes(std::span(text)), timeout_ns);
+  }
+
+  /// Sends `count` messages and waits for each echo.
+  void expect_echoes(int count, const std::string& tag) {
+    for (int i = 0; i < count; ++i) {
+      const std::string text =
+          tag + " " + std::to_string(i) + std::string(static_cast<std::size_t>(i % 400), '.');
+      std::size_t before = 0;
+      {
+        std::lock_guard lock(m);
+        before = echoes.size();
+      }
+      ASSERT_EQ(send(text), Status::kOk) << i;
+      std::unique_lock lock(m);
+      ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return echoes.size() > before; })) << "no echo of " << i;
+      ASSERT_EQ(echoes.back(), text);
+    }
+  }
+};
+
+struct Recorder {
+  std::mutex m;
+  std::vector<std::pair<State, State>> seen;
+  void attach(ProcessRemote& remote) {
+    remote.on_transition([this](const Transition& t) {
+      std::lock_guard lock(m);
+      seen.emplace_back(t.from, t.to);
+    });
+  }
+  std::vector<std::pair<State, State>> get() {
+    std::lock_guard lock(m);
+    return seen;
+  }
+};
+
+using Moves = std::vector<std::pair<State, State>>;
+
+TEST(ProcessDriver, StartEchoStop) {
+  const std::size_t fds_before = open_fds();
+  pid_t pid = -1;
+  {
+    ProcessRemote remote(ProcessConfig{});
+    Recorder rec;
+    rec.attach(remote);
+    Host host(remote);
+    ASSERT_TRUE(remote.start(echo_firmware()));
+    EXPECT_EQ(remote.state(), State::kRunning);
+    pid = remote.driver().pid();
+    ASSERT_GT(pid, 0);
+    EXPECT_TRUE(process_exists(pid));
+    // The host placed the vrings in the remote's memory (not at ANY) and assigned notify ids.
+    const auto vdevs = remote.driver().vdevs();
+    ASSERT_EQ(vdevs.size(), 1U);
+    EXPECT_EQ(vdevs[0].id, rpmsg::kVirtioIdRpmsg);
+    EXPECT_GE(vdevs[0].vrings[0].da, ProcessConfig{}.memory_base);
+    EXPECT_NE(vdevs[0].vrings[0].da, vdevs[0].vrings[1].da);
+
+    ASSERT_TRUE(host.wait_bound()) << "no announcement from the firmware";
+    ASSERT_NO_FATAL_FAILURE(host.expect_echoes(50, "hello"));
+    ASSERT_TRUE(remote.stop());
+    EXPECT_EQ(remote.state(), State::kStopped);
+    EXPECT_EQ(host.unbinds, 1);
+    EXPECT_EQ(host.links_down, 1);
+    EXPECT_EQ(remote.driver().link(), nullptr);
+    EXPECT_FALSE(process_exists(pid)) << "the firmware was not reaped";
+    EXPECT_EQ(remote.last_exit(), "") << "a requested stop is not a crash";
+    EXPECT_EQ(rec.get(), (Moves{{State::kOffline, State::kLoaded},
+                                {State::kLoaded, State::kRunning},
+                                {State::kRunning, State::kStopped}}));
+    // Started again from stopped.
+    ASSERT_TRUE(remote.start(echo_firmware()));
+    ASSERT_TRUE(host.wait_bound());
+    ASSERT_NO_FATAL_FAILURE(host.expect_echoes(5, "again"));
+  }  // the destructor stops it
+  EXPECT_EQ(open_fds(), fds_before) << "descriptors left behind";
+}
+
+TEST(ProcessDriver, CrashMidStreamUnbindsAndRecoveryBringsEchoBack) {
+  const std::size_t fds_before = open_fds();
+  {
+    ProcessRemote remote(ProcessConfig{});
+    remote.set_recovery(true, 2);
+    Recorder rec;
+    rec.attach(remote);
+    Host host(remote);
+    ASSERT_TRUE(remote.start(echo_firmware()));
+    ASSERT_TRUE(host.wait_bound());
+    const pid_t first = remote.driver().pid();
+
+    // A sender that keeps going through the crash: its sends must fail (not hang) while the remote is gone.
+    std::atomic<bool> stop{false};
+    std::atomic<int> sent{0};
+    std::atomic<int> failed{0};
+    std::thread sender([&] {
+      while (!stop.load()) {
+        const Status s = host.send("stream", 2'000'000'000);
+        if (ok(s)) {
+          ++sent;
+        } else {
+          ++failed;
+          std::this_thread::sleep_for(1ms);
+        }
+      }
+    });
+    {
+      std::unique_lock lock(host.m);
+      ASSERT_TRUE(host.cv.wait_for(lock, 10s, [&] { return host.echoes.size() > 100; }));
+    }
+    ASSERT_EQ(::kill(first, SIGKILL), 0);
+
+    // crashed, then recovered: a new program, a new link, the service announced again.
+    {
+      std::unique_lock lock(host.m);
+      ASSERT_TRUE(host.cv.wait_for(lock, 10s, [&] { return host.links_up == 2 && host.ep != nullptr; }));
+      EXPECT_EQ(host.unbinds, 1);
+      EXPECT_EQ(host.links_down, 1);
+    }
+    ASSERT_TRUE(remote.wait_for(State::kRunning, 10s));
+    stop = true;
+    sender.join();
+    EXPECT_GT(sent.load(), 0);
+    EXPECT_NE(remote.driver().pid(), first);
+    EXPECT_FALSE(process_exists(first));
+    EXPECT_EQ(remote.lifecycle().recoveries(), 1U);
+    EXPECT_NE(remote.last_exit().find("killed by signal 9"), std::string::npos) << remote.last_exit();
+    ASSERT_NO_FATAL_FAILURE(host.expect_echoes(20, "after recovery"));
+    EXPECT_EQ(rec.get(), (Moves{{State::kOffline, State::kLoaded},
+                                {State::kLoaded, State::kRunning},
+                                {State::kRunning, State::kCrashed},
+                                {State::kCrashed, State::kLoaded},
+                                {State::kLoaded, State::kRunning}}));
+    ASSERT_TRUE(remote.stop());
+  }
+  EXPECT_EQ(open_fds(), fds_before) << "descriptors left behind";
+}
+
+TEST(ProcessDriver, WithoutRecoveryACrashStaysCrashedAndSendsFail) {
+  ProcessRemote remote(ProcessConfig{});
+  Host host(remote);
+  ASSERT_TRUE(remote.start(echo_firmware()));
+  ASSERT_TRUE(host.wait_bound());
+  ASSERT_EQ(::kill(remote.driver().pid(), SIGTERM), 0);
+  ASSERT_TRUE(remote.wait_for(State::kCrashed, 10s));
+  EXPECT_NE(remote.last_exit().find("signal 15"), std::string::npos) << remote.last_exit();
+  {
+    std::lock_guard lock(host.m);
+    EXPECT_EQ(host.unbinds, 1);
+    EXPECT_EQ(host.ep, nullptr) << "link-down let the endpoint go";
+  }
+  EXPECT_EQ(host.send("anyone?"), Status::kNotFound);
+  EXPECT_EQ(remote.driver().link(), nullptr);
+  EXPECT_TRUE(remote.stop()) << "nothing to stop";
+  EXPECT_EQ(remote.state(), State::kCrashed);
+  // A crashed remote can be started again by hand.
+  ASSERT_TRUE(remote.start(echo_firmware()));
+  ASSERT_TRUE(host.wait_bound());
+  ASSERT_NO_FATAL_FAILURE(host.expect_echoes(3, "restarted"));
+}
+
+TEST(ProcessDriver, ARemoteThatEndsByItselfIsACrash) {
+  ProcessConfig config;
+  config.args = {"--exit-after", "3"};
+  ProcessRemote remote(config);
+  Host host(remote);
+  ASSERT_TRUE(remote.start(echo_firmware()));
+  ASSERT_TRUE(host.wait_bound());
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(host.send("bye"), Status::kOk);
+  ASSERT_TRUE(remote.wait_for(State::kCrashed, 10s));
+  EXPECT_EQ(remote.last_exit(), "exited with status 0");
+}
+
+TEST(ProcessDriver, BadFirmwareIsRefusedAtLoad) {
+  ProcessRemote remote(ProcessConfig{});
+  const std::string text = "#!/bin/sh\necho not a firmware\n";
+  std::vector<std::byte> script(text.size());
+  std::memcpy(script.data(), text.data(), text.size());
+  auto r = remote.start(script);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, Status::kMalformed);
+  EXPECT_NE(r.error().message.find("not an ELF"), std::string::npos) << r.error().message;
+  EXPECT_EQ(remote.state(), State::kOffline);
+
+  // A valid executable whose resource table has no rpmsg vdev (the tiny test firmware: an empty table).
+  r = remote.start(read_file(AMP_TINY_FIRMWARE));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, Status::kNotFound);
+  EXPECT_NE(r.error().message.find("no rpmsg vdev"), std::string::npos) << r.error().message;
+
+  // The firmware's table is checked too: break the vdev's vring count in a copy.
+  auto fw = echo_firmware();
+  auto image = ElfImage::parse(fw, {.allow_position_independent = true});
+  ASSERT_TRUE(image);
+  auto rsc = image->resource_table();
+  ASSERT_TRUE(rsc);
+  const std::size_t num_of_vrings = rsc->file_offset + offsetof(RpmsgFirmwareTable, vdev) + 25;
+  ASSERT_EQ(static_cast<int>(fw[num_of_vrings]), 2);
+  fw[num_of_vrings] = std::byte{0};
+  r = remote.start(fw);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, Status::kMalformed);
+  EXPECT_NE(r.error().message.find("bad resource table"), std::string::npos) << r.error().message;
+  EXPECT_EQ(remote.state(), State::kOffline);
+}
+
+// Like the kernel's remoteproc, the host does not wait for the firmware to say it booted (virtio's driver
+// never waits for the device): a firmware that ends during boot either makes start() fail (it was gone
+// before the link's hello reached it) or is a crash right after start. Either way, how it ended is told.
+TEST(ProcessDriver, AFirmwareThatFailsToBootIsReportedAndReaped) {
+  ProcessConfig config;
+  config.args = {"--exit-at-start", "3"};
+  ProcessRemote remote(config);
+  auto r = remote.start(echo_firmware());
+  if (!r) {
+    EXPECT_NE(r.error().message.find("did not bring rpmsg up"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("exited with status 3"), std::string::npos) << r.error().message;
+    EXPECT_EQ(remote.state(), State::kLoaded);
+  } else {
+    ASSERT_TRUE(remote.wait_for(State::kCrashed, 10s));
+    EXPECT_EQ(remote.last_exit(), "exited with status 3");
+  }
+  EXPECT_EQ(remote.driver().pid(), -1);
+  EXPECT_EQ(remote.driver().link(), nullptr);
+}
+
+TEST(ProcessDriver, TooLittleMemoryForTheBuffersIsAClearError) {
+  ProcessConfig config;
+  config.memory_size = 0x10000;  // the vrings fit, 2 x 256 x 512 bytes of buffers do not
+  ProcessRemote remote(config);
+  auto r = remote.start(echo_firmware());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, Status::kNoMemory);
+  EXPECT_NE(r.error().message.find("rpmsg buffers"), std::string::npos) << r.error().message;
+}
+
+TEST(ProcessDriver, EveryNotifyModeWorks) {
+  for (const rpmsg::NotifyMode mode :
+       {rpmsg::NotifyMode::kSocket, rpmsg::NotifyMode::kPoll, rpmsg::NotifyMode::kAdaptive}) {
+    ProcessConfig config;
+    config.link.notify = mode;
+    ProcessRemote remote(config);
+    Host host(remote);
+    ASSERT_TRUE(remote.start(echo_firmware())) << rpmsg::to_string(mode);
+    ASSERT_TRUE(host.wait_bound()) << rpmsg::to_string(mode);
+    ASSERT_NO_FATAL_FAILURE(host.expect_echoes(10, rpmsg::to_string(mode)));
+    ASSERT_TRUE(remote.stop());
+  }
+}
+
+TEST(ProcessDriver, JoinHostOutsideTheProcessDriverSaysWhy) {
+  ASSERT_EQ(::unsetenv(kLinkFdVariable), 0);
+  auto r = join_host();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, Status::kNotFound);
+  EXPECT_NE(r.error().message.find("ampctl run"), std::string::npos);
+  ASSERT_EQ(::setenv(kLinkFdVariable, "0", 1), 0);  // stdin: not a socket here
+  r = join_host();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, Status::kInvalidArgument);
+  ASSERT_EQ(::setenv(kLinkFdVariable, "x3", 1), 0);
+  EXPECT_FALSE(join_host());
+  ASSERT_EQ(::unsetenv(kLinkFdVariable), 0);
+}
+
+}  // namespace
+}  // namespace amp::rproc
