@@ -116,7 +116,8 @@ Status Endpoint::send_to(std::uint32_t dst, std::span<const std::byte> payload,
 Status Endpoint::send_offchannel(std::uint32_t src, std::uint32_t dst, std::span<const std::byte> payload,
                                  std::uint64_t timeout_ns) noexcept {
   if (dev_ == nullptr) return Status::kClosed;
-  if (dst == kAddrAny) return Status::kNotFound;
+  // A stopped device unbinds its endpoints: say that it stopped rather than that the peer is unknown.
+  if (dst == kAddrAny) return dev_->running() ? Status::kNotFound : Status::kClosed;
   return dev_->send_copy(src, dst, payload, timeout_ns);
 }
 
@@ -134,7 +135,7 @@ Status Endpoint::send_nocopy(TxBuffer& buffer, std::size_t len) noexcept {
 Status Endpoint::send_nocopy_to(std::uint32_t dst, TxBuffer& buffer, std::size_t len) noexcept {
   if (dev_ == nullptr) return Status::kClosed;
   if (!buffer) return Status::kInvalidArgument;
-  if (dst == kAddrAny) return Status::kNotFound;
+  if (dst == kAddrAny) return dev_->running() ? Status::kNotFound : Status::kClosed;
   return dev_->send_buffer(buffer, addr_, dst, len);
 }
 

@@ -430,6 +430,9 @@ TEST_F(Loopback, StopUnbindsEndpointsAndFailsSends) {
   EXPECT_EQ(inbox.unbinds, 1);
   EXPECT_FALSE(driver_.running());
   EXPECT_EQ(ep.send_to(0x400, bytes_of("x")), Status::kClosed);
+  // Unbound by the stop: the send says the device stopped, not that the peer is unknown.
+  EXPECT_EQ(ep.remote_address(), kAddrAny);
+  EXPECT_EQ(ep.send(bytes_of("x")), Status::kClosed);
   EXPECT_EQ(ep.get_tx_buffer(0).error(), Status::kClosed);
   EXPECT_EQ(driver_.process(), Status::kClosed);
 }

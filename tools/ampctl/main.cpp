@@ -28,10 +28,13 @@
 #include "amp/metal/log.hpp"
 #include "amp/metal/time.hpp"
 #include "amp/rpmsg/linux/link.hpp"
+#include "common.hpp"
 #include "lifecycle.hpp"
+#include "run.hpp"
 
 namespace {
 
+using namespace ampctl;
 using namespace std::chrono_literals;
 using amp::Status;
 using amp::rpmsg::Endpoint;
@@ -42,128 +45,7 @@ using amp::rpmsg::Role;
 
 constexpr const char* kDefaultService = "amp-echo";
 constexpr const char* kOpenAmpService = "rpmsg-openamp-demo-channel";
-/// OpenAMP's echo demo stops when it receives this 32-bit value.
-constexpr std::uint32_t kShutdownMagic = 0xEF56A55A;
 constexpr int kJoinFd = 3;  // where `demo` hands the socket to the remote it starts
-
-/// Set when SIGINT or SIGTERM arrives; `g_wake` is woken then too (see watch_signals).
-std::atomic<bool> g_interrupted{false};
-
-/// A flag to sleep on until something (a callback, a signal) sets it.
-class Wake {
- public:
-  void set() {
-    {
-      std::lock_guard lock(m_);
-      set_ = true;
-    }
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock lock(m_);
-    cv_.wait(lock, [this] { return set_; });
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool set_ = false;
-};
-Wake g_wake;
-/// Whether the main thread checks g_interrupted / waits on g_wake (else a signal ends the process at once).
-std::atomic<bool> g_interruptible{false};
-
-/// Blocks SIGINT/SIGTERM in every thread and takes them on a thread of its own, so that a waiting main
-/// thread sleeps instead of polling a flag.
-void watch_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([set] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    g_interrupted = true;
-    // Still setting up (waiting for a peer, say): leave now. Serving or pinging: finish cleanly.
-    if (!g_interruptible.load()) std::_Exit(128 + sig);
-    g_wake.set();
-  }).detach();
-}
-
-[[noreturn]] void die(const std::string& msg, int code = 1) {
-  std::fprintf(stderr, "ampctl: %s\n", msg.c_str());
-  std::exit(code);
-}
-
-// ---- Options ---------------------------------------------------------------------------------------------
-
-struct Options {
-  std::map<std::string, std::string> values;
-  std::vector<std::string> flags;
-  bool has(const std::string& f) const { return std::find(flags.begin(), flags.end(), f) != flags.end(); }
-  std::string get(const std::string& k, const std::string& def = "") const {
-    auto it = values.find(k);
-    return it == values.end() ? def : it->second;
-  }
-  long number(const std::string& k, long def, long min, long max) const {
-    auto it = values.find(k);
-    if (it == values.end()) return def;
-    char* end = nullptr;
-    errno = 0;
-    const long v = std::strtol(it->second.c_str(), &end, 0);
-    if (errno != 0 || end == it->second.c_str() || *end != '\0' || v < min || v > max) {
-      die("--" + k + " wants a number in [" + std::to_string(min) + ", " + std::to_string(max) + "], not '" +
-              it->second + "'",
-          2);
-    }
-    return v;
-  }
-};
-
-/// Parses "--key value" and "--flag" arguments; `value_keys` lists the keys that take a value.
-Options parse(int argc, char** argv, int first, const std::vector<std::string>& value_keys,
-              const std::vector<std::string>& flag_keys) {
-  Options o;
-  for (int i = first; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--", 0) != 0) die("unexpected argument '" + a + "' (see --help)", 2);
-    a = a.substr(2);
-    std::string value;
-    bool has_value = false;
-    if (auto eq = a.find('='); eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-      has_value = true;
-    }
-    if (std::find(value_keys.begin(), value_keys.end(), a) != value_keys.end()) {
-      if (!has_value) {
-        if (i + 1 >= argc) die("--" + a + " needs a value", 2);
-        value = argv[++i];
-      }
-      o.values[a] = value;
-    } else if (std::find(flag_keys.begin(), flag_keys.end(), a) != flag_keys.end() && !has_value) {
-      o.flags.push_back(a);
-    } else {
-      die("unknown option --" + a + " (see --help)", 2);
-    }
-  }
-  return o;
-}
-
-Role parse_role(const std::string& s) {
-  if (s == "driver" || s == "host") return Role::kDriver;
-  if (s == "device" || s == "remote") return Role::kDevice;
-  die("--role is driver (host) or device (remote), not '" + s + "'", 2);
-}
-
-NotifyMode parse_notify(const std::string& s) {
-  if (s == "eventfd") return NotifyMode::kEventFd;
-  if (s == "socket") return NotifyMode::kSocket;
-  if (s == "poll") return NotifyMode::kPoll;
-  if (s == "adaptive") return NotifyMode::kAdaptive;
-  die("--notify is eventfd, socket, poll or adaptive, not '" + s + "'", 2);
-}
 
 // ---- Connecting
 // --------------------------------------------------------------------------------------------
@@ -253,130 +135,6 @@ int cmd_echo(const Options& o) {
 
 // ---- ping / demo -----------------------------------------------------------------------------------------
 
-struct Summary {
-  std::uint64_t messages = 0;
-  std::uint64_t bytes = 0;
-  std::uint64_t errors = 0;
-  std::vector<double> rtt_us;
-  std::string first_error;
-  double percentile(double p) const {
-    if (rtt_us.empty()) return 0;
-    std::vector<double> v = rtt_us;
-    std::sort(v.begin(), v.end());
-    const auto idx = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
-    return v[std::min(idx, v.size() - 1)];
-  }
-};
-
-/// Finds `service` through the name service, then sends messages of every size 1..MTU, `rounds` times,
-/// checking each echo.
-Summary ping(Link& link, const std::string& service, long rounds, bool shutdown_peer) {
-  Summary sum;
-  std::mutex m;
-  std::condition_variable cv;
-  std::optional<std::uint32_t> remote;
-  std::vector<std::byte> last;
-  std::uint64_t received = 0;
-  Endpoint ep;
-  link.device().set_name_service_handler([&](amp::rpmsg::Device&, std::string_view name, std::uint32_t addr) {
-    if (name != service) return;
-    std::lock_guard lock(m);
-    remote = addr;
-    cv.notify_all();
-  });
-  {
-    std::unique_lock lock(m);
-    if (!cv.wait_for(lock, 10s, [&] { return remote.has_value() || link.peer_gone(); }) || !remote) {
-      sum.first_error = "no '" + service + "' service was announced within 10 s";
-      ++sum.errors;
-      return sum;
-    }
-  }
-  const Status cs = link.device().create_endpoint(ep, service, amp::rpmsg::kAddrAny, *remote,
-                                                  [&](Endpoint&, const amp::rpmsg::Message& msg) {
-                                                    std::lock_guard lock(m);
-                                                    last.assign(msg.payload.begin(), msg.payload.end());
-                                                    ++received;
-                                                    cv.notify_all();
-                                                  });
-  if (!ok(cs)) {
-    sum.first_error = std::string("creating the endpoint: ") + amp::to_string(cs);
-    ++sum.errors;
-    return sum;
-  }
-  g_interruptible = true;  // from here a signal ends the run cleanly, with a summary
-  const std::uint32_t mtu = link.device().payload_size();
-  std::vector<std::byte> payload(mtu);
-  std::uint64_t expected = 0;
-  for (long r = 0; r < rounds && !g_interrupted; ++r) {
-    for (std::uint32_t size = 1; size <= mtu && !g_interrupted; ++size) {
-      for (std::uint32_t i = 0; i < size; ++i)
-        payload[i] = static_cast<std::byte>((i * 7 + size + static_cast<std::uint32_t>(r)) & 0xFF);
-      const auto data = std::span<const std::byte>(payload.data(), size);
-      const std::uint64_t t0 = amp::metal::monotonic_ns();
-      const Status s = ep.send(data, 5'000'000'000);
-      bool good = ok(s);
-      if (good) {
-        std::unique_lock lock(m);
-        good = cv.wait_for(lock, 5s, [&] { return received > expected; });
-        if (good) {
-          expected = received;
-          good = last.size() == size && std::equal(last.begin(), last.end(), data.begin());
-          if (!good && sum.first_error.empty())
-            sum.first_error = "echo of " + std::to_string(size) + " bytes differs";
-        } else if (sum.first_error.empty()) {
-          sum.first_error = "no echo of " + std::to_string(size) + " bytes within 5 s";
-        }
-      } else if (sum.first_error.empty()) {
-        sum.first_error = "send of " + std::to_string(size) + " bytes: " + amp::to_string(s);
-      }
-      const std::uint64_t t1 = amp::metal::monotonic_ns();
-      if (good) {
-        ++sum.messages;
-        sum.bytes += size;
-        sum.rtt_us.push_back(static_cast<double>(t1 - t0) / 1000.0);
-      } else {
-        ++sum.errors;
-        if (link.peer_gone() || !ok(s)) return sum;
-      }
-    }
-  }
-  // A message larger than the MTU must be refused, not truncated.
-  std::vector<std::byte> too_big(mtu + 1);
-  if (ep.send(too_big) != Status::kTooLarge) {
-    ++sum.errors;
-    if (sum.first_error.empty()) sum.first_error = "an oversize message was not refused";
-  }
-  if (shutdown_peer) {
-    const std::uint32_t magic = kShutdownMagic;
-    (void)ep.send(std::as_bytes(std::span(&magic, 1)), 1'000'000'000);
-  }
-  ep.destroy();
-  return sum;
-}
-
-void print_summary(const char* what, const Summary& s, double seconds, bool json,
-                   const std::string& extra_json) {
-  if (json) {
-    std::printf(
-        "{\"command\":\"%s\",\"messages\":%llu,\"bytes\":%llu,\"errors\":%llu,\"rtt_us\":{\"p50\":%.2f,"
-        "\"p99\":%.2f,"
-        "\"max\":%.2f},\"seconds\":%.3f%s%s%s}\n",
-        what, static_cast<unsigned long long>(s.messages), static_cast<unsigned long long>(s.bytes),
-        static_cast<unsigned long long>(s.errors), s.percentile(50), s.percentile(99), s.percentile(100),
-        seconds, extra_json.c_str(), s.first_error.empty() ? "" : ",\"first_error\":\"",
-        s.first_error.empty() ? "" : (s.first_error + "\"").c_str());
-    return;
-  }
-  std::printf(
-      "%s: %llu messages, %llu bytes, %llu errors; round trip p50 %.1f us, p99 %.1f us, max %.1f us (%.2f "
-      "s)\n",
-      what, static_cast<unsigned long long>(s.messages), static_cast<unsigned long long>(s.bytes),
-      static_cast<unsigned long long>(s.errors), s.percentile(50), s.percentile(99), s.percentile(100),
-      seconds);
-  if (!s.first_error.empty()) std::printf("first error: %s\n", s.first_error.c_str());
-}
-
 int cmd_ping(const Options& o) {
   const long rounds = o.number("rounds", 1, 1, 1000000);
   auto link = open_link(o, Role::kDriver);
@@ -450,6 +208,8 @@ commands:
           every size from 1 byte to the MTU, check every echo, print messages, bytes, round-trip p50/p99
   echo    serve an echo endpoint (stops on the peer's hang-up, its unbind, or OpenAMP's shutdown value)
   ping    find an echo service by name, send messages of every size, check every echo, print a summary
+  run     bring a remote up with its firmware (a native firmware, as a process), show the services it
+          announces, optionally ping one or echo them, serve until interrupted, recover from crashes
   status, load, start, stop, attach, detach, trace
           the lifecycle (and trace buffers) of remote processors the kernel runs (remoteproc, via sysfs)
 
@@ -474,6 +234,8 @@ link options:
 void help(const std::string& cmd) {
   if (ampctl::is_lifecycle_command(cmd)) {
     ampctl::lifecycle_help(cmd);
+  } else if (cmd == "run") {
+    ampctl::run_help();
   } else if (cmd == "demo") {
     std::printf(
         "usage: ampctl demo [--notify eventfd|socket|poll|adaptive] [--rounds N] [--json]\n\n"
@@ -517,6 +279,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "demo") return cmd_demo(parse(argc, argv, 2, {"notify", "rounds"}, {"json"}));
   if (ampctl::is_lifecycle_command(cmd)) return ampctl::run_lifecycle_command(cmd, argc, argv);
+  if (cmd == "run") return ampctl::run_command(argc, argv);
   std::vector<std::string> keys = kLinkValueKeys;
   if (cmd == "echo") return cmd_echo(parse(argc, argv, 2, keys, {"quiet"}));
   if (cmd == "ping") {

@@ -172,7 +172,7 @@ std::vector<AssignedVdev> ProcessDriver::vdevs() const {
 }
 
 Status ProcessDriver::fail(Status s, std::string message) {
-  AMP_LOG_ERROR("rproc process: %s", message.c_str());
+  AMP_LOG_DEBUG("rproc process: %s", message.c_str());  // the caller reports it
   error_ = std::move(message);
   return s;
 }
@@ -437,7 +437,7 @@ void ProcessDriver::on_child_exit(std::uint64_t generation) {
     if (shutting_down_) return;
     report = exit_;
   }
-  AMP_LOG_ERROR("rproc process: %s %s unexpectedly", config_.name.c_str(), how.c_str());
+  AMP_LOG_WARNING("rproc process: %s %s unexpectedly", config_.name.c_str(), how.c_str());
   if (report) report(how);
 }
 
@@ -457,7 +457,7 @@ ProcessRemote::ProcessRemote(ProcessConfig config) : driver_(std::move(config)) 
       std::lock_guard lock(mutex_);
       last_exit_ = how;
     }
-    (void)lifecycle_.report_crash(Status::kClosed);
+    if (!ok(lifecycle_.report_crash(Status::kClosed)) && down_) down_(how);
   });
 }
 

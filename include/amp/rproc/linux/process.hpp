@@ -143,6 +143,9 @@ class ProcessRemote {
   void on_link_up(ProcessDriver::LinkFn fn) { driver_.on_link_up(std::move(fn)); }
   void on_link_down(ProcessDriver::LinkFn fn) { driver_.on_link_down(std::move(fn)); }
   void on_transition(std::function<void(const Transition&)> fn);
+  /// Called (on the driver's thread) when the program ended unexpectedly and stays down: recovery is off,
+  /// its attempts are used up, or it failed. `how` says how the program ended. Set before start().
+  void on_down(std::function<void(const std::string& how)> fn) { down_ = std::move(fn); }
   void set_recovery(bool enabled, std::uint32_t max_attempts = 3) {
     lifecycle_.set_recovery(enabled, max_attempts);
   }
@@ -169,6 +172,7 @@ class ProcessRemote {
   std::condition_variable changed_;
   State state_ = State::kOffline;
   std::function<void(const Transition&)> transition_;
+  std::function<void(const std::string&)> down_;
   std::string last_exit_;
 };
 
