@@ -1,7 +1,7 @@
 // A native firmware: a Linux program that is the remote processor under the process driver
 // (`ampctl run build/.../amp-echo-firmware`). Its resource table declares one rpmsg vdev; the host places the
 // vrings, starts it and runs the virtio driver role. It announces "amp-echo" and sends every message back,
-// until the host goes away.
+// until the host goes away; a host that detaches can attach again.
 //
 //   amp-echo-firmware [--service NAME] [--exit-at-start STATUS] [--exit-after COUNT] [--ping-host COUNT]
 //     --exit-at-start  ends at once with STATUS, before rpmsg is up (a firmware that fails to boot)
@@ -83,27 +83,30 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  auto link = amp::rproc::join_host();
-  if (!link) {
-    std::fprintf(stderr, "amp-echo-firmware: %s\n", link.error().message.c_str());
-    return 1;
+  // One session per host: at start, and again after each detach and attach. kClosed: the host is gone.
+  for (;;) {
+    auto link = amp::rproc::join_host();
+    if (!link) {
+      if (link.error().status == amp::Status::kClosed) return 0;
+      std::fprintf(stderr, "amp-echo-firmware: %s\n", link.error().message.c_str());
+      return 1;
+    }
+    if (ping_count >= 0) return ping_host(**link, service, ping_count);
+    amp::rpmsg::Endpoint ep;
+    const amp::Status s = (*link)->device().create_endpoint(
+        ep, service, amp::rpmsg::kAddrAny, amp::rpmsg::kAddrAny,
+        [exit_after, echoed = 0L](amp::rpmsg::Endpoint& self, const amp::rpmsg::Message& m) mutable {
+          (void)self.send_to(m.src, m.payload);
+          if (++echoed == exit_after) std::_Exit(0);
+        });
+    if (!ok(s)) {
+      std::fprintf(stderr, "amp-echo-firmware: endpoint: %s\n", amp::to_string(s));
+      return 1;
+    }
+    // Serve until the host hangs up (a stop, a detach, or the host's end): no polling, no CPU.
+    while (!(*link)->wait_peer_gone(std::chrono::hours(24))) {
+    }
+    ep.destroy();
+    (*link)->close();
   }
-  if (ping_count >= 0) return ping_host(**link, service, ping_count);
-  amp::rpmsg::Endpoint ep;
-  const amp::Status s = (*link)->device().create_endpoint(
-      ep, service, amp::rpmsg::kAddrAny, amp::rpmsg::kAddrAny,
-      [exit_after, echoed = 0L](amp::rpmsg::Endpoint& self, const amp::rpmsg::Message& m) mutable {
-        (void)self.send_to(m.src, m.payload);
-        if (++echoed == exit_after) std::_Exit(0);
-      });
-  if (!ok(s)) {
-    std::fprintf(stderr, "amp-echo-firmware: endpoint: %s\n", amp::to_string(s));
-    return 1;
-  }
-  // Serve until the host hangs up (stop, or the host itself ended): no polling, no CPU.
-  while (!(*link)->wait_peer_gone(std::chrono::hours(24))) {
-  }
-  ep.destroy();
-  (*link)->close();
-  return 0;
 }

@@ -198,6 +198,75 @@ TEST(ProcessDriver, StartEchoStop) {
   EXPECT_EQ(open_fds(), fds_before) << "descriptors left behind";
 }
 
+TEST(ProcessDriver, DetachLeavesItRunningAndAttachBringsEchoBack) {
+  const std::size_t fds_before = open_fds();
+  {
+    ProcessRemote remote(ProcessConfig{});
+    Recorder rec;
+    rec.attach(remote);
+    Host host(remote);
+    // Nothing to attach to yet.
+    auto early = remote.attach();
+    ASSERT_FALSE(early);
+    EXPECT_EQ(early.error().status, Status::kNotFound);
+    EXPECT_NE(early.error().message.find("no running program to attach to"), std::string::npos);
+
+    ASSERT_TRUE(remote.start(echo_firmware()));
+    ASSERT_TRUE(host.wait_bound());
+    ASSERT_NO_FATAL_FAILURE(host.expect_echoes(5, "before"));
+    const pid_t pid = remote.driver().pid();
+
+    ASSERT_TRUE(remote.detach());
+    EXPECT_EQ(remote.state(), State::kDetached);
+    EXPECT_EQ(remote.driver().link(), nullptr);
+    EXPECT_EQ(host.unbinds, 1);
+    EXPECT_EQ(host.send("anyone?"), Status::kNotFound);
+    std::this_thread::sleep_for(100ms);
+    EXPECT_TRUE(process_exists(pid)) << "detach must leave the program running";
+    EXPECT_EQ(remote.driver().pid(), pid);
+    EXPECT_EQ(remote.last_exit(), "");
+
+    // The same program, a new session over the same memory, the service announced again.
+    ASSERT_TRUE(remote.attach());
+    EXPECT_EQ(remote.state(), State::kAttached);
+    ASSERT_TRUE(host.wait_bound());
+    ASSERT_NO_FATAL_FAILURE(host.expect_echoes(20, "attached"));
+    EXPECT_EQ(remote.driver().pid(), pid);
+
+    // Twice more, to show nothing piles up.
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_TRUE(remote.detach());
+      ASSERT_TRUE(remote.attach());
+      ASSERT_TRUE(host.wait_bound());
+      ASSERT_NO_FATAL_FAILURE(host.expect_echoes(3, "again"));
+    }
+    ASSERT_TRUE(remote.stop());
+    EXPECT_EQ(remote.state(), State::kStopped);
+    EXPECT_FALSE(process_exists(pid));
+    const auto moves = rec.get();
+    ASSERT_GE(moves.size(), 5U);
+    EXPECT_EQ(moves[2], std::make_pair(State::kRunning, State::kDetached));
+    EXPECT_EQ(moves[3], std::make_pair(State::kDetached, State::kAttached));
+    EXPECT_EQ(moves.back(), std::make_pair(State::kAttached, State::kStopped));
+  }
+  EXPECT_EQ(open_fds(), fds_before) << "descriptors left behind";
+}
+
+TEST(ProcessDriver, ACrashWhileAttachedRecovers) {
+  ProcessRemote remote(ProcessConfig{});
+  remote.set_recovery(true);
+  Host host(remote);
+  ASSERT_TRUE(remote.start(echo_firmware()));
+  ASSERT_TRUE(host.wait_bound());
+  ASSERT_TRUE(remote.detach());
+  ASSERT_TRUE(remote.attach());
+  ASSERT_TRUE(host.wait_bound());
+  ASSERT_EQ(::kill(remote.driver().pid(), SIGKILL), 0);
+  ASSERT_TRUE(remote.wait_for(State::kRunning, 10s)) << to_string(remote.state());
+  ASSERT_TRUE(host.wait_bound());
+  ASSERT_NO_FATAL_FAILURE(host.expect_echoes(3, "recovered"));
+}
+
 TEST(ProcessDriver, CrashMidStreamUnbindsAndRecoveryBringsEchoBack) {
   const std::size_t fds_before = open_fds();
   {

@@ -21,6 +21,7 @@
 #include "amp/rpmsg/wire.hpp"
 #include "amp/rproc/elf.hpp"
 #include "amp/rproc/resource_table.hpp"
+#include "amp/virtio/rsc_vdev.hpp"
 
 extern char** environ;
 
@@ -95,6 +96,11 @@ struct ProcessDriver::Child {
   pid_t pid = -1;
   std::uint64_t generation = 0;
   int pidfd = -1;  // owned by the watch in watches_
+  /// Each link session's socket goes to the program over this one (join_host() waits on it); closing it
+  /// tells the program that the host is gone.
+  metal::UnixSocket control{metal::UniqueFd()};
+  metal::UniqueFd memory;  // the remote's memory (a memfd), kept for attach after detach
+  rpmsg::LinkLayout layout;
   std::unique_ptr<rpmsg::Link> link;
   bool reaped = false;
   std::string how;  // once reaped
@@ -277,7 +283,10 @@ Status ProcessDriver::start() noexcept {
   layout.pool_size = pool_bytes;
   vdevs_.assign(assigner.vdevs().begin(), assigner.vdevs().end());
 
-  // --- The program, with one end of a socket pair at descriptor 3. ---
+  metal::UniqueFd memory_fd(::fcntl(shm->fd(), F_DUPFD_CLOEXEC, 0));
+  if (!memory_fd) return fail(Status::kIoError, std::string("dup: ") + std::strerror(errno));
+
+  // --- The program, with its control socket at descriptor 3. ---
   auto socks = metal::UnixSocket::pair();
   if (!socks) return fail(socks.error().status, socks.error().message);
   metal::UniqueFd child_end(::fcntl(socks->second.fd(), F_DUPFD_CLOEXEC, 10));  // never 3 itself
@@ -321,6 +330,9 @@ Status ProcessDriver::start() noexcept {
 
   auto child = std::make_unique<Child>();
   child->pid = pid;
+  child->control = std::move(socks->first);
+  child->memory = std::move(memory_fd);
+  child->layout = layout;
   child->generation = ++generation_;
   // Watch for its end. The watch owns the pidfd and removes itself once the program is gone.
   auto watch = std::make_unique<Watch>();
@@ -348,20 +360,74 @@ Status ProcessDriver::start() noexcept {
   AMP_LOG_INFO("rproc process: started %s (pid %d)", config_.name.c_str(), static_cast<int>(pid));
 
   // --- rpmsg: the virtio driver role over the firmware's vdev. ---
+  if (const Status st = open_session_locked(std::move(*shm)); !ok(st)) {
+    std::string why = "the firmware did not bring rpmsg up: " + error_;
+    stop_locked();
+    if (!last_how_.empty()) why += " (it " + last_how_ + ")";
+    return fail(st, std::move(why));
+  }
+  error_.clear();
+  return Status::kOk;
+}
+
+Status ProcessDriver::open_session_locked(metal::SharedMemory memory) {
+  auto session = metal::UnixSocket::pair();
+  if (!session) return fail(session.error().status, session.error().message);
+  const std::byte hello{1};
+  const int fds[] = {session->second.fd()};
+  if (const Status st = child_->control.send_all(std::span(&hello, 1), fds); !ok(st)) {
+    return fail(st, std::string("handing the program its link: ") + amp::to_string(st));
+  }
+  session->second = metal::UnixSocket(metal::UniqueFd());
   rpmsg::LinkConfig lc = config_.link;
   lc.role = rpmsg::Role::kDriver;
   lc.posix_shm_name.clear();
   lc.own_thread = true;
   lc.single_threaded = false;
-  auto link = rpmsg::Link::create_in(std::move(socks->first), lc, std::move(*shm), layout);
-  if (!link) {
-    std::string why = "the firmware did not bring rpmsg up: " + link.error().message;
-    stop_locked();
-    if (!last_how_.empty()) why += " (it " + last_how_ + ")";
-    return fail(link.error().status, std::move(why));
-  }
+  auto link = rpmsg::Link::create_in(std::move(session->first), lc, std::move(memory), child_->layout);
+  if (!link) return fail(link.error().status, link.error().message);
   child_->link = std::move(*link);
   if (link_up_) link_up_(*child_->link);
+  return Status::kOk;
+}
+
+Status ProcessDriver::detach() noexcept {
+  std::unique_lock lock(mutex_);
+  if (!child_ || !child_->link) return fail(Status::kBusy, "detach: no program with a link to detach from");
+  take_down_link_locked();  // the program keeps running, waiting for the next host
+  AMP_LOG_INFO("rproc process: detached from %s (pid %d)", config_.name.c_str(),
+               static_cast<int>(child_->pid));
+  error_.clear();
+  return Status::kOk;
+}
+
+Status ProcessDriver::attach() noexcept {
+  std::unique_lock lock(mutex_);
+  if (!child_) {
+    return fail(Status::kNotFound,
+                "attach: no running program to attach to (the process driver attaches to a program it "
+                "detached from)");
+  }
+  if (child_->link) return fail(Status::kBusy, "attach: attached already");
+  // What the remote has in its memory now is what counts: check its resource table again.
+  metal::UniqueFd fd(::fcntl(child_->memory.get(), F_DUPFD_CLOEXEC, 0));
+  if (!fd) return fail(Status::kIoError, std::string("dup: ") + std::strerror(errno));
+  auto memory = metal::shm::map_fd(std::move(fd), child_->layout.size, child_->layout.device_address);
+  if (!memory) return fail(memory.error().status, memory.error().message);
+  auto table_region = memory->region().subregion(child_->layout.table, child_->layout.table_size);
+  if (!table_region) return fail(Status::kInternal, "attach: the table is outside the remote's memory");
+  auto table = ResourceTable::parse(*table_region);
+  if (!table)
+    return fail(table.error().status, "attach: the remote's resource table: " + describe(table.error()));
+  RpmsgFinder finder;
+  if (auto walk = table->for_each(finder); !walk || !finder.found || finder.vrings < 2) {
+    return fail(Status::kMalformed, "attach: the remote's resource table has no usable rpmsg vdev");
+  }
+  if (const Status st = open_session_locked(std::move(*memory)); !ok(st)) {
+    error_ = "attach: " + error_;
+    return st;
+  }
+  AMP_LOG_INFO("rproc process: attached to %s (pid %d)", config_.name.c_str(), static_cast<int>(child_->pid));
   error_.clear();
   return Status::kOk;
 }
@@ -369,6 +435,13 @@ Status ProcessDriver::start() noexcept {
 void ProcessDriver::take_down_link_locked() {
   if (!child_ || !child_->link) return;
   child_->link->close();  // endpoints get their unbind; sends fail with kClosed
+  // A virtio reset: the device waits for the next driver (after a detach) instead of trusting old rings.
+  if (auto table =
+          child_->link->memory().region().subregion(child_->layout.table, child_->layout.table_size)) {
+    if (auto body = virtio::find_vdev(*table)) {
+      if (auto transport = virtio::RscVdevTransport::open(*body)) transport->set_status(0);
+    }
+  }
   if (link_down_) link_down_(*child_->link);
   child_->link.reset();
 }
@@ -390,6 +463,7 @@ void ProcessDriver::reap_locked() {
 void ProcessDriver::stop_locked() {
   if (!child_) return;
   take_down_link_locked();
+  child_->control = metal::UnixSocket(metal::UniqueFd());  // the host is gone: the program's cue to end
   if (!child_->reaped) {
     // Without its link a native firmware ends by itself; SIGTERM asks it to, SIGKILL makes it.
     ::kill(child_->pid, SIGTERM);
@@ -510,25 +584,39 @@ std::string ProcessRemote::last_exit() const {
 // --- The firmware's side ---
 
 SysResult<std::unique_ptr<rpmsg::Link>> join_host(rpmsg::LinkConfig config) {
-  const char* value = std::getenv(kLinkFdVariable);
-  if (value == nullptr) {
-    return sys_fail(Status::kNotFound, std::string(kLinkFdVariable) +
-                                           " is not set: this program is a native firmware, started by "
-                                           "`ampctl run` (or amp::rproc::ProcessRemote)");
+  // The control socket is the program's for its whole life: taken from the environment once.
+  static std::mutex mutex;
+  static metal::UnixSocket control{metal::UniqueFd()};
+  std::lock_guard lock(mutex);
+  if (!control.valid()) {
+    const char* value = std::getenv(kLinkFdVariable);
+    if (value == nullptr) {
+      return sys_fail(Status::kNotFound, std::string(kLinkFdVariable) +
+                                             " is not set: this program is a native firmware, started by "
+                                             "`ampctl run` (or amp::rproc::ProcessRemote)");
+    }
+    char* end = nullptr;
+    errno = 0;
+    const long fd = std::strtol(value, &end, 10);
+    struct stat st {};
+    if (errno != 0 || end == value || *end != '\0' || fd < 0 || fd > 1'000'000 ||
+        ::fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      return sys_fail(Status::kInvalidArgument,
+                      std::string(kLinkFdVariable) + "=" + value + " is not an open socket");
+    }
+    ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);  // not for the programs it may start
+    ::unsetenv(kLinkFdVariable);
+    control = metal::UnixSocket(metal::UniqueFd(static_cast<int>(fd)));
   }
-  char* end = nullptr;
-  errno = 0;
-  const long fd = std::strtol(value, &end, 10);
-  struct stat st {};
-  if (errno != 0 || end == value || *end != '\0' || fd < 0 || fd > 1'000'000 ||
-      ::fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) {
-    return sys_fail(Status::kInvalidArgument,
-                    std::string(kLinkFdVariable) + "=" + value + " is not an open socket");
-  }
-  ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);  // not for the programs it may start
-  ::unsetenv(kLinkFdVariable);
+  // Asleep until the host opens the next session (at start, or at an attach after a detach).
+  std::byte hello{};
+  std::vector<metal::UniqueFd> fds;
+  auto n = control.receive(std::span(&hello, 1), &fds, 1);
+  if (!n) return sys_fail(n.error().status, "waiting for the host: " + n.error().message);
+  if (*n == 0) return sys_fail(Status::kClosed, "the host has gone");
+  if (fds.size() != 1) return sys_fail(Status::kMalformed, "the host's session message carried no socket");
   config.role = rpmsg::Role::kDevice;
-  return rpmsg::Link::join(metal::UnixSocket(metal::UniqueFd(static_cast<int>(fd))), config);
+  return rpmsg::Link::join(metal::UnixSocket(std::move(fds[0])), config);
 }
 
 }  // namespace amp::rproc

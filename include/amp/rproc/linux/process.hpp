@@ -6,11 +6,13 @@
 //
 //   host:     ProcessRemote remote(config);  remote.on_link_up(...);  remote.start(firmware_bytes);
 //   firmware: AMP_RPROC_RESOURCE_TABLE const auto table = amp::rproc::rpmsg_firmware_table();
-//             auto link = amp::rproc::join_host();   // the virtio device role, over the host's memory
+//             while (auto link = amp::rproc::join_host()) { serve **link until (*link)->peer_gone(); }
 //
 // The firmware is executed from a sealed memfd copy of the loaded bytes, so the file it came from may
-// change or go away meanwhile. It gets the socket as a descriptor named by the environment variable
-// AMP_RPROC_LINK_FD, its argv from ProcessConfig::args, and stdin, stdout and stderr of the host.
+// change or go away meanwhile. It gets a control socket as a descriptor named by the environment variable
+// AMP_RPROC_LINK_FD, its argv from ProcessConfig::args, and stdin, stdout and stderr of the host. Over the
+// control socket the host hands it one link session at a time (a socket for rpmsg::Link::join), so that
+// a detached program can be attached to again; the control socket closing means the host is gone.
 //
 // Teardown, like the kernel's: on stop the link goes first (endpoints get their unbind callback, sends fail
 // with kClosed), then the program gets SIGTERM, and SIGKILL after ProcessConfig::stop_timeout.
@@ -90,6 +92,13 @@ class ProcessDriver final : public Driver {
   [[nodiscard]] Status start() noexcept override;
   /// Takes the link down, then ends the program. kOk when it was not running.
   [[nodiscard]] Status stop() noexcept override;
+  /// Takes the link down (a virtio reset) and leaves the program running, waiting in join_host() for the
+  /// next host.
+  [[nodiscard]] Status detach() noexcept override;
+  /// Brings the link up again with a program detached from: reads and checks the resource table in the
+  /// remote's memory (the remote may have changed it), then opens a new session. kNotFound when there is no
+  /// such program.
+  [[nodiscard]] Status attach() noexcept override;
 
   /// The running program's link, or null. Valid until on_link_down has returned.
   rpmsg::Link* link() const;
@@ -111,6 +120,7 @@ class ProcessDriver final : public Driver {
   void stop_locked();
   void reap_locked();
   void take_down_link_locked();
+  Status open_session_locked(metal::SharedMemory memory);
   void on_child_exit(std::uint64_t generation);
 
   ProcessConfig config_;
@@ -152,7 +162,12 @@ class ProcessRemote {
 
   /// Keeps `firmware`, loads and starts it.
   metal::SysResult<void> start(std::vector<std::byte> firmware);
+  /// Stops a running or attached remote; kOk when there is nothing to stop.
   metal::SysResult<void> stop();
+  /// Lets go of the running remote, leaving it running (rpmsg goes down).
+  metal::SysResult<void> detach() { return result(lifecycle_.detach()); }
+  /// Takes the detached remote over again (rpmsg comes back up).
+  metal::SysResult<void> attach() { return result(lifecycle_.attach()); }
 
   State state() const;
   /// Sleeps until the state is `s` (true) or `timeout` passes (false).
@@ -176,8 +191,11 @@ class ProcessRemote {
   std::string last_exit_;
 };
 
-/// In a native firmware: joins the host that started this program (the virtio device role) through the
-/// socket named by AMP_RPROC_LINK_FD. `config.role` is ignored; the mode and sizes come from the host.
+/// In a native firmware: waits for the host's next session and joins it (the virtio device role). The host
+/// opens one when it starts the program and one at each attach after a detach; serve a link until its
+/// peer_gone(), then call join_host() again. kClosed when the host has gone for good (stopped the program, or
+/// ended itself): time to exit. The control socket comes from AMP_RPROC_LINK_FD at the first call (it is
+/// this process's for good). `config.role` is ignored; the mode and sizes come from the host. Thread-safe.
 metal::SysResult<std::unique_ptr<rpmsg::Link>> join_host(rpmsg::LinkConfig config = {});
 
 }  // namespace amp::rproc
