@@ -56,7 +56,8 @@ bool process_exists(pid_t pid) {
 }
 
 /// The host's side of the test: binds to "amp-echo" on every link that comes up, and lets it go when the
-/// link goes down (after the test's sends are out of the endpoint).
+/// link goes down (after the test's sends are out of the endpoint). Declared before the ProcessRemote, so that
+/// it outlives the remote's last callback (the destructor's stop).
 struct Host {
   std::mutex m;
   std::condition_variable cv;
@@ -67,7 +68,7 @@ struct Host {
   int unbinds = 0;
   std::vector<std::string> echoes;
 
-  explicit Host(ProcessRemote& remote) {
+  void attach(ProcessRemote& remote) {
     remote.on_link_up([this](Link& link) {
       link.device().set_name_service_handler(
           [this](rpmsg::Device& d, std::string_view name, std::uint32_t addr) {
@@ -162,10 +163,12 @@ TEST(ProcessDriver, StartEchoStop) {
   const std::size_t fds_before = open_fds();
   pid_t pid = -1;
   {
-    ProcessRemote remote(ProcessConfig{});
+    const ProcessConfig config;
     Recorder rec;
+    Host host;
+    ProcessRemote remote(config);
     rec.attach(remote);
-    Host host(remote);
+    host.attach(remote);
     ASSERT_TRUE(remote.start(echo_firmware()));
     EXPECT_EQ(remote.state(), State::kRunning);
     pid = remote.driver().pid();
@@ -175,7 +178,7 @@ TEST(ProcessDriver, StartEchoStop) {
     const auto vdevs = remote.driver().vdevs();
     ASSERT_EQ(vdevs.size(), 1U);
     EXPECT_EQ(vdevs[0].id, rpmsg::kVirtioIdRpmsg);
-    EXPECT_GE(vdevs[0].vrings[0].da, ProcessConfig{}.memory_base);
+    EXPECT_GE(vdevs[0].vrings[0].da, config.memory_base);
     EXPECT_NE(vdevs[0].vrings[0].da, vdevs[0].vrings[1].da);
 
     ASSERT_TRUE(host.wait_bound()) << "no announcement from the firmware";
@@ -201,10 +204,12 @@ TEST(ProcessDriver, StartEchoStop) {
 TEST(ProcessDriver, DetachLeavesItRunningAndAttachBringsEchoBack) {
   const std::size_t fds_before = open_fds();
   {
-    ProcessRemote remote(ProcessConfig{});
+    const ProcessConfig config;
     Recorder rec;
+    Host host;
+    ProcessRemote remote(config);
     rec.attach(remote);
-    Host host(remote);
+    host.attach(remote);
     // Nothing to attach to yet.
     auto early = remote.attach();
     ASSERT_FALSE(early);
@@ -253,9 +258,11 @@ TEST(ProcessDriver, DetachLeavesItRunningAndAttachBringsEchoBack) {
 }
 
 TEST(ProcessDriver, ACrashWhileAttachedRecovers) {
-  ProcessRemote remote(ProcessConfig{});
+  const ProcessConfig config;
+  Host host;
+  ProcessRemote remote(config);
   remote.set_recovery(true);
-  Host host(remote);
+  host.attach(remote);
   ASSERT_TRUE(remote.start(echo_firmware()));
   ASSERT_TRUE(host.wait_bound());
   ASSERT_TRUE(remote.detach());
@@ -270,11 +277,13 @@ TEST(ProcessDriver, ACrashWhileAttachedRecovers) {
 TEST(ProcessDriver, CrashMidStreamUnbindsAndRecoveryBringsEchoBack) {
   const std::size_t fds_before = open_fds();
   {
-    ProcessRemote remote(ProcessConfig{});
-    remote.set_recovery(true, 2);
+    const ProcessConfig config;
     Recorder rec;
+    Host host;
+    ProcessRemote remote(config);
+    remote.set_recovery(true, 2);
     rec.attach(remote);
-    Host host(remote);
+    host.attach(remote);
     ASSERT_TRUE(remote.start(echo_firmware()));
     ASSERT_TRUE(host.wait_bound());
     const pid_t first = remote.driver().pid();
@@ -327,8 +336,10 @@ TEST(ProcessDriver, CrashMidStreamUnbindsAndRecoveryBringsEchoBack) {
 }
 
 TEST(ProcessDriver, WithoutRecoveryACrashStaysCrashedAndSendsFail) {
-  ProcessRemote remote(ProcessConfig{});
-  Host host(remote);
+  const ProcessConfig config;
+  Host host;
+  ProcessRemote remote(config);
+  host.attach(remote);
   ASSERT_TRUE(remote.start(echo_firmware()));
   ASSERT_TRUE(host.wait_bound());
   ASSERT_EQ(::kill(remote.driver().pid(), SIGTERM), 0);
@@ -352,8 +363,9 @@ TEST(ProcessDriver, WithoutRecoveryACrashStaysCrashedAndSendsFail) {
 TEST(ProcessDriver, ARemoteThatEndsByItselfIsACrash) {
   ProcessConfig config;
   config.args = {"--exit-after", "3"};
+  Host host;
   ProcessRemote remote(config);
-  Host host(remote);
+  host.attach(remote);
   ASSERT_TRUE(remote.start(echo_firmware()));
   ASSERT_TRUE(host.wait_bound());
   for (int i = 0; i < 3; ++i) ASSERT_EQ(host.send("bye"), Status::kOk);
@@ -362,7 +374,8 @@ TEST(ProcessDriver, ARemoteThatEndsByItselfIsACrash) {
 }
 
 TEST(ProcessDriver, BadFirmwareIsRefusedAtLoad) {
-  ProcessRemote remote(ProcessConfig{});
+  const ProcessConfig config;
+  ProcessRemote remote(config);
   const std::string text = "#!/bin/sh\necho not a firmware\n";
   std::vector<std::byte> script(text.size());
   std::memcpy(script.data(), text.data(), text.size());
@@ -429,8 +442,9 @@ TEST(ProcessDriver, EveryNotifyModeWorks) {
        {rpmsg::NotifyMode::kSocket, rpmsg::NotifyMode::kPoll, rpmsg::NotifyMode::kAdaptive}) {
     ProcessConfig config;
     config.link.notify = mode;
+    Host host;
     ProcessRemote remote(config);
-    Host host(remote);
+    host.attach(remote);
     ASSERT_TRUE(remote.start(echo_firmware())) << rpmsg::to_string(mode);
     ASSERT_TRUE(host.wait_bound()) << rpmsg::to_string(mode);
     ASSERT_NO_FATAL_FAILURE(host.expect_echoes(10, rpmsg::to_string(mode)));

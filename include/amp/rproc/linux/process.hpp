@@ -144,7 +144,8 @@ class ProcessDriver final : public Driver {
 /// firmware is reloaded and started again (rpmsg comes back up, on_link_up is called for the new link).
 ///
 /// Thread-safety: all methods may be called from any thread. Callbacks: see ProcessDriver; the transition
-/// callback runs with the Lifecycle's lock held and must not call back into it.
+/// callback runs with the Lifecycle's lock held and must not call back into it. Callbacks may run until the
+/// destructor has stopped the remote: what they use must outlive the ProcessRemote (or stop it first).
 class ProcessRemote {
  public:
   explicit ProcessRemote(ProcessConfig config);
