@@ -20,6 +20,7 @@
 #include "amp/metal/log.hpp"
 #include "amp/rpmsg/wire.hpp"
 #include "amp/rproc/elf.hpp"
+#include "amp/rproc/linux/vdev_host.hpp"
 #include "amp/rproc/resource_table.hpp"
 #include "amp/virtio/rsc_vdev.hpp"
 
@@ -82,13 +83,6 @@ struct RpmsgFinder final : ResourceVisitor {
   std::uint32_t entry = 0;
   std::uint32_t vrings = 0;
 };
-
-std::string describe(const RscFailure& f) {
-  std::string s = to_string(f.error);
-  if (f.entry != RscFailure::kNoEntry) s += " (entry " + std::to_string(f.entry) + ")";
-  if (f.error == RscError::kHandler) s += std::string(": ") + amp::to_string(f.status);
-  return s;
-}
 
 }  // namespace
 
@@ -254,34 +248,21 @@ Status ProcessDriver::start() noexcept {
   if (!table) return fail(table.error().status, "resource table: " + describe(table.error()));
   DeviceMemoryPool pool(*pool_region);
   const std::array<metal::IoRegion, 1> remote_memory{memory};
-  ResourceAssigner assigner(*table, remote_memory, pool);
-  if (auto r = assigner.run(); !r)
-    return fail(r.error().status, "resource table: " + describe(r.error()) + " (memory " +
-                                      std::to_string(config_.memory_size) + " bytes)");
-  const AssignedVdev* rpmsg_vdev = nullptr;
-  for (const AssignedVdev& v : assigner.vdevs()) {
-    if (v.id == rpmsg::kVirtioIdRpmsg && v.vring_count >= 2) {
-      rpmsg_vdev = &v;
-      break;
-    }
+  auto plan = plan_rpmsg(*table, remote_memory, pool, config_.link.buffer_size);
+  if (!plan) {
+    return fail(plan.error().status, plan.error().message + " (the remote's memory is " +
+                                         std::to_string(config_.memory_size) + " bytes)");
   }
-  if (rpmsg_vdev == nullptr) return fail(Status::kNotFound, "resource table: no rpmsg vdev");
-  const std::uint32_t num = std::max(rpmsg_vdev->vrings[0].num, rpmsg_vdev->vrings[1].num);
-  const std::size_t pool_bytes = 2 * std::size_t{num} * config_.link.buffer_size;
-  auto buffers = pool.allocate(pool_bytes, kPage);
-  if (!buffers) {
-    return fail(Status::kNoMemory, "the remote's memory (" + std::to_string(config_.memory_size) +
-                                       " bytes) has no room for " + std::to_string(pool_bytes) +
-                                       " bytes of rpmsg buffers");
-  }
+  const std::size_t pool_bytes = plan->buffers_size;
+  const metal::DeviceAddress buffers = plan->buffers;
   rpmsg::LinkLayout layout;
   layout.size = config_.memory_size;
   layout.device_address = config_.memory_base;
   layout.table = 0;
   layout.table_size = table_size;
-  layout.pool = static_cast<std::size_t>(*buffers - config_.memory_base);
+  layout.pool = static_cast<std::size_t>(buffers - config_.memory_base);
   layout.pool_size = pool_bytes;
-  vdevs_.assign(assigner.vdevs().begin(), assigner.vdevs().end());
+  vdevs_.assign(1, plan->vdev);
 
   metal::UniqueFd memory_fd(::fcntl(shm->fd(), F_DUPFD_CLOEXEC, 0));
   if (!memory_fd) return fail(Status::kIoError, std::string("dup: ") + std::strerror(errno));

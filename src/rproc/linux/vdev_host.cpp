@@ -1,0 +1,197 @@
+#include "amp/rproc/linux/vdev_host.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "amp/metal/log.hpp"
+#include "amp/metal/platform.hpp"
+#include "amp/rpmsg/wire.hpp"
+#include "amp/virtio/ring.hpp"
+
+namespace amp::rproc {
+
+using metal::sys_fail;
+using metal::SysResult;
+
+namespace {
+
+constexpr std::size_t kBufferAlign = 0x1000;
+
+std::string hex(std::uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+/// The region of `memory` that holds all of [da, da + len), as a subregion of exactly that range.
+std::optional<metal::IoRegion> find_range(MemoryMap memory, metal::DeviceAddress da, std::size_t len,
+                                          const metal::IoRegion** whole = nullptr) {
+  for (const metal::IoRegion& r : memory) {
+    if (auto off = r.offset_of(da, len)) {
+      if (whole != nullptr) *whole = &r;
+      if (auto sub = r.subregion(*off, len)) return *sub;
+    }
+  }
+  return std::nullopt;
+}
+
+/// For a remote that polls: nothing to do.
+class NoKick final : public rpmsg::Notifier {
+ public:
+  Status notify(std::uint32_t) noexcept override { return Status::kOk; }
+};
+NoKick g_no_kick;
+
+}  // namespace
+
+std::string describe(const RscFailure& f) {
+  std::string s = to_string(f.error);
+  if (f.entry != RscFailure::kNoEntry) s += " (entry " + std::to_string(f.entry) + ")";
+  if (f.error == RscError::kHandler) s += std::string(": ") + amp::to_string(f.status);
+  return s;
+}
+
+SysResult<RpmsgPlan> plan_rpmsg(const ResourceTable& table, MemoryMap memory, DeviceMemoryPool& pool,
+                                std::uint32_t buffer_size) {
+  ResourceAssigner assigner(table, memory, pool);
+  if (auto r = assigner.run(); !r)
+    return sys_fail(r.error().status, "resource table: " + describe(r.error()));
+  RpmsgPlan plan;
+  bool found = false;
+  for (const AssignedVdev& v : assigner.vdevs()) {
+    if (v.id == rpmsg::kVirtioIdRpmsg && v.vring_count >= 2) {
+      plan.vdev = v;
+      found = true;
+      break;
+    }
+  }
+  if (!found) return sys_fail(Status::kNotFound, "resource table: no rpmsg vdev with two vrings");
+  const std::uint32_t num = std::max(plan.vdev.vrings[0].num, plan.vdev.vrings[1].num);
+  plan.buffers_size = 2 * std::size_t{num} * buffer_size;
+  auto buffers = pool.allocate(plan.buffers_size, kBufferAlign);
+  if (!buffers) {
+    return sys_fail(Status::kNoMemory, "the host's pool (" + std::to_string(pool.memory().size()) +
+                                           " bytes, " + std::to_string(pool.used()) +
+                                           " used) has no room for " + std::to_string(plan.buffers_size) +
+                                           " bytes of rpmsg buffers");
+  }
+  plan.buffers = *buffers;
+  return plan;
+}
+
+Status RegisterKick::notify(std::uint32_t notify_id) noexcept {
+  return registers_.store<std::uint32_t>(offset_, value_.value_or(notify_id), std::memory_order_release);
+}
+
+SysResult<std::unique_ptr<VdevHost>> VdevHost::start(VdevHostConfig config) {
+  std::unique_ptr<VdevHost> host(new VdevHost());
+  host->config_ = std::move(config);
+  if (auto s = host->run(); !s) return Unexpected<metal::SysError>(std::move(s).error());
+  return host;
+}
+
+SysResult<void> VdevHost::run() {
+  const VdevHostConfig& c = config_;
+  const MemoryMap memory(c.memory);
+  auto table_region = find_range(memory, c.table_da, c.table_size);
+  if (!table_region) {
+    return sys_fail(Status::kOutOfRange, "the resource table (" + std::to_string(c.table_size) +
+                                             " bytes at " + hex(c.table_da) +
+                                             ") is not in the remote's memory");
+  }
+  auto table = ResourceTable::parse(*table_region);
+  if (!table) {
+    return sys_fail(table.error().status,
+                    "the resource table at " + hex(c.table_da) + " is bad: " + describe(table.error()));
+  }
+  const metal::IoRegion* shm = nullptr;  // the region with the pool: the rings and buffers must be there
+  auto pool_region = find_range(memory, c.pool_da, c.pool_size, &shm);
+  if (!pool_region || shm == nullptr) {
+    return sys_fail(Status::kOutOfRange, "the host's pool (" + std::to_string(c.pool_size) + " bytes at " +
+                                             hex(c.pool_da) + ") is not in the remote's memory");
+  }
+  DeviceMemoryPool pool(*pool_region);
+  auto plan = plan_rpmsg(*table, memory, pool, c.buffer_size);
+  if (!plan) return Unexpected<metal::SysError>(std::move(plan).error());
+  plan_ = *plan;
+  std::uint32_t max_ring = 0;
+  for (std::uint32_t q = 0; q < 2; ++q) {
+    const virtio::QueueInfo& info = plan_.vdev.vrings[q];
+    auto layout = virtio::RingLayout::compute(info.num, info.align);
+    if (!layout || !shm->offset_of(info.da, layout->size)) {
+      return sys_fail(Status::kOutOfRange, "vring " + std::to_string(q) + " at " + hex(info.da) +
+                                               " is not in the memory that holds the host's pool");
+    }
+    max_ring = std::max(max_ring, info.num);
+  }
+  auto entry = table->entry(plan_.vdev.index);
+  if (!entry || entry->size < 4) return sys_fail(Status::kInternal, "the vdev entry moved");
+  auto body = table_region->subregion(entry->offset + 4, entry->size - 4);
+  if (!body) return sys_fail(Status::kInternal, "the vdev entry moved");
+  auto transport = virtio::RscVdevTransport::open(*body);
+  if (!transport) return sys_fail(Status::kMalformed, "the vdev entry is malformed");
+  transport_ = *transport;
+  transport_open_ = true;
+  slots_ = std::make_unique<virtio::DriverQueue::Slot[]>(2 * std::size_t{max_ring});
+  tx_free_ = std::make_unique<rpmsg::TxSlot[]>(max_ring);
+
+  rpmsg::DeviceConfig dc;
+  dc.role = rpmsg::Role::kDriver;
+  dc.shm = *shm;
+  dc.transport = &transport_;
+  dc.notifier = c.kick != nullptr ? c.kick : &g_no_kick;
+  dc.notify_peer = c.kick != nullptr;
+  dc.wait_mode = c.irq_fd >= 0 ? rpmsg::WaitMode::kBlock : rpmsg::WaitMode::kSpin;
+  dc.buffer_pool = plan_.buffers;
+  dc.buffer_pool_size = plan_.buffers_size;
+  dc.buffer_size = c.buffer_size;
+  dc.event_idx = c.event_idx;
+  dc.start_timeout_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(c.timeout).count());
+  if (const Status s = device_.start(dc, std::span(slots_.get(), 2 * std::size_t{max_ring}),
+                                     std::span(tx_free_.get(), max_ring));
+      !ok(s)) {
+    return sys_fail(s, std::string("rpmsg start (driver role): ") + amp::to_string(s));
+  }
+  if (c.irq_fd >= 0) {
+    auto loop = metal::EventLoop::create();
+    if (!loop) return Unexpected<metal::SysError>(std::move(loop).error());
+    loop_ = std::move(*loop);
+    auto id = loop_->add_uio(c.irq_fd, [this](std::uint32_t) { (void)device_.process(); });
+    if (!id) return Unexpected<metal::SysError>(std::move(id).error());
+    if (const Status s = loop_->start_thread(); !ok(s)) return sys_fail(s, "starting the vdev host's thread");
+  } else {
+    poller_ = std::thread([this] {
+      while (!stopping_.load(std::memory_order_acquire)) {
+        const Status s = device_.process();
+        if (s == Status::kBroken || s == Status::kClosed) break;
+        metal::cpu_relax();
+      }
+    });
+  }
+  (void)device_.process();  // what the remote sent before we listened
+  AMP_LOG_INFO("rproc: rpmsg vdev up: vrings at %s and %s, %zu bytes of buffers at %s",
+               hex(plan_.vdev.vrings[0].da).c_str(), hex(plan_.vdev.vrings[1].da).c_str(), plan_.buffers_size,
+               hex(plan_.buffers).c_str());
+  return {};
+}
+
+void VdevHost::close() {
+  if (closed_) return;
+  closed_ = true;
+  stopping_.store(true, std::memory_order_release);
+  device_.stop();
+  if (loop_) {
+    loop_->stop();
+    loop_->join();
+  }
+  if (poller_.joinable()) poller_.join();
+  if (transport_open_) transport_.set_status(0);  // a virtio reset: the host has left
+}
+
+VdevHost::~VdevHost() {
+  close();
+}
+
+}  // namespace amp::rproc
