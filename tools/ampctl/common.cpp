@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <thread>
 
@@ -175,26 +176,32 @@ Summary ping(Link& link, const std::string& service, long rounds, bool shutdown_
 
 Summary ping_address(Link& link, const std::string& service, std::uint32_t remote, long rounds,
                      bool shutdown_peer) {
+  return ping_device(link.device(), service, remote, rounds, shutdown_peer,
+                     [&link] { return link.peer_gone(); });
+}
+
+Summary ping_device(amp::rpmsg::Device& device, const std::string& service, std::uint32_t remote, long rounds,
+                    bool shutdown_peer, const std::function<bool()>& peer_gone) {
   Summary sum;
   std::mutex m;
   std::condition_variable cv;
   std::vector<std::byte> last;
   std::uint64_t received = 0;
   Endpoint ep;
-  const Status cs = link.device().create_endpoint(ep, service, amp::rpmsg::kAddrAny, remote,
-                                                  [&](Endpoint&, const amp::rpmsg::Message& msg) {
-                                                    std::lock_guard lock(m);
-                                                    last.assign(msg.payload.begin(), msg.payload.end());
-                                                    ++received;
-                                                    cv.notify_all();
-                                                  });
+  const Status cs = device.create_endpoint(ep, service, amp::rpmsg::kAddrAny, remote,
+                                           [&](Endpoint&, const amp::rpmsg::Message& msg) {
+                                             std::lock_guard lock(m);
+                                             last.assign(msg.payload.begin(), msg.payload.end());
+                                             ++received;
+                                             cv.notify_all();
+                                           });
   if (!ok(cs)) {
     sum.first_error = std::string("creating the endpoint: ") + amp::to_string(cs);
     ++sum.errors;
     return sum;
   }
   g_interruptible = true;  // from here a signal ends the run cleanly, with a summary
-  const std::uint32_t mtu = link.device().payload_size();
+  const std::uint32_t mtu = device.payload_size();
   std::vector<std::byte> payload(mtu);
   std::uint64_t expected = 0;
   for (long r = 0; r < rounds && !g_interrupted; ++r) {
@@ -207,16 +214,16 @@ Summary ping_address(Link& link, const std::string& service, std::uint32_t remot
       bool good = ok(s);
       if (good) {
         std::unique_lock lock(m);
-        good = cv.wait_for(lock, 5s, [&] { return received > expected || link.peer_gone(); }) &&
-               received > expected;
+        good =
+            cv.wait_for(lock, 5s, [&] { return received > expected || peer_gone(); }) && received > expected;
         if (good) {
           expected = received;
           good = last.size() == size && std::equal(last.begin(), last.end(), data.begin());
           if (!good && sum.first_error.empty())
             sum.first_error = "echo of " + std::to_string(size) + " bytes differs";
         } else if (sum.first_error.empty()) {
-          sum.first_error = link.peer_gone() ? "the remote went away"
-                                             : "no echo of " + std::to_string(size) + " bytes within 5 s";
+          sum.first_error = peer_gone() ? "the remote went away"
+                                        : "no echo of " + std::to_string(size) + " bytes within 5 s";
         }
       } else if (sum.first_error.empty()) {
         sum.first_error = "send of " + std::to_string(size) + " bytes: " + amp::to_string(s);
@@ -228,7 +235,7 @@ Summary ping_address(Link& link, const std::string& service, std::uint32_t remot
         sum.rtt_us.push_back(static_cast<double>(t1 - t0) / 1000.0);
       } else {
         ++sum.errors;
-        if (link.peer_gone() || !ok(s)) return sum;
+        if (peer_gone() || !ok(s)) return sum;
       }
     }
   }

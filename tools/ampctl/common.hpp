@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -75,6 +76,9 @@ Summary ping(amp::rpmsg::Link& link, const std::string& service, long rounds, bo
 /// The same, to a service already found at `remote`.
 Summary ping_address(amp::rpmsg::Link& link, const std::string& service, std::uint32_t remote, long rounds,
                      bool shutdown_peer);
+/// The same over any rpmsg device; `peer_gone` says when to give up waiting for echoes.
+Summary ping_device(amp::rpmsg::Device& device, const std::string& service, std::uint32_t remote, long rounds,
+                    bool shutdown_peer, const std::function<bool()>& peer_gone);
 
 void print_summary(const char* what, const Summary& s, double seconds, bool json,
                    const std::string& extra_json);

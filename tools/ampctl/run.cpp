@@ -1,14 +1,22 @@
 #include "run.hpp"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "amp/rproc/elf.hpp"
 #include "amp/rproc/linux/process.hpp"
+#include "amp/rproc/linux/sysfs.hpp"
+#include "amp/rproc/linux/vdev_host.hpp"
 #include "common.hpp"
 
 namespace ampctl {
@@ -26,7 +34,8 @@ struct Services {
   std::condition_variable cv;
   std::vector<std::pair<std::string, std::uint32_t>> seen;  // on the current link
   std::list<Endpoint> echoes;
-  std::mutex using_link;  // held while --ping uses the link: link-down waits for it
+  std::mutex using_link;         // held while --ping uses the link: link-down waits for it
+  std::uint64_t generation = 0;  // links gone so far (under m)
 };
 
 std::string json_string(const std::string& s) {
@@ -91,76 +100,69 @@ std::vector<std::byte> read_firmware(const std::string& path) {
 
 void run_help() {
   std::printf(
-      "usage: ampctl run [--driver process] FIRMWARE [OPTIONS] [-- FIRMWARE-ARGS...]\n\n"
+      "usage: ampctl run [--driver process] FIRMWARE [OPTIONS] [-- FIRMWARE-ARGS...]\n"
+      "       ampctl run --driver sysfs --remote NODE|NAME --uio NODE|NAME FIRMWARE [OPTIONS]\n\n"
       "Brings a remote up and keeps it up: loads FIRMWARE, starts it, creates its virtio devices from its\n"
       "resource table and runs rpmsg with it; prints each state change and each service the remote\n"
       "announces; serves until interrupted (SIGINT/SIGTERM), then stops the remote.\n\n"
       "drivers:\n"
       "  process               FIRMWARE is a native firmware: a Linux program built with amp (its\n"
       "                        .resource_table declares an rpmsg vdev), run as a child process\n"
+      "  sysfs                 the kernel's remoteproc loads and starts FIRMWARE; amp then runs the host's "
+      "side\n"
+      "                        of its rpmsg vdev in userspace, over the remote's memory as UIO maps:\n"
+      "      --remote NODE|NAME    the remoteproc (see ampctl status)\n"
+      "      --uio NODE|NAME       the UIO device whose maps are the remote's memory (with the table)\n"
+      "      --pool ADDR:SIZE      memory for vrings at ANY and the rpmsg buffers (default: the map named\n"
+      "                            vdev0buffer)\n"
+      "      --kick MAP:OFFSET[:VALUE]  how to interrupt the remote: a 32-bit store into a map (the notify "
+      "id\n"
+      "                            when no VALUE)\n"
+      "      --poll                poll the rings instead of waiting for the UIO interrupt\n"
+      "      --sys DIR --dev DIR --firmware-dir DIR   other roots (tests)\n"
       "options:\n"
       "  --ping SERVICE        once SERVICE is announced, send messages of every size 1..MTU (--rounds N\n"
       "                        times), check every echo, print a summary, stop; the exit code says if all "
       "matched\n"
       "  --echo                answer each service the remote announces with an endpoint of the same name,\n"
       "                        announced back, that echoes every message the remote sends it\n"
-      "  --recover             on a crash, reload and restart the firmware\n"
+      "  --recover             (process) on a crash, reload and restart the firmware\n"
       "  --max-recoveries N    with --recover: give up after N recoveries (default 3)\n"
       "  --duration MS         stop after MS milliseconds instead of waiting for a signal\n"
-      "  --notify eventfd|socket|poll|adaptive   notifications (default eventfd)\n"
+      "  --notify eventfd|socket|poll|adaptive   (process) notifications (default eventfd)\n"
       "  --buffer-size N       bytes per rpmsg buffer (default 512)\n"
-      "  --memory BYTES        the remote's shared memory (default 4 MiB)\n"
+      "  --memory BYTES        (process) the remote's shared memory (default 4 MiB)\n"
       "  --timeout MS          how long bringing rpmsg up may take (default 10000)\n"
       "  --json                events and the summary as JSON lines on stdout\n"
       "exit code: 0 when the run ended as asked; 1 when the remote could not start, crashed for good or a\n"
       "ping failed; 2 for bad arguments.\n");
 }
 
-int run_command(int argc, char** argv) {
-  const Options o = parse(argc, argv, 2,
-                          {"driver", "ping", "rounds", "max-recoveries", "duration", "notify", "buffer-size",
-                           "memory", "timeout"},
-                          {"echo", "json", "recover"}, true);
-  const std::string driver = o.get("driver", "process");
-  if (driver != "process") {
-    die("--driver " + driver +
-            " does not fit run: run keeps a remote only as long as ampctl lives (process); for sysfs use "
-            "load/start/stop",
-        2);
-  }
-  if (o.positional.empty()) die("run wants a FIRMWARE (see --help)", 2);
-  const std::string firmware_path = o.positional.front();
-  amp::rproc::ProcessConfig config;
-  config.args.assign(o.positional.begin() + 1, o.positional.end());
-  config.name = firmware_path.substr(firmware_path.find_last_of('/') + 1);
-  config.link.notify = parse_notify(o.get("notify", "eventfd"));
-  config.link.buffer_size = static_cast<std::uint32_t>(o.number("buffer-size", 512, 24, 65552));
-  if (config.link.buffer_size % 8 != 0) die("--buffer-size must be a multiple of 8", 2);
-  config.link.timeout = std::chrono::milliseconds(o.number("timeout", 10000, 1, 3600000));
-  config.memory_size = static_cast<std::size_t>(o.number("memory", 4L << 20, 0x10000, 1L << 30));
-  const long rounds = o.number("rounds", 1, 1, 1000000);
-  const long duration = o.number("duration", 0, 0, 86400000);
-  const bool recover = o.has("recover");
-  const long max_recoveries = o.number("max-recoveries", 3, 1, 1000);
-  const std::string ping_service = o.get("ping");
-  const bool json = o.has("json");
-  const std::vector<std::byte> firmware = read_firmware(firmware_path);
+namespace {
 
-  Reporter report(json);
+/// What every driver's run shares: the options, the report, the services seen, the exercise.
+struct Run {
+  const Options& o;
+  Reporter report;
   Services services;
   Wake crashed;
-  amp::rproc::ProcessRemote remote(config);
-  remote.set_recovery(recover, static_cast<std::uint32_t>(max_recoveries));
-  remote.on_transition([&](const amp::rproc::Transition& t) {
-    std::string why;
-    if (t.to == State::kCrashed) why = remote.last_exit();
-    report.state(t.from, t.to, why);
-    if (t.to == State::kCrashed) crashed.set();
-  });
-  remote.on_down([&](const std::string&) { g_wake.set(); });
-  remote.on_link_up([&](Link& link) {
-    link.device().set_name_service_handler(
-        [&](amp::rpmsg::Device& dev, std::string_view name, std::uint32_t addr) {
+  long rounds;
+  long duration;
+  std::string ping_service;
+  std::chrono::milliseconds timeout;
+
+  explicit Run(const Options& opts)
+      : o(opts),
+        report(opts.has("json")),
+        rounds(opts.number("rounds", 1, 1, 1000000)),
+        duration(opts.number("duration", 0, 0, 86400000)),
+        ping_service(opts.get("ping")),
+        timeout(opts.number("timeout", 10000, 1, 3600000)) {}
+
+  /// On each new rpmsg device: report the services the remote announces, answer them with --echo.
+  void watch(amp::rpmsg::Device& device) {
+    device.set_name_service_handler(
+        [this](amp::rpmsg::Device& dev, std::string_view name, std::uint32_t addr) {
           report.service(std::string(name), addr);
           std::lock_guard lock(services.m);
           services.seen.emplace_back(std::string(name), addr);
@@ -175,22 +177,35 @@ int run_command(int argc, char** argv) {
           }
           services.cv.notify_all();
         });
-  });
-  remote.on_link_down([&](Link&) {
+  }
+
+  /// The device went down: let go of what was made on it (after a ping in progress is out of it).
+  void unwatch() {
     std::lock_guard using_link(services.using_link);
     std::lock_guard lock(services.m);
     services.echoes.clear();  // destroys them (the device is stopped already)
     services.seen.clear();
-  });
+    ++services.generation;
+  }
 
-  g_interruptible = true;  // a signal from here on stops the remote cleanly
-  if (auto r = remote.start(firmware); !r) die(r.error().message);
-
-  int code = 0;
-  if (!ping_service.empty()) {
+  /// --ping, or serving until a signal, --duration, or the remote going down for good. `device` gives the
+  /// current rpmsg device (null when there is none) and whether its peer has gone; it is called without
+  /// services.using_link. Returns the exit code.
+  int exercise(const std::function<amp::rpmsg::Device*(std::function<bool()>* gone)>& device,
+               const std::function<bool()>& still_up) {
+    if (ping_service.empty()) {
+      bool woken = true;
+      if (duration > 0) {
+        woken = g_wake.wait_for(std::chrono::milliseconds(duration));
+      } else {
+        g_wake.wait();
+      }
+      if (woken && !g_interrupted.load()) return 1;  // down for good
+      return !woken && !still_up() ? 1 : 0;
+    }
     std::unique_lock lock(services.m);
     std::optional<std::uint32_t> addr;
-    const bool found = services.cv.wait_for(lock, config.link.timeout, [&] {
+    const bool found = services.cv.wait_for(lock, timeout, [&] {
       for (const auto& [name, a] : services.seen)
         if (name == ping_service) addr = a;
       return addr.has_value() || g_interrupted.load();
@@ -203,38 +218,225 @@ int run_command(int argc, char** argv) {
       ++sum.errors;
       sum.first_error = "no '" + ping_service + "' service was announced";
     } else {
+      // The device first (the driver's lock; its link-down takes using_link under that lock, so never the
+      // other way round), then using_link; a link-down in between shows as a new generation.
+      std::uint64_t generation = 0;
+      {
+        std::lock_guard l(services.m);
+        generation = services.generation;
+      }
+      std::function<bool()> gone;
+      amp::rpmsg::Device* dev = device(&gone);
       std::lock_guard using_link(services.using_link);
-      Link* link = remote.driver().link();
-      if (link == nullptr) {
+      {
+        std::lock_guard l(services.m);
+        if (services.generation != generation) dev = nullptr;
+      }
+      if (dev == nullptr) {
         ++sum.errors;
         sum.first_error = "the remote went away";
       } else {
         const auto t0 = std::chrono::steady_clock::now();
-        sum = ping_address(*link, ping_service, *addr, rounds, false);
+        sum = ping_device(*dev, ping_service, *addr, rounds, false, gone);
         secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        remote_left = link->peer_gone();
+        remote_left = gone();
       }
     }
     // The remote hung up during the ping: let the driver see it end (a crash) before stopping it.
     if (remote_left) (void)crashed.wait_for(std::chrono::seconds(2));
-    print_summary("run", sum, secs, json, ",\"service\":" + json_string(ping_service));
-    code = sum.errors == 0 && sum.messages > 0 ? 0 : 1;
-  } else {
-    // Asleep until a signal, the end of --duration, or the remote going down for good.
-    bool woken = true;
-    if (duration > 0) {
-      woken = g_wake.wait_for(std::chrono::milliseconds(duration));
-    } else {
-      g_wake.wait();
-    }
-    if (woken && !g_interrupted.load()) code = 1;  // down for good
-    if (!woken && remote.state() != State::kRunning) code = 1;
+    print_summary("run", sum, secs, o.has("json"), ",\"service\":" + json_string(ping_service));
+    return sum.errors == 0 && sum.messages > 0 ? 0 : 1;
   }
+};
+
+int run_process(const Options& o) {
+  if (o.positional.empty()) die("run wants a FIRMWARE (see --help)", 2);
+  Run run(o);
+  const std::string firmware_path = o.positional.front();
+  amp::rproc::ProcessConfig config;
+  config.args.assign(o.positional.begin() + 1, o.positional.end());
+  config.name = firmware_path.substr(firmware_path.find_last_of('/') + 1);
+  config.link.notify = parse_notify(o.get("notify", "eventfd"));
+  config.link.buffer_size = static_cast<std::uint32_t>(o.number("buffer-size", 512, 24, 65552));
+  if (config.link.buffer_size % 8 != 0) die("--buffer-size must be a multiple of 8", 2);
+  config.link.timeout = run.timeout;
+  config.memory_size = static_cast<std::size_t>(o.number("memory", 4L << 20, 0x10000, 1L << 30));
+  const long max_recoveries = o.number("max-recoveries", 3, 1, 1000);
+  const std::vector<std::byte> firmware = read_firmware(firmware_path);
+
+  amp::rproc::ProcessRemote remote(config);
+  remote.set_recovery(o.has("recover"), static_cast<std::uint32_t>(max_recoveries));
+  remote.on_transition([&](const amp::rproc::Transition& t) {
+    std::string why;
+    if (t.to == State::kCrashed) why = remote.last_exit();
+    run.report.state(t.from, t.to, why);
+    if (t.to == State::kCrashed) run.crashed.set();
+  });
+  remote.on_down([&](const std::string&) { g_wake.set(); });
+  remote.on_link_up([&](Link& link) { run.watch(link.device()); });
+  remote.on_link_down([&](Link&) { run.unwatch(); });
+
+  g_interruptible = true;  // a signal from here on stops the remote cleanly
+  if (auto r = remote.start(firmware); !r) die(r.error().message);
+  int code = run.exercise(
+      [&](std::function<bool()>* gone) -> amp::rpmsg::Device* {
+        Link* link = remote.driver().link();
+        if (link == nullptr) return nullptr;
+        *gone = [link] { return link->peer_gone(); };
+        return &link->device();
+      },
+      [&] { return remote.state() == State::kRunning; });
   if (auto r = remote.stop(); !r) {
     std::fprintf(stderr, "ampctl: stopping the remote: %s\n", r.error().message.c_str());
     code = 1;
   }
   return code;
+}
+
+/// "0x3ed10000:0xf0000" -> {address, size}.
+std::pair<std::uint64_t, std::uint64_t> parse_range(const std::string& what, const std::string& text) {
+  const auto colon = text.find(':');
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long a = std::strtoull(text.c_str(), &end, 0);
+  const bool a_ok = colon != std::string::npos && end == text.c_str() + colon && errno == 0;
+  const unsigned long long b = a_ok ? std::strtoull(text.c_str() + colon + 1, &end, 0) : 0;
+  if (!a_ok || errno != 0 || *end != '\0' || b == 0) {
+    die("--" + what + " is ADDRESS:SIZE (e.g. 0x3ed10000:0xf0000), not '" + text + "'", 2);
+  }
+  return {a, b};
+}
+
+int run_sysfs(const Options& o) {
+  if (o.positional.size() != 1) die("run --driver sysfs wants one FIRMWARE (see --help)", 2);
+  if (o.get("remote").empty()) die("run --driver sysfs wants --remote NODE|NAME (see ampctl status)", 2);
+  if (o.get("uio").empty())
+    die("run --driver sysfs wants --uio NODE|NAME: the remote's memory as UIO maps", 2);
+  Run run(o);
+  const std::string firmware_path = o.positional.front();
+  const std::uint32_t buffer_size = static_cast<std::uint32_t>(o.number("buffer-size", 512, 24, 65552));
+  if (buffer_size % 8 != 0) die("--buffer-size must be a multiple of 8", 2);
+  amp::rproc::SysfsRoots rroots;
+  rroots.sys = o.get("sys", "/sys");
+  rroots.firmware_dir = o.get("firmware-dir", "/lib/firmware");
+  amp::metal::SysfsRoots mroots{o.get("sys", "/sys"), o.get("dev", "/dev")};
+
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> pool_range;
+  if (!o.get("pool").empty()) pool_range = parse_range("pool", o.get("pool"));
+
+  // The firmware says where its resource table will be: amp reads it there once the kernel started it.
+  const std::vector<std::byte> firmware = read_firmware(firmware_path);
+  auto image = amp::rproc::ElfImage::parse(firmware);
+  if (!image) die("firmware " + firmware_path + ": " + amp::rproc::to_string(image.error()));
+  auto rsc = image->resource_table();
+  if (!rsc) die("firmware " + firmware_path + ": " + amp::rproc::to_string(rsc.error()));
+
+  // The remote's memory: every map of the UIO device.
+  const std::string uio_name = o.get("uio");
+  const bool is_node = uio_name.rfind("uio", 0) == 0 && uio_name.size() > 3 &&
+                       uio_name.find_first_not_of("0123456789", 3) == std::string::npos;
+  auto uio = is_node ? amp::metal::UioDevice::open_by_node(uio_name, mroots)
+                     : amp::metal::UioDevice::find_by_name(uio_name, mroots);
+  if (!uio) die(uio.error().message);
+  std::vector<amp::metal::SharedMemory> maps;
+  std::vector<amp::metal::IoRegion> memory;
+  for (const amp::metal::UioMap& m : uio->maps()) {
+    auto shm = amp::metal::shm::open_uio(*uio, m.index);
+    if (!shm) die(shm.error().message);
+    memory.push_back(shm->region());
+    maps.push_back(std::move(*shm));
+  }
+  amp::rproc::VdevHostConfig config;
+  config.memory = memory;
+  config.table_da = rsc->da;
+  config.table_size = rsc->data.size();
+  config.buffer_size = buffer_size;
+  config.timeout = run.timeout;
+  if (pool_range) {
+    config.pool_da = pool_range->first;
+    config.pool_size = static_cast<std::size_t>(pool_range->second);
+  } else if (auto pool = uio->map("vdev0buffer")) {
+    config.pool_da = (*pool)->addr;
+    config.pool_size = (*pool)->size;
+  } else {
+    die("say where the host may put vrings and buffers: --pool ADDRESS:SIZE (or give the UIO device a map "
+        "named vdev0buffer)",
+        2);
+  }
+  std::optional<amp::rproc::RegisterKick> kick;
+  if (!o.get("kick").empty()) {  // MAP:OFFSET[:VALUE]
+    const std::string k = o.get("kick");
+    const auto c1 = k.find(':');
+    const auto c2 = c1 == std::string::npos ? c1 : k.find(':', c1 + 1);
+    auto map = c1 == std::string::npos ? uio->map(k) : uio->map(k.substr(0, c1));
+    if (!map || c1 == std::string::npos) die("--kick is MAP:OFFSET[:VALUE] with a map of " + uio_name, 2);
+    const unsigned long offset = std::strtoul(k.c_str() + c1 + 1, nullptr, 0);
+    std::optional<std::uint32_t> value;
+    if (c2 != std::string::npos)
+      value = static_cast<std::uint32_t>(std::strtoul(k.c_str() + c2 + 1, nullptr, 0));
+    kick.emplace(memory[(*map)->index], offset, value);
+    config.kick = &*kick;
+  }
+  amp::metal::UniqueFd irq;
+  if (!o.has("poll")) {
+    auto fd = uio->open_irq();
+    if (!fd) die(fd.error().message);
+    irq = std::move(*fd);
+    config.irq_fd = irq.get();
+  }
+
+  auto rproc = amp::rproc::SysfsRemoteproc::open(o.get("remote"), rroots);
+  if (!rproc) die(rproc.error().message);
+  amp::rproc::SysfsDriver driver(*rproc);
+  amp::rproc::Lifecycle lifecycle(driver);
+  lifecycle.set_listener([&](const amp::rproc::Transition& t) { run.report.state(t.from, t.to, ""); });
+  auto fail_with = [&](const char* what) {
+    die(std::string(what) + ": " + (driver.last_error().empty() ? "failed" : driver.last_error()));
+  };
+  if (!ok(lifecycle.load(firmware))) fail_with("loading the firmware");
+  if (!ok(lifecycle.start())) fail_with("starting the remote");
+  g_interruptible = true;
+  // The kernel reports running once it has loaded and booted the remote.
+  const auto deadline = std::chrono::steady_clock::now() + run.timeout;
+  for (;;) {
+    auto st = rproc->state();
+    if (st && *st == State::kRunning) break;
+    if (std::chrono::steady_clock::now() >= deadline || g_interrupted.load()) {
+      (void)lifecycle.stop();
+      die("the kernel did not report " + rproc->node() + " running within the timeout");
+    }
+    (void)g_wake.wait_for(std::chrono::milliseconds(10));
+  }
+  auto host = amp::rproc::VdevHost::start(config);
+  if (!host) {
+    (void)lifecycle.stop();
+    die("rpmsg over " + uio_name + ": " + host.error().message);
+  }
+  run.watch((*host)->device());
+  const int code = run.exercise(
+      [&](std::function<bool()>* gone) -> amp::rpmsg::Device* {
+        *gone = [&] { return !(*host)->device().running(); };
+        return &(*host)->device();
+      },
+      [] { return true; });
+  run.unwatch();
+  (*host)->close();
+  if (!ok(lifecycle.stop())) fail_with("stopping the remote");
+  return code;
+}
+
+}  // namespace
+
+int run_command(int argc, char** argv) {
+  const Options o =
+      parse(argc, argv, 2,
+            {"driver", "ping", "rounds", "max-recoveries", "duration", "notify", "buffer-size", "memory",
+             "timeout", "remote", "uio", "pool", "kick", "sys", "dev", "firmware-dir"},
+            {"echo", "json", "recover", "poll"}, true);
+  const std::string driver = o.get("driver", "process");
+  if (driver == "process") return run_process(o);
+  if (driver == "sysfs") return run_sysfs(o);
+  die("--driver is process or sysfs, not '" + driver + "'", 2);
 }
 
 }  // namespace ampctl
