@@ -376,6 +376,34 @@ Placement place(MemoryMap memory, metal::DeviceAddress da, std::uint64_t memsz) 
 
 }  // namespace
 
+Expected<void, ElfError> check_fits(const ElfImage& image, std::span<const MemoryRange> memory,
+                                    const LoadOptions& options, std::uint32_t* program_header) noexcept {
+  if (image.position_independent()) return unexpected(ElfError::kWrongType);
+  if (options.machine != elf::kMachineNone && options.machine != image.machine()) {
+    return unexpected(ElfError::kWrongMachine);
+  }
+  for (std::uint32_t i = 0; i < image.program_header_count(); ++i) {
+    auto ph = image.program_header(i);
+    if (!ph) return unexpected(ph.error());
+    if (!ph->is_load || ph->segment.memsz == 0) continue;
+    const metal::DeviceAddress da = options.use_vaddr ? ph->segment.vaddr : ph->segment.da;
+    const std::uint64_t len = ph->segment.memsz;
+    bool fits = false;
+    for (const MemoryRange& r : memory) {
+      // [da, da + len) inside [r.da, r.da + r.size), without overflow (parse checked da + len).
+      if (da >= r.da && da - r.da <= r.size && len <= r.size - (da - r.da)) {
+        fits = true;
+        break;
+      }
+    }
+    if (!fits) {
+      if (program_header != nullptr) *program_header = i;
+      return unexpected(ElfError::kSegmentOutsideMemory);
+    }
+  }
+  return {};
+}
+
 Expected<void, ElfError> load(const ElfImage& image, MemoryMap memory, const LoadOptions& options) noexcept {
   // Its addresses are relative to wherever a dynamic loader would put it: nothing says where in the remote.
   if (image.position_independent()) return unexpected(ElfError::kWrongType);

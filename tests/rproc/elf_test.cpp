@@ -227,6 +227,10 @@ constexpr DeviceAddress kFar = 0x8'0000'0000;  // above 4 GiB (for 64-bit files)
 constexpr std::size_t kRamSize = 0x100;
 constexpr std::byte kPattern{0xAA};
 
+/// The device addresses of Memory's regions, for check_fits.
+const std::array<MemoryRange, 3> kRanges{MemoryRange{kRam0, kRamSize}, MemoryRange{kRam1, kRamSize},
+                                         MemoryRange{kFar, kRamSize}};
+
 struct Memory {
   std::array<Bytes, 3> mem{Bytes(kRamSize, kPattern), Bytes(kRamSize, kPattern), Bytes(kRamSize, kPattern)};
   std::array<IoRegion, 3> regions{IoRegion(mem[0], kRam0), IoRegion(mem[1], kRam1), IoRegion(mem[2], kFar)};
@@ -581,6 +585,7 @@ TEST(Elf, PositionIndependentImagesAreForInspectionOnly) {
   Memory m;
   EXPECT_EQ(error_of(load(*image, m.regions, {})), ElfError::kWrongType);
   EXPECT_EQ(m.at(kRam0, 16), Bytes(16, kPattern));
+  EXPECT_EQ(error_of(check_fits(*image, kRanges)), ElfError::kWrongType);
   // An executable stays loadable with the option on.
   const Built executable = firmware(kElf64).build();
   auto exec = ElfImage::parse(executable.bytes, {.allow_position_independent = true});
@@ -821,6 +826,27 @@ void expect_load_refused(const ElfBuilder& b, ElfError want, LoadOptions options
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error(), want) << to_string(r.error());
   EXPECT_TRUE(m.untouched());
+  // check_fits, given the same memory by address only, says the same.
+  auto checked = check_fits(*image, kRanges, options);
+  ASSERT_FALSE(checked);
+  EXPECT_EQ(checked.error(), want) << to_string(checked.error());
+}
+
+TEST(Elf, CheckFitsAcceptsWhatLoadAccepts) {
+  for (const Format* fmt : {&kElf32, &kElf64}) {
+    const Built f = firmware(*fmt, fmt->is64 ? kFar : kRam0).build();
+    auto image = ElfImage::parse(f.bytes);
+    ASSERT_TRUE(image);
+    EXPECT_TRUE(check_fits(*image, kRanges));
+    Memory m;
+    EXPECT_TRUE(load(*image, m.regions));
+    // Without the region it needs, both refuse.
+    const std::array<MemoryRange, 1> only_ram1{MemoryRange{kRam1, kRamSize}};
+    std::uint32_t bad = 99;
+    EXPECT_EQ(error_of(check_fits(*image, only_ram1, {}, &bad)), ElfError::kSegmentOutsideMemory);
+    EXPECT_EQ(bad, 0U) << "the first PT_LOAD is program header 0";
+    EXPECT_EQ(error_of(check_fits(*image, kRanges, {elf::kMachineRiscv, false})), ElfError::kWrongMachine);
+  }
 }
 
 TEST(Elf, SegmentOutsideEveryRegionWritesNothing) {

@@ -44,6 +44,9 @@ void watch_signals();
 
 [[noreturn]] void die(const std::string& msg, int code = 1);
 
+/// `s` as a JSON string literal, quotes included.
+std::string json_string(const std::string& s);
+
 struct Options {
   std::map<std::string, std::string> values;
   std::vector<std::string> flags;

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "amp/rproc/elf.hpp"
 #include "amp/rproc/linux/sysfs.hpp"
+#include "common.hpp"
 
 namespace ampctl {
 
@@ -24,7 +26,11 @@ struct Args {
   std::string debugfs = "/sys/kernel/debug";  // where the kernel exposes remoteproc trace buffers
   bool need_resource_table = false;
   bool json = false;
+  std::vector<amp::rproc::MemoryRange> memory;  // --memory: where the remote's segments may go
 };
+
+/// "ADDR:SIZE[,ADDR:SIZE...]".
+std::vector<amp::rproc::MemoryRange> parse_memory(const std::string& text);
 
 [[noreturn]] void usage_error(const std::string& msg) {
   std::fprintf(stderr, "ampctl: %s (see --help)\n", msg.c_str());
@@ -53,6 +59,8 @@ Args parse(int argc, char** argv) {
       a.machine = value("machine");
     } else if (s == "--need-resource-table") {
       a.need_resource_table = true;
+    } else if (s == "--memory") {
+      a.memory = parse_memory(value("memory"));
     } else if (s.rfind("--", 0) == 0) {
       usage_error("unknown option " + s);
     } else {
@@ -65,6 +73,28 @@ Args parse(int argc, char** argv) {
         "remote lives only as long as 'ampctl run')");
   }
   return a;
+}
+
+std::vector<amp::rproc::MemoryRange> parse_memory(const std::string& text) {
+  std::vector<amp::rproc::MemoryRange> out;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, comma - pos);
+    const std::size_t colon = item.find(':');
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long da = std::strtoull(item.c_str(), &end, 0);
+    bool good = colon != std::string::npos && end == item.c_str() + colon && errno == 0;
+    const unsigned long long size = good ? std::strtoull(item.c_str() + colon + 1, &end, 0) : 0;
+    good = good && errno == 0 && *end == '\0' && size > 0 && da + size > da;
+    if (!good)
+      usage_error("--memory is ADDR:SIZE[,ADDR:SIZE...] (e.g. 0x0:0x40000,0x3ed00000:0x100000), not '" +
+                  text + "'");
+    out.push_back({da, size});
+    pos = comma + 1;
+  }
+  return out;
 }
 
 /// The ELF checks a firmware file passes before it is handed over; "" when it is fine.
@@ -88,6 +118,20 @@ std::string check_firmware(const Args& a, std::span<const std::byte> image) {
   if (a.need_resource_table) {
     if (auto rsc = elf->resource_table(); !rsc) return amp::rproc::to_string(rsc.error());
   }
+  if (!a.memory.empty()) {
+    std::uint32_t bad = 0;
+    if (auto fits = amp::rproc::check_fits(*elf, a.memory, {}, &bad); !fits) {
+      if (fits.error() != amp::rproc::ElfError::kSegmentOutsideMemory)
+        return amp::rproc::to_string(fits.error());
+      const auto ph = elf->program_header(bad);
+      char buf[160];
+      std::snprintf(buf, sizeof buf,
+                    "the segment of program header %u (%llu bytes at 0x%llx) is outside --memory",
+                    static_cast<unsigned>(bad), static_cast<unsigned long long>(ph ? ph->segment.memsz : 0),
+                    static_cast<unsigned long long>(ph ? ph->segment.da : 0));
+      return buf;
+    }
+  }
   return {};
 }
 
@@ -108,6 +152,16 @@ int fail(const std::string& msg) {
   return 1;
 }
 
+/// A command's outcome: with --json also one object on stdout. Returns the exit code.
+int outcome(const Args& a, const std::string& cmd, const std::string& remote, const std::string& error) {
+  if (a.json) {
+    std::printf("{\"command\":\"%s\",\"remote\":%s,\"ok\":%s%s%s}\n", cmd.c_str(),
+                json_string(remote).c_str(), error.empty() ? "true" : "false",
+                error.empty() ? "" : ",\"error\":", error.empty() ? "" : json_string(error).c_str());
+  }
+  return error.empty() ? 0 : fail(error);
+}
+
 int status(const Args& a) {
   if (auto ok_class = amp::rproc::SysfsRemoteproc::available(a.roots); !ok_class)
     return fail(ok_class.error().message);
@@ -126,9 +180,9 @@ int status(const Args& a) {
     const auto fw = r->firmware();
     const std::string state_text = state ? amp::rproc::to_string(*state) : "unknown";
     if (a.json) {
-      std::printf("%s{\"node\":\"%s\",\"name\":\"%s\",\"state\":\"%s\",\"firmware\":\"%s\"}",
-                  i == 0 ? "" : ",", r->node().c_str(), name ? name->c_str() : "", state_text.c_str(),
-                  fw ? fw->c_str() : "");
+      std::printf("%s{\"node\":%s,\"name\":%s,\"state\":\"%s\",\"firmware\":%s}", i == 0 ? "" : ",",
+                  json_string(r->node()).c_str(), json_string(name ? *name : "").c_str(), state_text.c_str(),
+                  json_string(fw ? *fw : "").c_str());
     } else {
       std::printf("%-14s %-16s %-9s %s\n", r->node().c_str(), name ? name->c_str() : "?", state_text.c_str(),
                   fw ? fw->c_str() : "?");
@@ -143,6 +197,7 @@ int status(const Args& a) {
 int trace(const Args& a, const amp::rproc::SysfsRemoteproc& r) {
   const std::string dir = a.debugfs + "/remoteproc/" + r.node();
   int printed = 0;
+  std::string json = "{\"remote\":" + json_string(r.node()) + ",\"traces\":[";
   for (int i = 0; i < 16; ++i) {
     std::string text;
     if (!read_whole_file(dir + "/trace" + std::to_string(i), text)) {
@@ -150,11 +205,16 @@ int trace(const Args& a, const amp::rproc::SysfsRemoteproc& r) {
       return fail("cannot read " + dir + "/trace" + std::to_string(i) + ": " + std::strerror(errno));
     }
     if (const auto nul = text.find('\0'); nul != std::string::npos) text.resize(nul);  // the unused rest
-    std::fputs(text.c_str(), stdout);
-    if (!text.empty() && text.back() != '\n') std::fputc('\n', stdout);
+    if (a.json) {
+      json += (printed == 0 ? "" : ",") + json_string(text);
+    } else {
+      std::fputs(text.c_str(), stdout);
+      if (!text.empty() && text.back() != '\n') std::fputc('\n', stdout);
+    }
     ++printed;
   }
   if (printed == 0) return fail("no trace buffers for " + r.node() + " in " + dir + " (is debugfs mounted?)");
+  if (a.json) std::printf("%s]}\n", json.c_str());
   return 0;
 }
 
@@ -169,8 +229,12 @@ void lifecycle_help(const std::string& cmd) {
   std::printf(
       "usage: ampctl status [REMOTE...] [--json]\n"
       "       ampctl load REMOTE FIRMWARE [--machine arm|aarch64|x86_64|riscv] [--need-resource-table]\n"
+      "                   [--memory ADDR:SIZE[,ADDR:SIZE...]]  (every segment must fit the remote's memory)\n"
       "       ampctl start|stop|attach|detach REMOTE\n"
       "       ampctl trace REMOTE [--debugfs ROOT]  (trace buffers; default root /sys/kernel/debug)\n"
+      "all take --json: one JSON object on stdout ({\"command\",\"remote\",\"ok\"[,\"error\"]}; status: a "
+      "list;\n"
+      "trace: {\"remote\",\"traces\":[...]}).\n"
       "options: --driver sysfs (the default and, for these commands, the only one), --sys ROOT (default "
       "/sys),\n"
       "         --firmware-dir DIR (default /lib/firmware)\n\n"
@@ -187,18 +251,19 @@ int run_lifecycle_command(const std::string& cmd, int argc, char** argv) {
     usage_error(cmd == "load" ? "load wants REMOTE FIRMWARE" : cmd + " wants REMOTE");
   }
   auto r = amp::rproc::SysfsRemoteproc::open(a.positional[0], a.roots);
-  if (!r) return fail(r.error().message);
+  if (!r) return outcome(a, cmd, a.positional[0], r.error().message);
   if (cmd == "trace") return trace(a, *r);
   amp::rproc::SysfsDriver driver(*r);
   amp::Status s = amp::Status::kOk;
   if (cmd == "load") {
     std::string image;
     if (!read_whole_file(a.positional[1], image)) {
-      return fail("cannot read firmware " + a.positional[1] + ": " + std::strerror(errno));
+      return outcome(a, cmd, r->node(),
+                     "cannot read firmware " + a.positional[1] + ": " + std::strerror(errno));
     }
     const auto bytes = std::as_bytes(std::span(image));
     if (const std::string why = check_firmware(a, bytes); !why.empty()) {
-      return fail("firmware " + a.positional[1] + ": " + why);
+      return outcome(a, cmd, r->node(), "firmware " + a.positional[1] + ": " + why);
     }
     s = driver.load(bytes);
   } else if (cmd == "start") {
@@ -210,8 +275,7 @@ int run_lifecycle_command(const std::string& cmd, int argc, char** argv) {
   } else {
     s = driver.detach();
   }
-  if (!ok(s)) return fail(cmd + " " + r->node() + ": " + driver.last_error());
-  return 0;
+  return outcome(a, cmd, r->node(), ok(s) ? "" : cmd + " " + r->node() + ": " + driver.last_error());
 }
 
 }  // namespace ampctl

@@ -38,23 +38,6 @@ struct Services {
   std::uint64_t generation = 0;  // links gone so far (under m)
 };
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 /// One line per event: text on stderr, or a JSON object per line on stdout.
 class Reporter {
  public:

@@ -202,6 +202,20 @@ struct LoadOptions {
   bool use_vaddr = false;
 };
 
+/// A window of the remote's memory by device address only, for checking an image without a mapping of it.
+struct MemoryRange {
+  metal::DeviceAddress da = 0;
+  std::uint64_t size = 0;
+};
+
+/// The checks load() makes before it writes (type, machine, every PT_LOAD segment's whole [da, da + p_memsz)
+/// inside one range), against memory described by address only: what a host can tell about a firmware for a
+/// remote whose memory it does not map (the kernel's remoteproc loads it). Writes nothing. On
+/// kSegmentOutsideMemory, `*program_header` (when given) is the index of the segment's program header.
+[[nodiscard]] Expected<void, ElfError> check_fits(const ElfImage& image, std::span<const MemoryRange> memory,
+                                                  const LoadOptions& options = {},
+                                                  std::uint32_t* program_header = nullptr) noexcept;
+
 /// Loads `image` into `memory`: for each PT_LOAD segment with p_memsz > 0, copies p_filesz bytes to its
 /// device address and zeroes the following p_memsz - p_filesz bytes. First checks the type (ET_EXEC), the
 /// machine and that every
