@@ -1,7 +1,9 @@
-// Fuzzes resource-table parsing, visiting and write-back with tables a firmware or a peer could hand us. The
+// Fuzzes resource-table parsing, visiting, write-back and the host's resource assignment with tables a
+// firmware or a peer could hand us. The
 // table sits in an exactly-sized heap buffer, so ASan reports any access outside it. Half of the inputs are
 // raw bytes; the other half build a valid table with TableBuilder from the input (which must then parse)
 // and corrupt some of its bytes, to reach deep into the entries.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -9,6 +11,8 @@
 #include <vector>
 
 #include "amp/rproc/resource_table.hpp"
+#include "amp/rproc/resources.hpp"
+#include "amp/virtio/ring.hpp"
 #include "fuzz_input.hpp"
 
 namespace {
@@ -79,7 +83,41 @@ struct Checker final : rp::ResourceVisitor {
   }
 };
 
-// Parses `mem`; if valid, checks the layout, visits, writes back and parses again.
+// The host's part: place what is at ANY in a small pool, check fixed addresses, assign notify ids. What it
+// hands out must lie in the remote's memory; an error must name an entry.
+void assign(const rp::ResourceTable& table, Input& in) {
+  std::vector<std::byte> remote(0x8000);
+  const amp::metal::DeviceAddress base = (in.take<std::uint8_t>() & 1) != 0 ? 0x3000'0000 : 0;
+  const IoRegion memory(remote, base);
+  const std::size_t pool_at = in.take<std::uint16_t>() % remote.size();
+  auto pool_region = memory.subregion(pool_at, remote.size() - pool_at);
+  check(pool_region.has_value());
+  rp::DeviceMemoryPool pool(*pool_region);
+  const std::array<IoRegion, 1> regions{memory};
+  rp::ResourceAssigner assigner(table, regions, pool);
+  assigner.set_vendor_handler([](std::uint32_t, std::uint32_t, IoRegion body) {
+    return body.size() % 2 == 0 ? Status::kOk : Status::kNotSupported;
+  });
+  auto r = assigner.run();
+  check(pool.used() <= pool_region->size());
+  if (!r) {
+    check(r.error().entry < table.entry_count() && r.error().status != Status::kOk);
+    return;
+  }
+  for (const rp::AssignedVdev& v : assigner.vdevs()) {
+    for (std::uint32_t q = 0; q < v.vring_count; ++q) {
+      auto layout = amp::virtio::RingLayout::compute(v.vrings[q].num, v.vrings[q].align);
+      check(layout.has_value() && memory.offset_of(v.vrings[q].da, layout->size).has_value());
+    }
+  }
+  for (const rp::TraceBuffer& t : assigner.traces()) {
+    check(memory.offset_of(t.da, t.len).has_value());
+    char text[64];
+    (void)rp::read_trace(regions, t, text);
+  }
+}
+
+// Parses `mem`; if valid, checks the layout, visits, writes back, parses again and assigns.
 void exercise(std::vector<std::byte>& mem, Input& in) {
   const IoRegion region(mem, 0x2000'0000);
   auto rt = rp::ResourceTable::parse(region);
@@ -117,6 +155,7 @@ void exercise(std::vector<std::byte>& mem, Input& in) {
   }
   auto again = rp::ResourceTable::parse(region);
   check(again.has_value() && again->entry_count() == rt->entry_count());
+  assign(*again, in);
   Checker c2;
   c2.table = &*again;
   check(again->for_each(c2).has_value() && c2.visited == again->entry_count());
