@@ -106,6 +106,18 @@ void expect_echo_of_every_size(Link& link) {
   ep.destroy();
 }
 
+/// Forks a child running child_main() on the second socket of `socks`; the parent keeps the first.
+pid_t fork_child(const Case& c, std::pair<metal::UnixSocket, metal::UnixSocket>& socks,
+                 const std::string& sock_path, const std::string& shm_name) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    socks.first = metal::UnixSocket(metal::UniqueFd());
+    _exit(child_main(c, std::move(socks.second), sock_path, shm_name));
+  }
+  socks.second = metal::UnixSocket(metal::UniqueFd());
+  return pid;
+}
+
 class LinkTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(LinkTest, EchoOfEverySizeBetweenTwoProcesses) {
@@ -115,13 +127,8 @@ TEST_P(LinkTest, EchoOfEverySizeBetweenTwoProcesses) {
   const std::string shm_name = "amp-test-" + tag;
   auto socks = metal::UnixSocket::pair();
   ASSERT_TRUE(socks);
-  const pid_t pid = fork();
+  const pid_t pid = fork_child(c, *socks, sock_path, shm_name);
   ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    socks->first = metal::UnixSocket(metal::UniqueFd());
-    _exit(child_main(c, std::move(socks->second), sock_path, shm_name));
-  }
-  socks->second = metal::UnixSocket(metal::UniqueFd());
 
   metal::SysResult<std::unique_ptr<Link>> link = metal::sys_fail(Status::kInternal, "unset");
   if (c.openamp) {
@@ -196,14 +203,9 @@ TEST(LinkCreateIn, CallerPreparedMemory) {
 
   auto socks = metal::UnixSocket::pair();
   ASSERT_TRUE(socks);
-  const pid_t pid = fork();
+  const pid_t pid =
+      fork_child(Case{"join", NotifyMode::kEventFd, Role::kDriver, false, false, 0}, *socks, "", "");
   ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    socks->first = metal::UnixSocket(metal::UniqueFd());
-    _exit(child_main(Case{"join", NotifyMode::kEventFd, Role::kDriver, false, false, 0},
-                     std::move(socks->second), "", ""));
-  }
-  socks->second = metal::UnixSocket(metal::UniqueFd());
   LinkConfig cfg;
   cfg.role = Role::kDriver;
   auto link = Link::create_in(std::move(socks->first), cfg, std::move(*shm), layout);

@@ -56,8 +56,8 @@ bool process_exists(pid_t pid) {
 }
 
 /// The host's side of the test: binds to "amp-echo" on every link that comes up, and lets it go when the
-/// link goes down (after the test's sends are out of the endpoint). Declared before the ProcessRemote, so that
-/// it outlives the remote's last callback (the destructor's stop).
+/// link goes down (after the test's sends are out of the endpoint). Declared before the ProcessRemote, so
+/// that it outlives the remote's last callback (the destructor's stop).
 struct Host {
   std::mutex m;
   std::condition_variable cv;
@@ -142,6 +142,13 @@ struct Host {
   }
 };
 
+/// Starts the echo firmware and waits until the host has bound to its service.
+void start_and_bind(ProcessRemote& remote, Host& host) {
+  auto started = remote.start(echo_firmware());
+  ASSERT_TRUE(started) << started.error().message;
+  ASSERT_TRUE(host.wait_bound()) << "no announcement from the firmware";
+}
+
 struct Recorder {
   std::mutex m;
   std::vector<std::pair<State, State>> seen;
@@ -194,8 +201,7 @@ TEST(ProcessDriver, StartEchoStop) {
                                 {State::kLoaded, State::kRunning},
                                 {State::kRunning, State::kStopped}}));
     // Started again from stopped.
-    ASSERT_TRUE(remote.start(echo_firmware()));
-    ASSERT_TRUE(host.wait_bound());
+    ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
     ASSERT_NO_FATAL_FAILURE(host.expect_echoes(5, "again"));
   }  // the destructor stops it
   EXPECT_EQ(open_fds(), fds_before) << "descriptors left behind";
@@ -216,8 +222,7 @@ TEST(ProcessDriver, DetachLeavesItRunningAndAttachBringsEchoBack) {
     EXPECT_EQ(early.error().status, Status::kNotFound);
     EXPECT_NE(early.error().message.find("no running program to attach to"), std::string::npos);
 
-    ASSERT_TRUE(remote.start(echo_firmware()));
-    ASSERT_TRUE(host.wait_bound());
+    ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
     ASSERT_NO_FATAL_FAILURE(host.expect_echoes(5, "before"));
     const pid_t pid = remote.driver().pid();
 
@@ -263,8 +268,7 @@ TEST(ProcessDriver, ACrashWhileAttachedRecovers) {
   ProcessRemote remote(config);
   remote.set_recovery(true);
   host.attach(remote);
-  ASSERT_TRUE(remote.start(echo_firmware()));
-  ASSERT_TRUE(host.wait_bound());
+  ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
   ASSERT_TRUE(remote.detach());
   ASSERT_TRUE(remote.attach());
   ASSERT_TRUE(host.wait_bound());
@@ -284,8 +288,7 @@ TEST(ProcessDriver, CrashMidStreamUnbindsAndRecoveryBringsEchoBack) {
     remote.set_recovery(true, 2);
     rec.attach(remote);
     host.attach(remote);
-    ASSERT_TRUE(remote.start(echo_firmware()));
-    ASSERT_TRUE(host.wait_bound());
+    ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
     const pid_t first = remote.driver().pid();
 
     // A sender that keeps going through the crash: its sends must fail (not hang) while the remote is gone.
@@ -340,8 +343,7 @@ TEST(ProcessDriver, WithoutRecoveryACrashStaysCrashedAndSendsFail) {
   Host host;
   ProcessRemote remote(config);
   host.attach(remote);
-  ASSERT_TRUE(remote.start(echo_firmware()));
-  ASSERT_TRUE(host.wait_bound());
+  ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
   ASSERT_EQ(::kill(remote.driver().pid(), SIGTERM), 0);
   ASSERT_TRUE(remote.wait_for(State::kCrashed, 10s));
   EXPECT_NE(remote.last_exit().find("signal 15"), std::string::npos) << remote.last_exit();
@@ -355,8 +357,7 @@ TEST(ProcessDriver, WithoutRecoveryACrashStaysCrashedAndSendsFail) {
   EXPECT_TRUE(remote.stop()) << "nothing to stop";
   EXPECT_EQ(remote.state(), State::kCrashed);
   // A crashed remote can be started again by hand.
-  ASSERT_TRUE(remote.start(echo_firmware()));
-  ASSERT_TRUE(host.wait_bound());
+  ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
   ASSERT_NO_FATAL_FAILURE(host.expect_echoes(3, "restarted"));
 }
 
@@ -366,8 +367,7 @@ TEST(ProcessDriver, ARemoteThatEndsByItselfIsACrash) {
   Host host;
   ProcessRemote remote(config);
   host.attach(remote);
-  ASSERT_TRUE(remote.start(echo_firmware()));
-  ASSERT_TRUE(host.wait_bound());
+  ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
   for (int i = 0; i < 3; ++i) ASSERT_EQ(host.send("bye"), Status::kOk);
   ASSERT_TRUE(remote.wait_for(State::kCrashed, 10s));
   EXPECT_EQ(remote.last_exit(), "exited with status 0");
