@@ -3,13 +3,18 @@
 // vrings, starts it and runs the virtio driver role. It announces "amp-echo" and sends every message back,
 // until the host goes away; a host that detaches can attach again.
 //
-//   amp-echo-firmware [--service NAME] [--exit-at-start STATUS] [--exit-after COUNT] [--ping-host COUNT]
+//   amp-echo-firmware [--service NAME] [--exit-at-start STATUS] [--exit-after COUNT] [--stubborn]
+//   [--ping-host COUNT]
 //     --exit-at-start  ends at once with STATUS, before rpmsg is up (a firmware that fails to boot)
 //     --exit-after     ends (status 0) after echoing COUNT messages (a firmware that stops by itself)
+//     --stubborn       ignores SIGTERM and stays after the host has gone (a hung firmware: stop must kill it)
 //     --ping-host      instead of echoing: once the host announces an endpoint of the service's name
 //                      (`ampctl run --echo`), sends it COUNT messages, checks each echo, reports on stderr
+#include <unistd.h>
 #include <chrono>
 #include <condition_variable>
+
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -68,6 +73,7 @@ int main(int argc, char** argv) {
   std::string service = "amp-echo";
   long exit_after = -1;
   long ping_count = -1;
+  bool stubborn = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--service" && i + 1 < argc) {
@@ -76,6 +82,9 @@ int main(int argc, char** argv) {
       return std::atoi(argv[++i]);
     } else if (a == "--exit-after" && i + 1 < argc) {
       exit_after = std::atol(argv[++i]);
+    } else if (a == "--stubborn") {
+      std::signal(SIGTERM, SIG_IGN);
+      stubborn = true;
     } else if (a == "--ping-host" && i + 1 < argc) {
       ping_count = std::atol(argv[++i]);
     } else {
@@ -87,6 +96,7 @@ int main(int argc, char** argv) {
   for (;;) {
     auto link = amp::rproc::join_host();
     if (!link) {
+      while (stubborn) pause();
       if (link.error().status == amp::Status::kClosed) return 0;
       std::fprintf(stderr, "amp-echo-firmware: %s\n", link.error().message.c_str());
       return 1;

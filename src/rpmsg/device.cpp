@@ -15,6 +15,8 @@ using virtio::Buffer;
 /// The endpoint whose receive/unbind callback this thread is running, so that destroying it from inside
 /// its own callback does not wait for itself.
 AMP_THREAD_LOCAL const Endpoint* tls_in_callback = nullptr;
+/// How often a send blocked inside a receive callback looks at the ring again.
+constexpr std::uint64_t kCallbackRecheckNs = 1'000'000;
 
 class CallbackScope {
  public:
@@ -735,7 +737,12 @@ Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
       continue;
     }
     if (tx_waiters_++ == 0) set_tx_waiting_locked(true);
-    if (deadline == kForever) {
+    if (tls_in_callback != nullptr) {
+      // Sending from a receive callback: this is most likely the thread that runs process(), so nobody
+      // would wake us. Look at the ring again every millisecond instead (try_acquire reads it).
+      const std::uint64_t soon = metal::deadline_after(kCallbackRecheckNs);
+      (void)tx_cv_.wait_until(mutex_, deadline < soon ? deadline : soon);
+    } else if (deadline == kForever) {
       tx_cv_.wait(mutex_);
     } else {
       (void)tx_cv_.wait_until(mutex_, deadline);

@@ -311,6 +311,42 @@ TEST_F(Loopback, BlockedSenderWakesWhenABufferComesBack) {
   EXPECT_TRUE(sent);
 }
 
+// An echo from inside a receive callback when the peer has no buffer free at that moment: the thread that
+// would be woken by process() is the one blocked in the callback, so the send must look at the ring itself.
+TEST_F(Loopback, SendFromACallbackWaitsForABufferWithoutDeadlock) {
+  start();
+  Inbox inbox;
+  Endpoint host_ep;
+  ASSERT_EQ(driver_.create_endpoint(host_ep, "", 0x500, kAddrAny, inbox.receiver()), Status::kOk);
+  std::atomic<Status> echo_result{Status::kInternal};
+  Endpoint echo;
+  ASSERT_EQ(device_.create_endpoint(echo, "", 0x400, kAddrAny,
+                                    [&](Endpoint& self, const Message& m) {
+                                      echo_result.store(self.send_to(m.src, m.payload));  // no timeout
+                                    }),
+            Status::kOk);
+  // Use up every buffer the driver gave the device to send in.
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(echo.send_to(0x500, bytes_of("x"), 0), Status::kOk);
+  EXPECT_EQ(echo.send_to(0x500, bytes_of("x"), 0), Status::kWouldBlock);
+  ASSERT_EQ(host_ep.send_to(0x400, bytes_of("ping")), Status::kOk);
+  std::thread remote([&] { EXPECT_EQ(device_.process(), Status::kOk); });  // blocks inside the callback
+  while (device_.stats().rx_messages == 0) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(driver_.process(), Status::kOk);  // takes the 256 messages, gives the buffers back
+  // (the kick it sends goes nowhere: the device's processing thread is the blocked one)
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (echo_result.load() == Status::kInternal && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const Status result = echo_result.load();
+  if (result == Status::kInternal) device_.stop();  // deadlocked: release the sender so the test can end
+  remote.join();
+  EXPECT_EQ(result, Status::kOk) << "the send inside the callback never saw the buffers come back";
+  ASSERT_EQ(driver_.process(), Status::kOk);
+  ASSERT_FALSE(inbox.messages.empty());
+  EXPECT_EQ(inbox.messages.back(), "ping");
+}
+
 TEST_F(Loopback, ZeroCopySendAndUnsentBufferGoesBack) {
   start();
   Inbox inbox;

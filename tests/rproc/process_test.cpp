@@ -192,6 +192,7 @@ TEST(ProcessDriver, StartEchoStop) {
     ASSERT_NO_FATAL_FAILURE(host.expect_echoes(50, "hello"));
     ASSERT_TRUE(remote.stop());
     EXPECT_EQ(remote.state(), State::kStopped);
+    EXPECT_EQ(remote.driver().last_end(), "exited with status 0") << "it ends by itself once its host goes";
     EXPECT_EQ(host.unbinds, 1);
     EXPECT_EQ(host.links_down, 1);
     EXPECT_EQ(remote.driver().link(), nullptr);
@@ -425,6 +426,22 @@ TEST(ProcessDriver, AFirmwareThatFailsToBootIsReportedAndReaped) {
   }
   EXPECT_EQ(remote.driver().pid(), -1);
   EXPECT_EQ(remote.driver().link(), nullptr);
+}
+
+TEST(ProcessDriver, StopKillsAFirmwareThatWillNotEnd) {
+  ProcessConfig config;
+  config.args = {"--stubborn"};  // ignores SIGTERM and stays after its host has gone
+  config.stop_timeout = 300ms;
+  Host host;
+  ProcessRemote remote(config);
+  host.attach(remote);
+  ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
+  const pid_t pid = remote.driver().pid();
+  ASSERT_TRUE(remote.stop());
+  EXPECT_FALSE(process_exists(pid));
+  EXPECT_EQ(remote.state(), State::kStopped);
+  EXPECT_EQ(remote.driver().last_end(), "killed by signal 9 (Killed)") << "SIGTERM was ignored: SIGKILL";
+  EXPECT_EQ(remote.last_exit(), "") << "a stop is not a crash";
 }
 
 TEST(ProcessDriver, TooLittleMemoryForTheBuffersIsAClearError) {

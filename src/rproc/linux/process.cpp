@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdlib>
@@ -164,6 +165,11 @@ pid_t ProcessDriver::pid() const {
 std::string ProcessDriver::error() const {
   std::lock_guard lock(mutex_);
   return error_;
+}
+
+std::string ProcessDriver::last_end() const {
+  std::lock_guard lock(mutex_);
+  return last_how_;
 }
 
 std::vector<AssignedVdev> ProcessDriver::vdevs() const {
@@ -446,17 +452,23 @@ void ProcessDriver::stop_locked() {
   take_down_link_locked();
   child_->control = metal::UnixSocket(metal::UniqueFd());  // the host is gone: the program's cue to end
   if (!child_->reaped) {
-    // Without its link a native firmware ends by itself; SIGTERM asks it to, SIGKILL makes it.
-    ::kill(child_->pid, SIGTERM);
-    pollfd p{child_->pidfd, POLLIN, 0};
-    int n;
-    do {
-      n = ::poll(&p, 1, static_cast<int>(config_.stop_timeout.count()));
-    } while (n < 0 && errno == EINTR);
-    if (n == 0) {
-      AMP_LOG_WARNING("rproc process: %s did not end within %lld ms of SIGTERM; killing it",
-                      config_.name.c_str(), static_cast<long long>(config_.stop_timeout.count()));
-      ::kill(child_->pid, SIGKILL);
+    // Without its host a native firmware ends by itself: give it a moment, then SIGTERM asks it to, and
+    // SIGKILL makes it. Signals go to its process group (its own), so what it started goes too.
+    auto ended_within = [this](std::chrono::milliseconds timeout) {
+      pollfd p{child_->pidfd, POLLIN, 0};
+      int n;
+      do {
+        n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+      } while (n < 0 && errno == EINTR);
+      return n > 0;
+    };
+    if (!ended_within(std::min(config_.stop_timeout, std::chrono::milliseconds(200)))) {
+      ::kill(-child_->pid, SIGTERM);
+      if (!ended_within(config_.stop_timeout)) {
+        AMP_LOG_WARNING("rproc process: %s did not end within %lld ms of SIGTERM; killing it",
+                        config_.name.c_str(), static_cast<long long>(config_.stop_timeout.count()));
+        ::kill(-child_->pid, SIGKILL);
+      }
     }
     reap_locked();
   }

@@ -106,6 +106,9 @@ class ProcessDriver final : public Driver {
   pid_t pid() const;
   /// The last failure, one line.
   std::string error() const;
+  /// How the last program ended ("exited with status 0", "killed by signal 9 (Killed)"), stopped or not;
+  /// "" before any ended.
+  std::string last_end() const;
   /// Where the last start() put the vdevs' vrings.
   std::vector<AssignedVdev> vdevs() const;
 
