@@ -392,6 +392,15 @@ TEST(ProcessDriver, BadFirmwareIsRefusedAtLoad) {
   EXPECT_EQ(r.error().status, Status::kNotFound);
   EXPECT_NE(r.error().message.find("no rpmsg vdev"), std::string::npos) << r.error().message;
 
+  // Built for another machine (e_machine, at byte 18, patched to ARM): refused.
+  auto arm = echo_firmware();
+  arm[18] = std::byte{40};
+  arm[19] = std::byte{0};
+  r = remote.start(arm);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, Status::kNotSupported);
+  EXPECT_NE(r.error().message.find("built for machine 40"), std::string::npos) << r.error().message;
+
   // The firmware's table is checked too: break the vdev's vring count in a copy.
   auto fw = echo_firmware();
   auto image = ElfImage::parse(fw, {.allow_position_independent = true});

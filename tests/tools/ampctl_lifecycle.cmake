@@ -16,6 +16,9 @@ file(MAKE_DIRECTORY ${WORK}/firmware)
 file(COPY_FILE ${FIRMWARE} ${WORK}/app.elf)
 execute_process(COMMAND sh -c "head -c 100 '${FIRMWARE}' > '${WORK}/cut.elf'")
 file(WRITE ${WORK}/notes.txt "hello")
+# The same image with EI_CLASS (byte 4) set to 3: neither 32- nor 64-bit.
+file(COPY_FILE ${FIRMWARE} ${WORK}/class3.elf)
+execute_process(COMMAND sh -c "printf '\\003' | dd of='${WORK}/class3.elf' bs=1 seek=4 conv=notrunc 2>/dev/null")
 set(common --sys ${WORK}/sys --firmware-dir ${WORK}/firmware)
 
 function(expect code stdout_regex stderr_regex)
@@ -56,6 +59,7 @@ expect_file(${cls}/remoteproc1/state "detach")
 # Bad input: one clear line, non-zero exit.
 expect(1 "" "firmware .*notes.txt: not an ELF file" load r5f_0 ${WORK}/notes.txt ${common})
 expect(1 "" "firmware .*cut.elf: .*program header" load r5f_0 ${WORK}/cut.elf ${common})
+expect(1 "" "firmware .*class3.elf: ELF class is neither 32- nor 64-bit" load r5f_0 ${WORK}/class3.elf ${common})
 expect(1 "" "firmware .*app.elf: built for machine 62, not arm" load r5f_0 ${WORK}/app.elf ${common} --machine arm)
 expect(2 "" "--machine is arm, aarch64, x86_64 or riscv, not 'z80'" load r5f_0 ${WORK}/app.elf ${common} --machine z80)
 expect(1 "" "cannot read firmware .*missing.elf" load r5f_0 ${WORK}/missing.elf ${common})
