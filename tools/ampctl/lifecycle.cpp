@@ -206,7 +206,8 @@ int trace(const Args& a, const amp::rproc::SysfsRemoteproc& r) {
     }
     if (const auto nul = text.find('\0'); nul != std::string::npos) text.resize(nul);  // the unused rest
     if (a.json) {
-      json += (printed == 0 ? "" : ",") + json_string(text);
+      if (printed != 0) json += ',';
+      json += json_string(text);
     } else {
       std::fputs(text.c_str(), stdout);
       if (!text.empty() && text.back() != '\n') std::fputc('\n', stdout);
