@@ -96,10 +96,14 @@ int main(int argc, char** argv) {
   for (;;) {
     auto link = amp::rproc::join_host();
     if (!link) {
-      while (stubborn) pause();
-      if (link.error().status == amp::Status::kClosed) return 0;
+      const amp::Status why = link.error().status;
+      if (why == amp::Status::kClosed) {
+        while (stubborn) pause();
+        return 0;  // the host has gone for good
+      }
       std::fprintf(stderr, "amp-echo-firmware: %s\n", link.error().message.c_str());
-      return 1;
+      if (why == amp::Status::kNotFound || why == amp::Status::kInvalidArgument) return 1;  // not our host
+      continue;  // that session failed: wait for the next
     }
     if (ping_count >= 0) return ping_host(**link, service, ping_count);
     amp::rpmsg::Endpoint ep;

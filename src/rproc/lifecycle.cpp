@@ -79,7 +79,8 @@ Status Lifecycle::start() noexcept {
 
 Status Lifecycle::stop() noexcept {
   LockGuard g(mutex_);
-  if (state_ != State::kRunning && state_ != State::kAttached) return Status::kBusy;
+  if (state_ != State::kRunning && state_ != State::kAttached && state_ != State::kDetached)
+    return Status::kBusy;
   AMP_RETURN_IF_ERROR(driver_.stop());
   move_locked(State::kStopped, Status::kOk);
   return Status::kOk;
@@ -103,9 +104,12 @@ Status Lifecycle::detach() noexcept {
 
 Status Lifecycle::report_crash(Status cause) noexcept {
   LockGuard g(mutex_);
-  if (state_ != State::kRunning && state_ != State::kAttached) return Status::kBusy;
+  if (state_ != State::kRunning && state_ != State::kAttached && state_ != State::kDetached)
+    return Status::kBusy;
   const bool had_firmware = !firmware_.empty();
+  const bool was_detached = state_ == State::kDetached;
   move_locked(State::kCrashed, cause);
+  if (was_detached) return cause;  // we had let go of it: not ours to restart
   if (!recovery_ || !had_firmware || recoveries_ >= max_attempts_) {
     if (recovery_ && had_firmware)
       AMP_LOG_ERROR("rproc: giving up after %u recoveries", static_cast<unsigned>(recoveries_));

@@ -3,6 +3,7 @@
 // echo, for every payload size from 1 byte to the MTU.
 #include "amp/rpmsg/linux/link.hpp"
 
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -261,6 +262,49 @@ TEST(LinkJoin, RefusesAHelloWhoseLayoutIsOutsideTheMemory) {
     EXPECT_EQ(link.error().status, Status::kMalformed) << f.offset << ": " << link.error().message;
     EXPECT_EQ(link.error().message.find("layout") != std::string::npos, !control) << link.error().message;
   }
+}
+
+TEST(LinkJoin, APeerThatStopsHalfWayThroughItsHelloTimesOut) {
+  auto socks = metal::UnixSocket::pair();
+  ASSERT_TRUE(socks);
+  const std::array<std::byte, 10> part{std::byte{'A'}, std::byte{'M'}, std::byte{'P'}, std::byte{'L'}};
+  ASSERT_TRUE(ok(socks->first.send_all(part)));
+  LinkConfig cfg;
+  cfg.role = Role::kDevice;
+  cfg.timeout = 300ms;
+  auto link = Link::join(std::move(socks->second), cfg);  // must come back, not wait for the rest forever
+  ASSERT_FALSE(link);
+  EXPECT_EQ(link.error().status, Status::kTimeout) << link.error().message;
+  EXPECT_NE(link.error().message.find("half-way"), std::string::npos) << link.error().message;
+}
+
+TEST(LinkJoin, RefusesMemoryThePeerCouldShrink) {
+  const int raw = ::memfd_create("amp-test-unsealed", MFD_CLOEXEC);
+  ASSERT_GE(raw, 0);
+  metal::UniqueFd unsealed(raw);
+  ASSERT_EQ(::ftruncate(raw, 0x10000), 0);
+  std::array<std::byte, 136> hello{};
+  auto put = [&](std::size_t at, std::uint64_t v, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) hello[at + i] = static_cast<std::byte>(v >> (8 * i));
+  };
+  std::memcpy(hello.data(), "AMPL", 4);
+  put(4, 2, 4);
+  put(9, 2, 1);  // poll: no eventfds
+  put(12, 64, 4);
+  put(16, 512, 4);
+  put(24, 0x10000, 8);
+  put(112, 0x1000, 8);
+  auto socks = metal::UnixSocket::pair();
+  ASSERT_TRUE(socks);
+  const int fds[] = {raw};
+  ASSERT_TRUE(ok(socks->first.send_all(hello, fds)));
+  LinkConfig cfg;
+  cfg.role = Role::kDevice;
+  cfg.timeout = 1s;
+  auto link = Link::join(std::move(socks->second), cfg);
+  ASSERT_FALSE(link);
+  EXPECT_EQ(link.error().status, Status::kMalformed);
+  EXPECT_NE(link.error().message.find("sealed"), std::string::npos) << link.error().message;
 }
 
 TEST(LinkLayoutTest, OpenAmpTableGoldenBytes) {

@@ -101,6 +101,24 @@ TEST_F(LifecycleTest, AttachAndDetach) {
   ASSERT_EQ(life_.stop(), Status::kOk);
   EXPECT_EQ(seen_, (std::vector<std::string>{"offline>attached", "attached>detached", "detached>attached",
                                              "attached>stopped"}));
+  // A detached remote can be stopped, and its death is a crash that recovery leaves alone.
+  {
+    FakeDriver d;
+    Lifecycle l(d);
+    l.set_recovery(true);
+    ASSERT_EQ(l.attach(), Status::kOk);
+    ASSERT_EQ(l.detach(), Status::kOk);
+    d.calls.clear();
+    EXPECT_EQ(l.report_crash(Status::kClosed), Status::kClosed);
+    EXPECT_EQ(l.state(), State::kCrashed);
+    EXPECT_TRUE(d.calls.empty()) << "no recovery for a remote we had let go of";
+    FakeDriver d2;
+    Lifecycle l2(d2);
+    ASSERT_EQ(l2.attach(), Status::kOk);
+    ASSERT_EQ(l2.detach(), Status::kOk);
+    ASSERT_EQ(l2.stop(), Status::kOk);
+    EXPECT_EQ(l2.state(), State::kStopped);
+  }
   FakeDriver plain;
   plain.can_attach = false;
   Lifecycle other(plain);

@@ -4,6 +4,7 @@
 #include "amp/rproc/linux/process.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -261,6 +262,65 @@ TEST(ProcessDriver, DetachLeavesItRunningAndAttachBringsEchoBack) {
     EXPECT_EQ(moves.back(), std::make_pair(State::kAttached, State::kStopped));
   }
   EXPECT_EQ(open_fds(), fds_before) << "descriptors left behind";
+}
+
+TEST(ProcessDriver, ADetachedProgramCanBeStoppedOrEndAndBeStartedAgain) {
+  const ProcessConfig config;
+  Host host;
+  ProcessRemote remote(config);
+  remote.set_recovery(true);
+  host.attach(remote);
+  // Stopping a detached remote ends its program.
+  ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
+  ASSERT_TRUE(remote.detach());
+  const pid_t first = remote.driver().pid();
+  ASSERT_TRUE(remote.stop());
+  EXPECT_EQ(remote.state(), State::kStopped);
+  EXPECT_FALSE(process_exists(first));
+  // A detached program that ends is a crash (no recovery: we had let go of it), and the remote can be
+  // started again.
+  ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
+  ASSERT_TRUE(remote.detach());
+  ASSERT_EQ(::kill(remote.driver().pid(), SIGKILL), 0);
+  ASSERT_TRUE(remote.wait_for(State::kCrashed, 10s));
+  EXPECT_EQ(remote.lifecycle().recoveries(), 0U);
+  EXPECT_EQ(remote.driver().pid(), -1);
+  ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
+  ASSERT_NO_FATAL_FAILURE(host.expect_echoes(3, "again"));
+  ASSERT_TRUE(remote.stop());
+}
+
+// Whatever descriptors the host has, the program finds its control socket at 3 and runs: here descriptor
+// 3 is free when the firmware is loaded, which once put its executable copy where the socket goes.
+TEST(ProcessDriver, StartsWhateverDescriptorsAreFree) {
+  std::vector<int> closed;
+  for (int fd = 3; fd < 12; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1) {
+      const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 100);
+      ASSERT_GE(moved, 0);
+      closed.push_back(fd);
+      ::dup2(moved, 1000 + fd);  // keep it, out of the way
+      ::close(moved);
+      ::close(fd);
+    }
+  }
+  {
+    // Descriptor 3 held while the remote sets up its own, and free when the firmware is loaded.
+    const int placeholder = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ASSERT_EQ(placeholder, 3);
+    const ProcessConfig config;
+    Host host;
+    ProcessRemote remote(config);
+    host.attach(remote);
+    ::close(placeholder);
+    ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
+    ASSERT_NO_FATAL_FAILURE(host.expect_echoes(3, "low fds"));
+    ASSERT_TRUE(remote.stop());
+  }
+  for (const int fd : closed) {  // put them back
+    ::dup2(1000 + fd, fd);
+    ::close(1000 + fd);
+  }
 }
 
 TEST(ProcessDriver, ACrashWhileAttachedRecovers) {

@@ -317,6 +317,12 @@ TEST_F(VdevHostTest, GarbageAndMisfitsAreClearErrors) {
          c.pool_size = 0x8000;
        },
        Status::kNoMemory, "has no room for"},
+      {"pool over the table",
+       [](VdevHostTest& t, VdevHostConfig& c) {
+         t.load_table(rpmsg_firmware_table());
+         c.pool_da = kMemBase;
+       },
+       Status::kInvalidArgument, "overlaps the resource table at 0x3ed00200"},
       {"pool outside the memory",
        [](VdevHostTest& t, VdevHostConfig& c) {
          t.load_table(rpmsg_firmware_table());

@@ -24,6 +24,8 @@ set(args run --driver sysfs --remote r5f_0 --uio rproc-mem --pool 0x3ed10000:0xf
          --dev ${WORK}/dev --firmware-dir ${WORK}/firmware ${FIRMWARE} --ping amp-echo)
 if(MODE STREQUAL "json")
   list(APPEND args --json --rounds 2)
+else()
+  list(APPEND args --kick mem:0xf0)  # a doorbell in unused memory: the store path, harmlessly
 endif()
 execute_process(COMMAND ${FAKE} ${WORK}/sys ${WORK}/firmware remoteproc0 ${WORK}/dev/uio0 0x3ed00000 0x100000
                 COMMAND ${AMPCTL} ${args}

@@ -188,11 +188,19 @@ struct Run {
     }
     std::unique_lock lock(services.m);
     std::optional<std::uint32_t> addr;
-    const bool found = services.cv.wait_for(lock, timeout, [&] {
+    auto found_it = [&] {
       for (const auto& [name, a] : services.seen)
         if (name == ping_service) addr = a;
       return addr.has_value() || g_interrupted.load();
-    });
+    };
+    // In short slices, so that Ctrl-C (which sets g_interrupted, not this condition) ends the wait soon.
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    bool found = found_it();
+    while (!found && std::chrono::steady_clock::now() < until) {
+      found = services.cv.wait_for(lock, std::chrono::milliseconds(100), found_it);
+    }
+    // The address belongs to this generation of the link: a link-down after this shows as a new one.
+    const std::uint64_t generation = services.generation;
     lock.unlock();
     Summary sum;
     double secs = 0;
@@ -203,11 +211,6 @@ struct Run {
     } else {
       // The device first (the driver's lock; its link-down takes using_link under that lock, so never the
       // other way round), then using_link; a link-down in between shows as a new generation.
-      std::uint64_t generation = 0;
-      {
-        std::lock_guard l(services.m);
-        generation = services.generation;
-      }
       std::function<bool()> gone;
       amp::rpmsg::Device* dev = device(&gone);
       std::lock_guard using_link(services.using_link);
@@ -353,10 +356,21 @@ int run_sysfs(const Options& o) {
     const auto c2 = c1 == std::string::npos ? c1 : k.find(':', c1 + 1);
     auto map = c1 == std::string::npos ? uio->map(k) : uio->map(k.substr(0, c1));
     if (!map || c1 == std::string::npos) die("--kick is MAP:OFFSET[:VALUE] with a map of " + uio_name, 2);
-    const unsigned long offset = std::strtoul(k.c_str() + c1 + 1, nullptr, 0);
+    auto number = [&](std::size_t from, std::size_t to, std::uint64_t max) {
+      const std::string text = k.substr(from, to == std::string::npos ? std::string::npos : to - from);
+      char* end = nullptr;
+      errno = 0;
+      const unsigned long long v = std::strtoull(text.c_str(), &end, 0);
+      if (text.empty() || errno != 0 || *end != '\0' || v > max)
+        die("--kick is MAP:OFFSET[:VALUE]; '" + text + "' is not a number in range", 2);
+      return static_cast<std::uint64_t>(v);
+    };
+    const std::size_t map_size = (*map)->size;
+    const std::uint64_t offset = number(c1 + 1, c2, map_size >= 4 ? map_size - 4 : 0);
+    if (offset % 4 != 0) die("--kick: the register offset must be a multiple of 4", 2);
     std::optional<std::uint32_t> value;
     if (c2 != std::string::npos)
-      value = static_cast<std::uint32_t>(std::strtoul(k.c_str() + c2 + 1, nullptr, 0));
+      value = static_cast<std::uint32_t>(number(c2 + 1, std::string::npos, 0xFFFFFFFFU));
     kick.emplace(memory[(*map)->index], offset, value);
     config.kick = &*kick;
   }
@@ -384,7 +398,11 @@ int run_sysfs(const Options& o) {
   for (;;) {
     auto st = rproc->state();
     if (st && *st == State::kRunning) break;
-    if (std::chrono::steady_clock::now() >= deadline || g_interrupted.load()) {
+    if (g_interrupted.load()) {
+      (void)lifecycle.stop();
+      die("interrupted while waiting for " + rproc->node() + " to run");
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
       (void)lifecycle.stop();
       die("the kernel did not report " + rproc->node() + " running within the timeout");
     }

@@ -3,7 +3,7 @@
 // runs already (started by a bootloader) or is left running.
 //
 //   offline --load--> loaded --start--> running --stop--> stopped --load--> loaded ...
-//   running --crash--> crashed --(recovery: load, start)--> running
+//   running --crash--> crashed --(recovery: load, start)--> running;  detached --crash--> crashed
 //   offline --attach--> attached --detach--> detached;  running --detach--> detached
 //
 // The platform's part (loading memory, releasing a core from reset, spawning a process...) is a Driver; this
@@ -75,14 +75,15 @@ class Lifecycle {
   [[nodiscard]] Status load(std::span<const std::byte> firmware) noexcept;
   /// loaded -> running.
   [[nodiscard]] Status start() noexcept;
-  /// running or attached -> stopped.
+  /// running, attached or detached -> stopped.
   [[nodiscard]] Status stop() noexcept;
   /// offline -> attached.
   [[nodiscard]] Status attach() noexcept;
   /// running or attached -> detached.
   [[nodiscard]] Status detach() noexcept;
-  /// The remote died (the driver or a watchdog noticed): running or attached -> crashed; then, when
-  /// recovery is on and attempts remain, crashed -> loaded -> running with the last firmware. Returns kOk
+  /// The remote died (the driver or a watchdog noticed): running, attached or detached -> crashed; then,
+  /// when recovery is on, attempts remain and it was not detached (then it was no longer ours to restart),
+  /// crashed -> loaded -> running with the last firmware. Returns kOk
   /// when the remote runs again, `cause` when it stays crashed, or the recovery's error.
   [[nodiscard]] Status report_crash(Status cause) noexcept;
 

@@ -1,8 +1,10 @@
 #include "amp/rpmsg/linux/link.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -437,13 +439,22 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
   link->socket_ = std::move(socket);
   Hello h{};
   std::vector<metal::UniqueFd> fds;
-  // Wait for the hello, but not forever.
+  // Wait for the hello, but not forever: not for its first byte, nor for the rest of it.
   pollfd p{link->socket_.fd(), POLLIN, 0};
   const int ready = ::poll(&p, 1, static_cast<int>(config.timeout.count()));
-  if (ready <= 0) return sys_fail(Status::kTimeout, "no link hello from the peer within the timeout");
-  if (const Status s = link->socket_.receive_exact(std::as_writable_bytes(std::span(&h, 1)), &fds, 3);
-      !ok(s)) {
-    return sys_fail(s, std::string("receiving the link hello: ") + amp::to_string(s));
+  if (ready < 0) return sys_fail("waiting for the link hello");
+  if (ready == 0) return sys_fail(Status::kTimeout, "no link hello from the peer within the timeout");
+  const auto ms = config.timeout.count();
+  timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+  (void)::setsockopt(link->socket_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const Status received = link->socket_.receive_exact(std::as_writable_bytes(std::span(&h, 1)), &fds, 3);
+  tv = timeval{0, 0};
+  (void)::setsockopt(link->socket_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (!ok(received)) {
+    return sys_fail(
+        received == Status::kWouldBlock ? Status::kTimeout : received,
+        std::string("receiving the link hello: ") +
+            (received == Status::kWouldBlock ? "the peer stopped half-way" : amp::to_string(received)));
   }
   if (std::memcmp(h.magic, kMagic, 4) != 0 || h.version != kHelloVersion) {
     return sys_fail(Status::kMalformed, "the peer is not an amp link of this version (bad hello)");
@@ -477,6 +488,11 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
     return sys_fail(Status::kMalformed, "the link hello carried the wrong descriptors");
   std::size_t next = 0;
   if (posix_name.empty()) {
+    // A memfd the peer could still shrink would make our accesses fault (SIGBUS): it must be sealed.
+    const int seals = ::fcntl(fds[next].get(), F_GET_SEALS);
+    if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
+      return sys_fail(Status::kMalformed, "the peer's shared memory is not a memfd sealed against shrinking");
+    }
     auto shm = metal::shm::map_fd(std::move(fds[next++]), layout.size, layout.device_address);
     if (!shm) return sys_fail(shm.error().status, shm.error().message);
     link->shm_ = std::move(*shm);

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "amp/metal/linux/shared_memory.hpp"
 #include "amp/metal/log.hpp"
@@ -47,6 +48,8 @@ constexpr std::uint16_t kHostMachine = elf::kMachineNone;  // not checked
 #endif
 
 constexpr std::size_t kPage = 0x1000;
+/// MFD_EXEC (Linux 6.3), spelled out for older headers; older kernels refuse it with EINVAL.
+constexpr unsigned kMfdExec = 0x0010U;
 /// The descriptor number the program finds its socket at.
 constexpr int kChildLinkFd = 3;
 
@@ -133,8 +136,8 @@ void ProcessDriver::shutdown() {
     loop_->stop();
     loop_->join();  // a report in progress (a recovery, even) finishes first
   }
-  std::unique_lock lock(mutex_);
-  stop_locked();
+  std::lock_guard op(op_mutex_);
+  stop_op();
 }
 
 void ProcessDriver::on_link_up(LinkFn fn) {
@@ -179,12 +182,17 @@ std::vector<AssignedVdev> ProcessDriver::vdevs() const {
 
 Status ProcessDriver::fail(Status s, std::string message) {
   AMP_LOG_DEBUG("rproc process: %s", message.c_str());  // the caller reports it
-  error_ = std::move(message);
+  set_error(std::move(message));
   return s;
 }
 
-Status ProcessDriver::load(std::span<const std::byte> firmware) noexcept {
+void ProcessDriver::set_error(std::string message) {
   std::lock_guard lock(mutex_);
+  error_ = std::move(message);
+}
+
+Status ProcessDriver::load(std::span<const std::byte> firmware) noexcept {
+  std::lock_guard op(op_mutex_);
   auto image = ElfImage::parse(firmware, {.allow_position_independent = true});
   if (!image) return fail(to_status(image.error()), std::string("firmware: ") + to_string(image.error()));
   if (kHostMachine != elf::kMachineNone && image->machine() != kHostMachine) {
@@ -212,8 +220,13 @@ Status ProcessDriver::load(std::span<const std::byte> firmware) noexcept {
   }
 
   // The program runs from a sealed copy: what was checked is what runs.
-  metal::UniqueFd exe(
-      ::memfd_create(("amp-firmware-" + config_.name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  // Executable on purpose (MFD_EXEC, where the kernel knows it: vm.memfd_noexec may default to no-exec).
+  const std::string memfd_name = "amp-firmware-" + config_.name;
+  int raw = ::memfd_create(memfd_name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING | kMfdExec);
+  if (raw < 0 && errno == EINVAL) raw = ::memfd_create(memfd_name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  // Kept above descriptor 3, which the program's control socket takes in the child.
+  metal::UniqueFd exe(raw >= 0 ? ::fcntl(raw, F_DUPFD_CLOEXEC, 10) : -1);
+  if (raw >= 0) ::close(raw);
   if (!exe) return fail(Status::kIoError, std::string("memfd_create: ") + std::strerror(errno));
   std::size_t done = 0;
   while (done < firmware.size()) {
@@ -228,14 +241,14 @@ Status ProcessDriver::load(std::span<const std::byte> firmware) noexcept {
   }
   executable_ = std::move(exe);
   table_ = std::move(table);
-  error_.clear();
+  set_error({});
   return Status::kOk;
 }
 
 Status ProcessDriver::start() noexcept {
-  std::unique_lock lock(mutex_);
-  if (!loop_) return fail(Status::kInternal, error_.empty() ? "process driver: no event loop" : error_);
-  if (!executable_) return fail(Status::kBusy, "no firmware loaded");
+  std::lock_guard op(op_mutex_);
+  if (!loop_) return fail(Status::kInternal, "process driver: no event loop");
+  if (!executable_) return fail(Status::kNotFound, "no firmware loaded");
   if (child_) return fail(Status::kBusy, "the firmware runs already");
 
   // --- The remote's memory: the table at 0, then the host's pool (vrings, carveouts, rpmsg buffers). ---
@@ -268,7 +281,10 @@ Status ProcessDriver::start() noexcept {
   layout.table_size = table_size;
   layout.pool = static_cast<std::size_t>(buffers - config_.memory_base);
   layout.pool_size = pool_bytes;
-  vdevs_.assign(1, plan->vdev);
+  {
+    std::lock_guard lock(mutex_);
+    vdevs_.assign(1, plan->vdev);
+  }
 
   metal::UniqueFd memory_fd(::fcntl(shm->fd(), F_DUPFD_CLOEXEC, 0));
   if (!memory_fd) return fail(Status::kIoError, std::string("dup: ") + std::strerror(errno));
@@ -285,6 +301,8 @@ Status ProcessDriver::start() noexcept {
   ::posix_spawn_file_actions_init(&actions);
   ::posix_spawnattr_init(&attr);
   ::posix_spawn_file_actions_adddup2(&actions, child_end.get(), kChildLinkFd);
+  // A remote has no terminal: in a background group, reading one would stop it (SIGTTIN) for good.
+  ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   // Its own process group (a terminal's Ctrl-C is the host's to handle), default signals, nothing blocked.
   sigset_t none;
   sigset_t all;
@@ -343,21 +361,26 @@ Status ProcessDriver::start() noexcept {
   }
   watch->source = *source;
   watches_[gen] = std::move(watch);
-  child_ = std::move(child);
+  {
+    std::lock_guard lock(mutex_);
+    child_ = std::move(child);
+  }
   AMP_LOG_INFO("rproc process: started %s (pid %d)", config_.name.c_str(), static_cast<int>(pid));
 
   // --- rpmsg: the virtio driver role over the firmware's vdev. ---
-  if (const Status st = open_session_locked(std::move(*shm)); !ok(st)) {
-    std::string why = "the firmware did not bring rpmsg up: " + error_;
-    stop_locked();
-    if (!last_how_.empty()) why += " (it " + last_how_ + ")";
+  if (const Status st = open_session(std::move(*shm)); !ok(st)) {
+    std::string why = "the firmware did not bring rpmsg up: " + error();
+    pollfd p{child_->pidfd, POLLIN, 0};
+    const bool ended_by_itself = ::poll(&p, 1, 0) > 0;
+    stop_op();
+    if (ended_by_itself) why += " (it " + last_end() + ")";
     return fail(st, std::move(why));
   }
-  error_.clear();
+  set_error({});
   return Status::kOk;
 }
 
-Status ProcessDriver::open_session_locked(metal::SharedMemory memory) {
+Status ProcessDriver::open_session(metal::SharedMemory memory) {
   auto session = metal::UnixSocket::pair();
   if (!session) return fail(session.error().status, session.error().message);
   const std::byte hello{1};
@@ -373,23 +396,28 @@ Status ProcessDriver::open_session_locked(metal::SharedMemory memory) {
   lc.single_threaded = false;
   auto link = rpmsg::Link::create_in(std::move(session->first), lc, std::move(memory), child_->layout);
   if (!link) return fail(link.error().status, link.error().message);
-  child_->link = std::move(*link);
-  if (link_up_) link_up_(*child_->link);
+  LinkFn up;
+  {
+    std::lock_guard lock(mutex_);
+    child_->link = std::move(*link);
+    up = link_up_;
+  }
+  if (up) up(*child_->link);  // without mutex_: it may call the getters
   return Status::kOk;
 }
 
 Status ProcessDriver::detach() noexcept {
-  std::unique_lock lock(mutex_);
+  std::lock_guard op(op_mutex_);
   if (!child_ || !child_->link) return fail(Status::kBusy, "detach: no program with a link to detach from");
-  take_down_link_locked();  // the program keeps running, waiting for the next host
+  take_down_link();  // the program keeps running, waiting for the next host
   AMP_LOG_INFO("rproc process: detached from %s (pid %d)", config_.name.c_str(),
                static_cast<int>(child_->pid));
-  error_.clear();
+  set_error({});
   return Status::kOk;
 }
 
 Status ProcessDriver::attach() noexcept {
-  std::unique_lock lock(mutex_);
+  std::lock_guard op(op_mutex_);
   if (!child_) {
     return fail(Status::kNotFound,
                 "attach: no running program to attach to (the process driver attaches to a program it "
@@ -410,50 +438,68 @@ Status ProcessDriver::attach() noexcept {
   if (auto walk = table->for_each(finder); !walk || !finder.found || finder.vrings < 2) {
     return fail(Status::kMalformed, "attach: the remote's resource table has no usable rpmsg vdev");
   }
-  if (const Status st = open_session_locked(std::move(*memory)); !ok(st)) {
-    error_ = "attach: " + error_;
+  if (const Status st = open_session(std::move(*memory)); !ok(st)) {
+    set_error("attach: " + error());
     return st;
   }
   AMP_LOG_INFO("rproc process: attached to %s (pid %d)", config_.name.c_str(), static_cast<int>(child_->pid));
-  error_.clear();
+  set_error({});
   return Status::kOk;
 }
 
-void ProcessDriver::take_down_link_locked() {
-  if (!child_ || !child_->link) return;
-  child_->link->close();  // endpoints get their unbind; sends fail with kClosed
+void ProcessDriver::take_down_link() {
+  std::unique_ptr<rpmsg::Link> link;
+  LinkFn down;
+  {
+    std::lock_guard lock(mutex_);  // briefly: the getters must never wait for what follows
+    if (!child_ || !child_->link) return;
+    link = std::move(child_->link);
+    down = link_down_;
+  }
+  link->close();  // endpoints get their unbind; sends fail with kClosed
   // A virtio reset: the device waits for the next driver (after a detach) instead of trusting old rings.
-  if (auto table =
-          child_->link->memory().region().subregion(child_->layout.table, child_->layout.table_size)) {
+  if (auto table = link->memory().region().subregion(child_->layout.table, child_->layout.table_size)) {
     if (auto body = virtio::find_vdev(*table)) {
       if (auto transport = virtio::RscVdevTransport::open(*body)) transport->set_status(0);
     }
   }
-  if (link_down_) link_down_(*child_->link);
-  child_->link.reset();
+  if (down) down(*link);
 }
 
-void ProcessDriver::reap_locked() {
+void ProcessDriver::kill_group(int sig) {
+  // The program's own process group (posix_spawn made it), so what it started goes too; and the program
+  // itself, in case it left the group.
+  ::kill(-child_->pid, sig);
+  ::kill(child_->pid, sig);
+}
+
+void ProcessDriver::reap() {
   if (!child_ || child_->reaped) return;
+  // Whatever the program left running in its group goes with it (the group lives while it is a zombie).
+  ::kill(-child_->pid, SIGKILL);
   int status = 0;
   pid_t r;
   do {
     r = ::waitpid(child_->pid, &status, 0);
   } while (r < 0 && errno == EINTR);
-  child_->reaped = true;
-  child_->how = r == child_->pid ? describe(status) : "could not be waited for";
-  last_how_ = child_->how;
+  const std::string how = r == child_->pid ? describe(status) : "could not be waited for";
+  {
+    std::lock_guard lock(mutex_);
+    child_->reaped = true;
+    child_->how = how;
+    last_how_ = how;
+  }
   AMP_LOG_INFO("rproc process: %s (pid %d) %s", config_.name.c_str(), static_cast<int>(child_->pid),
-               child_->how.c_str());
+               how.c_str());
 }
 
-void ProcessDriver::stop_locked() {
+void ProcessDriver::stop_op() {
   if (!child_) return;
-  take_down_link_locked();
+  take_down_link();
   child_->control = metal::UnixSocket(metal::UniqueFd());  // the host is gone: the program's cue to end
   if (!child_->reaped) {
     // Without its host a native firmware ends by itself: give it a moment, then SIGTERM asks it to, and
-    // SIGKILL makes it. Signals go to its process group (its own), so what it started goes too.
+    // SIGKILL makes it.
     auto ended_within = [this](std::chrono::milliseconds timeout) {
       pollfd p{child_->pidfd, POLLIN, 0};
       int n;
@@ -463,21 +509,22 @@ void ProcessDriver::stop_locked() {
       return n > 0;
     };
     if (!ended_within(std::min(config_.stop_timeout, std::chrono::milliseconds(200)))) {
-      ::kill(-child_->pid, SIGTERM);
+      kill_group(SIGTERM);
       if (!ended_within(config_.stop_timeout)) {
         AMP_LOG_WARNING("rproc process: %s did not end within %lld ms of SIGTERM; killing it",
                         config_.name.c_str(), static_cast<long long>(config_.stop_timeout.count()));
-        ::kill(-child_->pid, SIGKILL);
+        kill_group(SIGKILL);
       }
     }
-    reap_locked();
+    reap();
   }
+  std::lock_guard lock(mutex_);
   child_.reset();  // its watch fires (the pidfd of a reaped process is readable) and cleans up
 }
 
 Status ProcessDriver::stop() noexcept {
-  std::unique_lock lock(mutex_);
-  stop_locked();
+  std::lock_guard op(op_mutex_);
+  stop_op();
   return Status::kOk;
 }
 
@@ -485,22 +532,21 @@ void ProcessDriver::on_child_exit(std::uint64_t generation) {
   ExitFn report;
   std::string how;
   {
-    std::unique_lock lock(mutex_);
-    if (auto it = watches_.find(generation); it != watches_.end()) {
-      (void)loop_->remove(it->second->source);  // from its own handler: returns at once
-      if (!child_ || child_->generation != generation) {
-        watches_.erase(it);  // stopped already
-        return;
-      }
-      // The program ended while running: a crash.
-      reap_locked();
-      take_down_link_locked();
-      how = child_->how;
-      child_.reset();
-      watches_.erase(it);
-    } else {
+    std::lock_guard op(op_mutex_);
+    auto it = watches_.find(generation);
+    if (it == watches_.end()) return;
+    (void)loop_->remove(it->second->source);  // from its own handler: returns at once
+    if (!child_ || child_->generation != generation) {
+      watches_.erase(it);  // stopped already
       return;
     }
+    // The program ended while running (or detached): a crash.
+    reap();
+    take_down_link();
+    std::lock_guard lock(mutex_);
+    how = child_->how;
+    child_.reset();
+    watches_.erase(it);
     if (shutting_down_) return;
     report = exit_;
   }
@@ -520,11 +566,18 @@ ProcessRemote::ProcessRemote(ProcessConfig config) : driver_(std::move(config)) 
     if (transition_) transition_(t);
   });
   driver_.on_exit([this](const std::string& how) {
+    std::string before;
     {
       std::lock_guard lock(mutex_);
-      last_exit_ = how;
+      before = std::exchange(last_exit_, how);  // for the transition callback to read
     }
-    if (!ok(lifecycle_.report_crash(Status::kClosed)) && down_) down_(how);
+    const Status s = lifecycle_.report_crash(Status::kClosed);
+    if (s == Status::kBusy) {  // a stop got there first: it ended because we asked
+      std::lock_guard lock(mutex_);
+      last_exit_ = before;
+      return;
+    }
+    if (!ok(s) && down_) down_(how);
   });
 }
 
@@ -555,7 +608,7 @@ SysResult<void> ProcessRemote::start(std::vector<std::byte> firmware) {
 
 SysResult<void> ProcessRemote::stop() {
   const State s = lifecycle_.state();
-  if (s != State::kRunning && s != State::kAttached) return {};
+  if (s != State::kRunning && s != State::kAttached && s != State::kDetached) return {};
   return result(lifecycle_.stop());
 }
 
@@ -609,7 +662,14 @@ SysResult<std::unique_ptr<rpmsg::Link>> join_host(rpmsg::LinkConfig config) {
   if (*n == 0) return sys_fail(Status::kClosed, "the host has gone");
   if (fds.size() != 1) return sys_fail(Status::kMalformed, "the host's session message carried no socket");
   config.role = rpmsg::Role::kDevice;
-  return rpmsg::Link::join(metal::UnixSocket(std::move(fds[0])), config);
+  auto link = rpmsg::Link::join(metal::UnixSocket(std::move(fds[0])), config);
+  // kClosed means "the host has gone for good": a session that fails says something else (kIoError), and
+  // the program may wait for the next one.
+  if (!link && link.error().status == Status::kClosed) {
+    return sys_fail(Status::kIoError,
+                    "the host's session ended before rpmsg came up: " + link.error().message);
+  }
+  return link;
 }
 
 }  // namespace amp::rproc

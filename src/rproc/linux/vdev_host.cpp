@@ -112,6 +112,12 @@ SysResult<void> VdevHost::run() {
     return sys_fail(Status::kOutOfRange, "the host's pool (" + std::to_string(c.pool_size) + " bytes at " +
                                              hex(c.pool_da) + ") is not in the remote's memory");
   }
+  // What the host hands out must not land on the table it is reading.
+  if (c.pool_da < c.table_da + c.table_size && c.table_da < c.pool_da + c.pool_size) {
+    return sys_fail(Status::kInvalidArgument, "the host's pool (" + std::to_string(c.pool_size) +
+                                                  " bytes at " + hex(c.pool_da) +
+                                                  ") overlaps the resource table at " + hex(c.table_da));
+  }
   DeviceMemoryPool pool(*pool_region);
   auto plan = plan_rpmsg(*table, memory, pool, c.buffer_size);
   if (!plan) return Unexpected<metal::SysError>(std::move(plan).error());

@@ -60,10 +60,13 @@ struct ProcessConfig {
 
 /// The Driver. Used through a Lifecycle (ProcessRemote wires the two together).
 ///
-/// Thread-safety: load/start/stop are serialised by the Lifecycle that calls them; link(), pid() and
-/// error() may be called from any thread. The link callbacks and the exit handler run on the driver's own
-/// thread or on the thread calling stop(), never concurrently with each other; they must not call the
-/// driver's load/start/stop (the exit handler may go through the Lifecycle, which is what it is for).
+/// Thread-safety: the operations (load, start, stop, attach, detach) are serialised by a mutex of their own;
+/// the getters (link(), pid(), error(), last_end(), vdevs()) may be called from any thread, callbacks
+/// included, and never wait for a link to close. The link callbacks run during an operation (on its
+/// thread, or on the driver's thread for an exit) and must not start another operation; neither may an
+/// rpmsg receive callback (it runs on the link's thread, which stop/detach join): hand such work to another
+/// thread. The exit handler runs after the teardown, with no lock held, and may go through the Lifecycle,
+/// which is what it is for.
 class ProcessDriver final : public Driver {
  public:
   using LinkFn = std::function<void(rpmsg::Link&)>;
@@ -87,8 +90,10 @@ class ProcessDriver final : public Driver {
   /// Checks the ELF (an executable or PIE for this machine, with a valid `.resource_table` holding an rpmsg
   /// vdev) and keeps a sealed copy to run. kMalformed/kNotSupported/kNotFound with error() saying why.
   [[nodiscard]] Status load(std::span<const std::byte> firmware) noexcept override;
-  /// Lays out the remote's memory, starts the program and brings the link up (waits for the virtio
-  /// handshake, at most ProcessConfig::link.timeout). On failure the program is ended and error() says why.
+  /// Lays out the remote's memory, starts the program (stdin from /dev/null, a process group of its own) and
+  /// brings the link up: hands it the session and runs the virtio driver side, which like Linux's does not
+  /// wait for the device; a program that fails to boot shows up as a crash right after. On failure the
+  /// program is ended and error() says why.
   [[nodiscard]] Status start() noexcept override;
   /// Takes the link down, then ends the program. kOk when it was not running.
   [[nodiscard]] Status stop() noexcept override;
@@ -119,14 +124,21 @@ class ProcessDriver final : public Driver {
  private:
   struct Child;
   struct Watch;
+  // The *_op functions and those below run with op_mutex_ held.
   Status fail(Status s, std::string message);
-  void stop_locked();
-  void reap_locked();
-  void take_down_link_locked();
-  Status open_session_locked(metal::SharedMemory memory);
+  void set_error(std::string message);
+  void stop_op();
+  void reap();
+  void kill_group(int sig);
+  void take_down_link();
+  Status open_session(metal::SharedMemory memory);
   void on_child_exit(std::uint64_t generation);
 
   ProcessConfig config_;
+  /// Serialises the operations (load, start, stop, attach, detach, an exit's teardown). Held while links
+  /// close and link callbacks run.
+  std::mutex op_mutex_;
+  /// Guards what the getters read (never held while a link closes or a callback runs).
   mutable std::mutex mutex_;
   metal::UniqueFd executable_;    // sealed memfd
   std::vector<std::byte> table_;  // the firmware's resource table
@@ -166,7 +178,7 @@ class ProcessRemote {
 
   /// Keeps `firmware`, loads and starts it.
   metal::SysResult<void> start(std::vector<std::byte> firmware);
-  /// Stops a running or attached remote; kOk when there is nothing to stop.
+  /// Stops a running, attached or detached remote; kOk when there is nothing to stop.
   metal::SysResult<void> stop();
   /// Lets go of the running remote, leaving it running (rpmsg goes down).
   metal::SysResult<void> detach() { return result(lifecycle_.detach()); }
@@ -198,8 +210,10 @@ class ProcessRemote {
 /// In a native firmware: waits for the host's next session and joins it (the virtio device role). The host
 /// opens one when it starts the program and one at each attach after a detach; serve a link until its
 /// peer_gone(), then call join_host() again. kClosed when the host has gone for good (stopped the program, or
-/// ended itself): time to exit. The control socket comes from AMP_RPROC_LINK_FD at the first call (it is
-/// this process's for good). `config.role` is ignored; the mode and sizes come from the host. Thread-safe.
+/// ended itself): time to exit. A session that fails before rpmsg is up is kIoError (or what Link::join
+/// says): wait for the next one. kNotFound / kInvalidArgument: not started as a native firmware. The control
+/// socket comes from AMP_RPROC_LINK_FD at the first call (it is this process's for good). `config.role` is
+/// ignored; the mode and sizes come from the host. Thread-safe.
 metal::SysResult<std::unique_ptr<rpmsg::Link>> join_host(rpmsg::LinkConfig config = {});
 
 }  // namespace amp::rproc
