@@ -127,9 +127,14 @@ int cmd_echo(const Options& o) {
   g_wake.wait();  // asleep until the shutdown value, an unbind, a hang-up or a signal
   ep.destroy();
   link->close();
-  if (!o.has("quiet"))
+  if (o.has("json")) {
+    std::printf("{\"command\":\"echo\",\"service\":%s,\"role\":\"%s\",\"notify\":\"%s\",\"messages\":%llu}\n",
+                json_string(service).c_str(), amp::rpmsg::to_string(link->role()),
+                amp::rpmsg::to_string(link->notify_mode()), static_cast<unsigned long long>(echoed.load()));
+  } else if (!o.has("quiet")) {
     std::fprintf(stderr, "ampctl echo: %llu messages echoed\n",
                  static_cast<unsigned long long>(echoed.load()));
+  }
   return 0;
 }
 
@@ -247,7 +252,10 @@ void help(const std::string& cmd) {
         "Exit code 0 when every echo matched.\n");
   } else if (cmd == "echo") {
     std::printf(
-        "usage: ampctl echo LINK-OPTIONS [--quiet]\n\nServes an echo endpoint, announced by name.\n\n%s",
+        "usage: ampctl echo LINK-OPTIONS [--quiet] [--json]\n\nServes an echo endpoint, announced by name, "
+        "until "
+        "the peer hangs up,\nunbinds or sends OpenAMP's shutdown value; --json prints what was served as one "
+        "object.\n\n%s",
         kLinkHelp);
   } else if (cmd == "ping") {
     std::printf(
@@ -281,7 +289,7 @@ int main(int argc, char** argv) {
   if (ampctl::is_lifecycle_command(cmd)) return ampctl::run_lifecycle_command(cmd, argc, argv);
   if (cmd == "run") return ampctl::run_command(argc, argv);
   std::vector<std::string> keys = kLinkValueKeys;
-  if (cmd == "echo") return cmd_echo(parse(argc, argv, 2, keys, {"quiet"}));
+  if (cmd == "echo") return cmd_echo(parse(argc, argv, 2, keys, {"quiet", "json"}));
   if (cmd == "ping") {
     keys.push_back("rounds");
     return cmd_ping(parse(argc, argv, 2, keys, {"json", "shutdown"}));
