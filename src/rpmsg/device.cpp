@@ -827,7 +827,8 @@ Status Device::send_copy(std::uint32_t src, std::uint32_t dst, std::span<const s
         return_tx_locked(fast);  // a smaller buffer from the driver
         return Status::kTooLarge;
       } else {
-        if (!payload.empty()) std::memcpy(fast.payload_.data(), payload.data(), payload.size());
+        // memmove: the payload may be a received buffer the peer also offered for sending (they overlap).
+        if (!payload.empty()) std::memmove(fast.payload_.data(), payload.data(), payload.size());
         result = publish_locked(fast, src, dst, payload.size(), kick_now);
         if (!ok(result)) return_tx_locked(fast);
       }
@@ -839,7 +840,7 @@ Status Device::send_copy(std::uint32_t src, std::uint32_t dst, std::span<const s
   TxBuffer b;
   AMP_RETURN_IF_ERROR(acquire_tx(b, timeout_ns));
   if (payload.size() > b.payload_.size()) return Status::kTooLarge;  // a smaller buffer from the driver
-  if (!payload.empty()) std::memcpy(b.payload_.data(), payload.data(), payload.size());
+  if (!payload.empty()) std::memmove(b.payload_.data(), payload.data(), payload.size());
   return send_buffer(b, src, dst, payload.size());
 }
 
