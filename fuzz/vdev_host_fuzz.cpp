@@ -1,0 +1,82 @@
+// Fuzzes VdevHost's bring-up over memory a remote controls: the remote's memory (an exact-size heap block, so
+// ASan sees any access outside it) holds garbage from the input, and half the time a valid rpmsg table built
+// from the input at an input-chosen place, with some bytes then corrupted; the table and pool addresses
+// come from the input too. Bring-up must succeed or fail cleanly; when it succeeds, the vrings and buffers
+// it chose lie inside the memory. (The rings' traffic is fuzz_rpmsg_peer's business.)
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "amp/metal/log.hpp"
+#include "amp/rproc/firmware_table.hpp"
+#include "amp/rproc/linux/vdev_host.hpp"
+#include "amp/virtio/ring.hpp"
+#include "fuzz_input.hpp"
+
+namespace {
+
+using amp::fuzz::check;
+using amp::fuzz::Input;
+namespace rp = amp::rproc;
+
+constexpr std::size_t kSize = 0x20000;
+constexpr amp::metal::DeviceAddress kBase = 0x3ed0'0000;
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  amp::metal::set_log_level(amp::metal::LogLevel::kOff);
+  Input in(data, size);
+  std::unique_ptr<std::byte[]> mem(new std::byte[kSize]);
+  for (std::size_t i = 0; i < kSize; ++i) mem[i] = static_cast<std::byte>((i * 131 + 7) & 0xFF);
+  const amp::metal::IoRegion memory(std::span<std::byte>(mem.get(), kSize), kBase);
+
+  rp::VdevHostConfig c;
+  c.memory = {memory};
+  const std::size_t table_at = (in.take<std::uint16_t>() % (kSize / 4)) * 4;
+  c.table_da = kBase + table_at;
+  c.table_size = sizeof(rp::RpmsgFirmwareTable) + in.take<std::uint8_t>() % 64;
+  c.pool_da = kBase + in.take<std::uint32_t>() % (kSize + 0x1000);
+  c.pool_size = in.take<std::uint32_t>() % (kSize + 0x1000);
+  c.buffer_size = 64U * (1U + in.take<std::uint8_t>() % 16);
+  c.event_idx = (in.take<std::uint8_t>() & 1) != 0;
+  c.timeout = std::chrono::milliseconds(0);
+  if ((in.take<std::uint8_t>() & 1) != 0 && table_at + sizeof(rp::RpmsgFirmwareTable) <= kSize) {
+    rp::RpmsgFirmwareTableSpec spec;
+    spec.vring_num = 1U << (in.take<std::uint8_t>() % 10);
+    spec.vring_align = 1U << (2 + in.take<std::uint8_t>() % 12);
+    if ((in.take<std::uint8_t>() & 1) != 0)
+      spec.tx_da = static_cast<std::uint32_t>(kBase + in.take<std::uint16_t>());
+    if ((in.take<std::uint8_t>() & 1) != 0)
+      spec.rx_da = static_cast<std::uint32_t>(kBase + in.take<std::uint16_t>());
+    const rp::RpmsgFirmwareTable table = rp::rpmsg_firmware_table(spec);
+    std::memcpy(mem.get() + table_at, &table, sizeof table);
+    const int flips = in.take<std::uint8_t>() % 4;
+    for (int k = 0; k < flips; ++k) {
+      const std::size_t pos = table_at + in.take<std::uint8_t>() % sizeof table;
+      mem[pos] = static_cast<std::byte>(in.take<std::uint8_t>());
+    }
+  }
+  // The rest of the input: more garbage anywhere (a remote may leave anything in its memory).
+  while (!in.done()) {
+    const std::size_t pos = in.take<std::uint32_t>() % kSize;
+    mem[pos] = static_cast<std::byte>(in.take<std::uint8_t>());
+  }
+
+  auto host = rp::VdevHost::start(c);
+  if (!host) {
+    check(!host.error().message.empty() && host.error().status != amp::Status::kOk);
+    return 0;
+  }
+  const rp::RpmsgPlan& plan = (*host)->plan();
+  for (std::uint32_t q = 0; q < 2; ++q) {
+    auto layout = amp::virtio::RingLayout::compute(plan.vdev.vrings[q].num, plan.vdev.vrings[q].align);
+    check(layout.has_value() && memory.offset_of(plan.vdev.vrings[q].da, layout->size).has_value());
+  }
+  check(memory.offset_of(plan.buffers, plan.buffers_size).has_value());
+  check(plan.buffers >= c.pool_da && plan.buffers + plan.buffers_size <= c.pool_da + c.pool_size);
+  (*host)->close();
+  return 0;
+}
