@@ -56,6 +56,11 @@ struct RpmsgFirmwareTable {
   FwRscVdev2 vdev;
 };
 
+// The same layout rsc_vdev.hpp reads (offsets in the body, after the type word).
+static_assert(offsetof(FwRscVdev2, status) - 4 == virtio::vdev::kStatus);
+static_assert(offsetof(FwRscVdev2, num_of_vrings) - 4 == virtio::vdev::kNumVrings);
+static_assert(offsetof(FwRscVdev2, vring) - 4 == virtio::vdev::kVrings);
+static_assert(offsetof(FwRscVring, notify_id) == virtio::vdev::kVringNotifyId);
 static_assert(sizeof(FwRscVring) == 20);
 static_assert(sizeof(FwRscVdev2) == kRscVdevMinSize + 2 * sizeof(FwRscVring));
 static_assert(offsetof(RpmsgFirmwareTable, vdev) == 24);

@@ -46,6 +46,7 @@
 
 #include "amp/metal/io_region.hpp"
 #include "amp/metal/result.hpp"
+#include "amp/virtio/ring.hpp"
 #include "amp/virtio/rsc_vdev.hpp"
 
 namespace amp::rproc {
@@ -72,7 +73,7 @@ inline constexpr std::size_t kRscVdevMinSize = 4 + virtio::kVdevHeaderSize;  // 
 /// Limits of amp's implementation (the format allows more; more is refused with kNotSupported).
 inline constexpr std::uint32_t kMaxEntries = 32;      ///< Entries per table.
 inline constexpr std::uint32_t kMaxVrings = 8;        ///< Vrings per vdev (Linux itself accepts 2).
-inline constexpr std::uint32_t kMaxVringNum = 32768;  ///< Largest vring size (virtio's split-ring limit).
+inline constexpr std::uint32_t kMaxVringNum = virtio::kMaxQueueSize;  ///< Largest vring size (split-ring limit).
 
 /// Offsets within carveout/devmem and trace bodies (after the type word).
 namespace rsc {
