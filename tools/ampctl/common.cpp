@@ -89,6 +89,32 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+bool read_whole_file(const std::string& path, std::string& out) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  char buf[65536];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const bool good = std::ferror(f) == 0;
+  std::fclose(f);
+  return good;
+}
+
+std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_address_range(std::string_view text) {
+  const std::string t(text);
+  const auto colon = t.find(':');
+  if (colon == std::string::npos) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long addr = std::strtoull(t.c_str(), &end, 0);
+  if (errno != 0 || end != t.c_str() + colon || colon == 0) return std::nullopt;
+  const unsigned long long size = std::strtoull(t.c_str() + colon + 1, &end, 0);
+  if (errno != 0 || *end != '\0' || end == t.c_str() + colon + 1 || size == 0 || addr + size < addr) {
+    return std::nullopt;
+  }
+  return std::pair<std::uint64_t, std::uint64_t>{addr, size};
+}
+
 // ---- Options ---------------------------------------------------------------------------------------------
 
 bool Options::has(const std::string& f) const {

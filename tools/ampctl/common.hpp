@@ -8,7 +8,10 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "amp/rpmsg/linux/link.hpp"
@@ -46,6 +49,12 @@ void watch_signals();
 
 /// `s` as a JSON string literal, quotes included.
 std::string json_string(const std::string& s);
+
+/// The whole file into `out` (true), or false with errno set.
+bool read_whole_file(const std::string& path, std::string& out);
+
+/// "ADDRESS:SIZE", each decimal or 0x-hex, SIZE > 0, not wrapping around: {address, size}; nullopt otherwise.
+std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_address_range(std::string_view text);
 
 struct Options {
   std::map<std::string, std::string> values;

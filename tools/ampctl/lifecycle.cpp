@@ -80,18 +80,11 @@ std::vector<amp::rproc::MemoryRange> parse_memory(const std::string& text) {
   std::size_t pos = 0;
   while (pos <= text.size()) {
     const std::size_t comma = std::min(text.find(',', pos), text.size());
-    const std::string item = text.substr(pos, comma - pos);
-    const std::size_t colon = item.find(':');
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long long da = std::strtoull(item.c_str(), &end, 0);
-    bool good = colon != std::string::npos && end == item.c_str() + colon && errno == 0;
-    const unsigned long long size = good ? std::strtoull(item.c_str() + colon + 1, &end, 0) : 0;
-    good = good && errno == 0 && *end == '\0' && size > 0 && da + size > da;
-    if (!good)
+    const auto range = parse_address_range(std::string_view(text).substr(pos, comma - pos));
+    if (!range)
       usage_error("--memory is ADDR:SIZE[,ADDR:SIZE...] (e.g. 0x0:0x40000,0x3ed00000:0x100000), not '" +
                   text + "'");
-    out.push_back({da, size});
+    out.push_back({range->first, range->second});
     pos = comma + 1;
   }
   return out;
@@ -133,18 +126,6 @@ std::string check_firmware(const Args& a, std::span<const std::byte> image) {
     }
   }
   return {};
-}
-
-/// The whole file (true), or false with errno set.
-bool read_whole_file(const std::string& path, std::string& out) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return false;
-  char buf[65536];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  const bool good = std::ferror(f) == 0;
-  std::fclose(f);
-  return good;
 }
 
 int fail(const std::string& msg) {

@@ -4,9 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -70,13 +68,10 @@ class Reporter {
 };
 
 std::vector<std::byte> read_firmware(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) die("cannot open the firmware " + path + ": " + std::strerror(errno));
-  std::vector<char> chars((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad()) die("reading the firmware " + path + " failed");
-  std::vector<std::byte> bytes(chars.size());
-  if (!chars.empty()) std::memcpy(bytes.data(), chars.data(), chars.size());
-  return bytes;
+  std::string text;
+  if (!read_whole_file(path, text)) die("cannot read the firmware " + path + ": " + std::strerror(errno));
+  const auto bytes = std::as_bytes(std::span(text));
+  return {bytes.begin(), bytes.end()};
 }
 
 }  // namespace
@@ -279,20 +274,6 @@ int run_process(const Options& o) {
   return code;
 }
 
-/// "0x3ed10000:0xf0000" -> {address, size}.
-std::pair<std::uint64_t, std::uint64_t> parse_range(const std::string& what, const std::string& text) {
-  const auto colon = text.find(':');
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long a = std::strtoull(text.c_str(), &end, 0);
-  const bool a_ok = colon != std::string::npos && end == text.c_str() + colon && errno == 0;
-  const unsigned long long b = a_ok ? std::strtoull(text.c_str() + colon + 1, &end, 0) : 0;
-  if (!a_ok || errno != 0 || *end != '\0' || b == 0) {
-    die("--" + what + " is ADDRESS:SIZE (e.g. 0x3ed10000:0xf0000), not '" + text + "'", 2);
-  }
-  return {a, b};
-}
-
 int run_sysfs(const Options& o) {
   if (o.positional.size() != 1) die("run --driver sysfs wants one FIRMWARE (see --help)", 2);
   if (o.get("remote").empty()) die("run --driver sysfs wants --remote NODE|NAME (see ampctl status)", 2);
@@ -308,7 +289,10 @@ int run_sysfs(const Options& o) {
   amp::metal::SysfsRoots mroots{o.get("sys", "/sys"), o.get("dev", "/dev")};
 
   std::optional<std::pair<std::uint64_t, std::uint64_t>> pool_range;
-  if (!o.get("pool").empty()) pool_range = parse_range("pool", o.get("pool"));
+  if (!o.get("pool").empty()) {
+    pool_range = parse_address_range(o.get("pool"));
+    if (!pool_range) die("--pool is ADDRESS:SIZE (e.g. 0x3ed10000:0xf0000), not '" + o.get("pool") + "'", 2);
+  }
 
   // The firmware says where its resource table will be: amp reads it there once the kernel started it.
   const std::vector<std::byte> firmware = read_firmware(firmware_path);
