@@ -24,12 +24,6 @@ std::uint64_t page_size() {
   return static_cast<std::uint64_t>(::getpagesize());
 }
 
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 Unexpected<SysError> with_hint(SysError e, std::string_view hint) {
   e.message += " (";
   e.message += hint;

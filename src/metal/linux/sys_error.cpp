@@ -1,5 +1,6 @@
 #include "amp/metal/linux/sys_error.hpp"
 
+#include <cstdio>
 #include <cstring>
 
 namespace amp::metal {
@@ -52,6 +53,12 @@ SysError errno_error(std::string_view context, int err) {
   msg += ": ";
   msg += std::strerror(err);
   return SysError(status_from_errno(err), std::move(msg), err);
+}
+
+std::string hex(std::uint64_t value) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(value));
+  return buf;
 }
 
 }  // namespace amp::metal

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 #include <string>
 
 #include "amp/metal/log.hpp"
@@ -13,17 +12,12 @@
 namespace amp::rproc {
 
 using metal::sys_fail;
+using metal::hex;
 using metal::SysResult;
 
 namespace {
 
 constexpr std::size_t kBufferAlign = 0x1000;
-
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 /// The region of `memory` that holds all of [da, da + len), as a subregion of exactly that range.
 std::optional<metal::IoRegion> find_range(MemoryMap memory, metal::DeviceAddress da, std::size_t len,

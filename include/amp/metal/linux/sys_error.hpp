@@ -38,6 +38,9 @@ SysError errno_error(std::string_view context, int err = errno);
 inline Unexpected<SysError> sys_fail(std::string_view context, int err = errno) {
   return Unexpected<SysError>(errno_error(context, err));
 }
+/// "0x3ed00000": addresses in messages.
+std::string hex(std::uint64_t value);
+
 /// Unexpected(SysError{status, message}).
 inline Unexpected<SysError> sys_fail(Status status, std::string message) {
   return Unexpected<SysError>(SysError(status, std::move(message)));
