@@ -74,12 +74,14 @@ Status ResourceAssigner::on_trace(std::uint32_t index, const Trace& t) noexcept 
   return Status::kOk;
 }
 
-Status ResourceAssigner::on_vdev(std::uint32_t index, const Vdev& v, metal::IoRegion /*body*/) noexcept {
+Status ResourceAssigner::on_vdev(std::uint32_t index, const Vdev& v, metal::IoRegion body) noexcept {
   if (vdev_count_ == vdevs_.size()) return Status::kNoMemory;
   AssignedVdev out;
   out.index = index;
   out.id = v.id;
   out.vring_count = v.num_vrings;
+  out.ordinal = static_cast<std::uint32_t>(vdev_count_);  // every vdev entry comes through here, in order
+  out.body = body;
   for (std::uint32_t i = 0; i < v.num_vrings; ++i) {
     virtio::QueueInfo q = v.vrings[i];
     auto layout = virtio::RingLayout::compute(q.num, q.align);  // validated by parse; checked again here

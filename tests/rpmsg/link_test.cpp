@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "amp/metal/time.hpp"
+#include "amp/rproc/resource_table.hpp"
 
 namespace amp::rpmsg {
 namespace {
@@ -225,6 +226,49 @@ TEST(LinkCreateIn, CallerPreparedMemory) {
 }
 
 // The joiner trusts nothing in the hello: a layout outside the memory it describes is refused.
+// A table whose first vdev is something else (a console, say): the layout names the rpmsg one, and both
+// sides use it.
+TEST(LinkCreateIn, TheRpmsgVdevNeedNotBeTheFirst) {
+  constexpr std::size_t kSize = 0x60000;
+  auto shm = metal::shm::create_memfd("amp-test-second-vdev", kSize, 0);
+  ASSERT_TRUE(shm) << shm.error().message;
+  const std::array<virtio::QueueInfo, 1> console{virtio::QueueInfo{0x2000, 0x1000, 16, 0}};
+  const std::array<virtio::QueueInfo, 2> rings{virtio::QueueInfo{0x4000, 0x1000, 64, 1},
+                                               virtio::QueueInfo{0x8000, 0x1000, 64, 2}};
+  auto table = shm->region().span_at(0, 0x1000);
+  ASSERT_TRUE(table);
+  rproc::TableBuilder b(*table);
+  ASSERT_EQ(b.add_vdev(3, 0, console, 0), Status::kOk);
+  ASSERT_EQ(b.add_vdev(kVirtioIdRpmsg, 1U << kFeatureNs, rings, 0), Status::kOk);
+  ASSERT_TRUE(b.finish());
+  LinkLayout layout;
+  layout.size = kSize;
+  layout.table = 0;
+  layout.table_size = 0x1000;
+  layout.vdev = 1;
+  layout.pool = 0x10000;
+  layout.pool_size = 2 * 64 * kDefaultBufferSize;
+  auto socks = metal::UnixSocket::pair();
+  ASSERT_TRUE(socks);
+  const pid_t pid =
+      fork_child(Case{"join", NotifyMode::kEventFd, Role::kDriver, false, false, 0}, *socks, "", "");
+  ASSERT_GE(pid, 0);
+  LinkConfig cfg;
+  cfg.role = Role::kDriver;
+  auto link = Link::create_in(std::move(socks->first), cfg, std::move(*shm), layout);
+  ASSERT_TRUE(link) << link.error().message;
+  ASSERT_NO_FATAL_FAILURE(expect_echo_of_every_size(**link));
+  // The console's status was never touched: only the rpmsg vdev went through the handshake.
+  auto console_status = (*link)->memory().region().load<std::uint8_t>(virtio::vdev::kStatus + 4 + 24);
+  ASSERT_TRUE(console_status);
+  EXPECT_EQ(*console_status, 0);
+  link->reset();
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 TEST(LinkJoin, RefusesAHelloWhoseLayoutIsOutsideTheMemory) {
   auto shm = metal::shm::create_memfd("amp-test-bad-hello", 0x10000);
   ASSERT_TRUE(shm);

@@ -43,6 +43,10 @@ struct AssignedVdev {
   std::uint32_t id = 0;     ///< virtio device id.
   std::uint32_t vring_count = 0;
   std::array<virtio::QueueInfo, kMaxVrings> vrings{};
+  /// Which vdev of the table it is (0 = the first vdev entry), as virtio::find_vdev counts.
+  std::uint32_t ordinal = 0;
+  /// The entry's body (for virtio::RscVdevTransport::open).
+  metal::IoRegion body{};
 };
 
 /// A trace buffer the remote writes text into.

@@ -35,7 +35,7 @@ struct Hello {
   std::uint32_t version;
   std::uint8_t creator_role;
   std::uint8_t notify;
-  std::uint16_t reserved;
+  std::uint16_t vdev;  // which vdev entry of the table (LinkLayout::vdev)
   std::uint32_t ring_size;
   std::uint32_t buffer_size;
   std::uint64_t shm_size;
@@ -177,7 +177,7 @@ SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) 
   const metal::IoRegion shm = shm_.region();
   auto table = shm.subregion(layout.table, layout.table_size);
   if (!table) return sys_fail(Status::kOutOfRange, "the shared memory is too small for the resource table");
-  auto body = virtio::find_vdev(*table);
+  auto body = virtio::find_vdev(*table, layout.vdev);
   if (!body)
     return sys_fail(body.error(),
                     std::string("the resource table has no usable vdev: ") + amp::to_string(body.error()));
@@ -389,7 +389,8 @@ SysResult<std::unique_ptr<Link>> Link::create_in(metal::UnixSocket socket, const
     return sys_fail(Status::kInvalidArgument,
                     "the link's shared memory must be a memfd or a named POSIX shm");
   }
-  if (layout.size != memory.size() || !inside(layout.table, layout.table_size, layout.size) ||
+  if (layout.size != memory.size() || layout.vdev > 0xFFFF ||
+      !inside(layout.table, layout.table_size, layout.size) ||
       !inside(layout.pool, layout.pool_size, layout.size) ||
       layout.device_address != memory.device_address()) {
     return sys_fail(Status::kInvalidArgument, "the link layout does not fit its shared memory");
@@ -423,6 +424,7 @@ SysResult<std::unique_ptr<Link>> Link::create_in(metal::UnixSocket socket, const
   h.device_address = layout.device_address;
   h.table = layout.table;
   h.table_size = layout.table_size;
+  h.vdev = static_cast<std::uint16_t>(layout.vdev);
   h.pool = layout.pool;
   h.pool_size = layout.pool_size;
   if (const Status s = link->socket_.send_all(std::as_bytes(std::span(&h, 1)), fds); !ok(s)) {
@@ -476,6 +478,7 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
   layout.size = static_cast<std::size_t>(h.shm_size);
   layout.table = static_cast<std::size_t>(h.table);
   layout.table_size = static_cast<std::size_t>(h.table_size);
+  layout.vdev = h.vdev;  // find_vdev refuses one the table does not have
   layout.pool = static_cast<std::size_t>(h.pool);
   layout.pool_size = static_cast<std::size_t>(h.pool_size);
   layout.device_address = h.device_address;

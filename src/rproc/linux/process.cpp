@@ -74,18 +74,19 @@ std::string describe(int status) {
 }
 
 /// Finds the first rpmsg vdev, and counts vdevs.
+/// The vdev plan_rpmsg() takes: the first rpmsg vdev with two vrings, counted as virtio::find_vdev counts.
 struct RpmsgFinder final : ResourceVisitor {
-  Status on_vdev(std::uint32_t index, const Vdev& v, metal::IoRegion) noexcept override {
-    if (v.id == rpmsg::kVirtioIdRpmsg && !found) {
+  Status on_vdev(std::uint32_t, const Vdev& v, metal::IoRegion) noexcept override {
+    if (!found && v.id == rpmsg::kVirtioIdRpmsg && v.num_vrings >= 2) {
       found = true;
-      entry = index;
-      vrings = v.num_vrings;
+      ordinal = seen;
     }
+    ++seen;
     return Status::kOk;
   }
   bool found = false;
-  std::uint32_t entry = 0;
-  std::uint32_t vrings = 0;
+  std::uint32_t ordinal = 0;
+  std::uint32_t seen = 0;
 };
 
 }  // namespace
@@ -215,7 +216,7 @@ Status ProcessDriver::load(std::span<const std::byte> firmware) noexcept {
   RpmsgFinder finder;
   if (auto walk = parsed->for_each(finder); !walk)
     return fail(walk.error().status, "firmware: bad resource table: " + describe(walk.error()));
-  if (!finder.found || finder.vrings < 2) {
+  if (!finder.found) {
     return fail(Status::kNotFound, "firmware: its resource table has no rpmsg vdev with two vrings");
   }
 
@@ -279,6 +280,7 @@ Status ProcessDriver::start() noexcept {
   layout.device_address = config_.memory_base;
   layout.table = 0;
   layout.table_size = table_size;
+  layout.vdev = plan->vdev.ordinal;
   layout.pool = static_cast<std::size_t>(buffers - config_.memory_base);
   layout.pool_size = pool_bytes;
   {
@@ -435,7 +437,7 @@ Status ProcessDriver::attach() noexcept {
   if (!table)
     return fail(table.error().status, "attach: the remote's resource table: " + describe(table.error()));
   RpmsgFinder finder;
-  if (auto walk = table->for_each(finder); !walk || !finder.found || finder.vrings < 2) {
+  if (auto walk = table->for_each(finder); !walk || !finder.found || finder.ordinal != child_->layout.vdev) {
     return fail(Status::kMalformed, "attach: the remote's resource table has no usable rpmsg vdev");
   }
   if (const Status st = open_session(std::move(*memory)); !ok(st)) {
@@ -459,7 +461,7 @@ void ProcessDriver::take_down_link() {
   link->close();  // endpoints get their unbind; sends fail with kClosed
   // A virtio reset: the device waits for the next driver (after a detach) instead of trusting old rings.
   if (auto table = link->memory().region().subregion(child_->layout.table, child_->layout.table_size)) {
-    if (auto body = virtio::find_vdev(*table)) {
+    if (auto body = virtio::find_vdev(*table, child_->layout.vdev)) {
       if (auto transport = virtio::RscVdevTransport::open(*body)) transport->set_status(0);
     }
   }

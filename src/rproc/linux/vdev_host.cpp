@@ -11,8 +11,8 @@
 
 namespace amp::rproc {
 
-using metal::sys_fail;
 using metal::hex;
+using metal::sys_fail;
 using metal::SysResult;
 
 namespace {
@@ -126,11 +126,7 @@ SysResult<void> VdevHost::run() {
     }
     max_ring = std::max(max_ring, info.num);
   }
-  auto entry = table->entry(plan_.vdev.index);
-  if (!entry || entry->size < 4) return sys_fail(Status::kInternal, "the vdev entry moved");
-  auto body = table_region->subregion(entry->offset + 4, entry->size - 4);
-  if (!body) return sys_fail(Status::kInternal, "the vdev entry moved");
-  auto transport = virtio::RscVdevTransport::open(*body);
+  auto transport = virtio::RscVdevTransport::open(plan_.vdev.body);
   if (!transport) return sys_fail(Status::kMalformed, "the vdev entry is malformed");
   transport_ = *transport;
   transport_open_ = true;

@@ -68,6 +68,7 @@ struct LinkConfig {
 struct LinkLayout {
   std::size_t table = 0;       ///< resource table (the first rpmsg vdev in it is used)
   std::size_t table_size = 0;  ///< bytes from `table` the table may occupy
+  std::uint32_t vdev = 0;      ///< which vdev entry of the table is rpmsg's (virtio::find_vdev's index)
   std::size_t vring0 = 0;      ///< driver RX / device TX
   std::size_t vring1 = 0;      ///< driver TX / device RX
   std::uint32_t ring_align = 0x1000;

@@ -46,7 +46,7 @@ namespace amp::rproc {
 
 /// Where the host put an rpmsg vdev's vrings and buffers.
 struct RpmsgPlan {
-  AssignedVdev vdev;
+  AssignedVdev vdev;  ///< the first rpmsg vdev with two vrings (its ordinal and body included)
   metal::DeviceAddress buffers = 0;  ///< rx_count + tx_count buffers of buffer_size bytes
   std::size_t buffers_size = 0;
 };
