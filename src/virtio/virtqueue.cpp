@@ -132,19 +132,19 @@ Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> chain, std::uintp
     // away from the device. (The shadow, not the shared table, is what the driver trusts.)
     const std::size_t d = layout_.desc_entry(idx);
     if (!s.written || s.addr != chain[i].addr) write<std::uint64_t>(d + kDescAddr, chain[i].addr);
-    if (!s.written || s.len != chain[i].len || s.flags != flags || s.next != next) {
+    if (!s.written || s.len != chain[i].len || s.flags != flags || s.desc_next != next) {
       write<std::uint64_t>(
           d + kDescLen, std::uint64_t{chain[i].len} | std::uint64_t{flags} << 32 | std::uint64_t{next} << 48);
     }
     s.addr = chain[i].addr;
     s.len = chain[i].len;
     s.flags = flags;
+    s.desc_next = next;
     s.written = true;
+    s.next = next;
     if (last) {
-      s.next = next;
       free_head_ = next_free;
     } else {
-      s.next = next;
       idx = next_free;
     }
   }

@@ -104,7 +104,8 @@ class DriverQueue : public detail::SplitRing {
     metal::DeviceAddress addr = 0;
     std::uint32_t len = 0;
     std::uint16_t flags = 0;
-    std::uint16_t next = 0;
+    std::uint16_t next = 0;  ///< Our link: the chain's next descriptor, or (while free) the next free one.
+    std::uint16_t desc_next = 0;    ///< The `next` field as last written to the shared descriptor.
     std::uint16_t chain_len = 0;    ///< For a head in flight: descriptors in its chain; 0 otherwise.
     std::uint32_t writable = 0;     ///< For a head in flight: device-writable bytes in its chain.
     std::uintptr_t token = 0;       ///< For a head in flight: the caller's token.
