@@ -697,21 +697,16 @@ TxSlot Device::pop_free_tx() noexcept {
   return slot;
 }
 
-void Device::set_tx_waiting_locked(bool waiting) noexcept {
-  if (!config_.notify_peer) return;  // the peer polls; nobody will be asked to kick
+bool Device::set_tx_waiting_locked(bool waiting) noexcept {
+  if (!config_.notify_peer) return false;  // the peer polls; nobody will be asked to kick
   if (config_.role == Role::kDriver) {
-    if (waiting) {
-      if (driver_tx_.enable_interrupts()) tx_cv_.notify_all();
-    } else {
-      driver_tx_.disable_interrupts();
-    }
+    if (waiting) return driver_tx_.enable_interrupts();
+    driver_tx_.disable_interrupts();
   } else {
-    if (waiting) {
-      if (device_tx_.enable_notifications()) tx_cv_.notify_all();
-    } else {
-      device_tx_.disable_notifications();
-    }
+    if (waiting) return device_tx_.enable_notifications();
+    device_tx_.disable_notifications();
   }
+  return false;
 }
 
 Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
@@ -736,7 +731,12 @@ Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
       metal::cpu_relax();
       continue;
     }
-    if (tx_waiters_++ == 0) set_tx_waiting_locked(true);
+    if (tx_waiters_ == 0 && set_tx_waiting_locked(true)) {
+      // Buffers came back while the peer's kicks were off: no kick will announce them, so look again.
+      (void)set_tx_waiting_locked(false);
+      continue;
+    }
+    ++tx_waiters_;
     if (tls_in_callback != nullptr) {
       // Sending from a receive callback: this is most likely the thread that runs process(), so nobody
       // would wake us. Look at the ring again every millisecond instead (try_acquire reads it).
@@ -747,7 +747,7 @@ Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
     } else {
       (void)tx_cv_.wait_until(mutex_, deadline);
     }
-    if (--tx_waiters_ == 0) set_tx_waiting_locked(false);
+    if (--tx_waiters_ == 0) (void)set_tx_waiting_locked(false);
   }
 }
 

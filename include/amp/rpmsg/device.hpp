@@ -344,7 +344,9 @@ class Device {
   void unlink_locked(Endpoint& ep) noexcept;
   void destroy_endpoint(Endpoint& ep) noexcept;
   void kick(std::uint32_t notify_id) noexcept;
-  void set_tx_waiting_locked(bool waiting) noexcept;
+  /// Asks the peer for kicks when buffers come back (waiting) or stops asking. True when, on asking, some
+  /// had come back already (then no kick will come for them).
+  bool set_tx_waiting_locked(bool waiting) noexcept;
   bool tx_kick_needed_locked() noexcept;
   /// Sends are published in bursts when someone is sure to call process() soon: a single-threaded device
   /// (its owner's loop), or a device whose peer polls (so this side polls too).
