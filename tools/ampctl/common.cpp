@@ -12,6 +12,7 @@
 #include <optional>
 #include <thread>
 
+#include "amp/metal/linux/device.hpp"
 #include "amp/metal/time.hpp"
 
 namespace ampctl {
@@ -101,18 +102,13 @@ bool read_whole_file(const std::string& path, std::string& out) {
 }
 
 std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_address_range(std::string_view text) {
-  const std::string t(text);
-  const auto colon = t.find(':');
-  if (colon == std::string::npos) return std::nullopt;
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long addr = std::strtoull(t.c_str(), &end, 0);
-  if (errno != 0 || end != t.c_str() + colon || colon == 0) return std::nullopt;
-  const unsigned long long size = std::strtoull(t.c_str() + colon + 1, &end, 0);
-  if (errno != 0 || *end != '\0' || end == t.c_str() + colon + 1 || size == 0 || addr + size < addr) {
-    return std::nullopt;
-  }
-  return std::pair<std::uint64_t, std::uint64_t>{addr, size};
+  // Numbers as sysfs prints them (0x-hex or decimal, nothing else: no sign, no spaces).
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  auto addr = amp::metal::parse_sysfs_number(text.substr(0, colon));
+  auto size = amp::metal::parse_sysfs_number(text.substr(colon + 1));
+  if (!addr || !size || *size == 0 || *addr + *size < *addr) return std::nullopt;
+  return std::pair<std::uint64_t, std::uint64_t>{*addr, *size};
 }
 
 // ---- Options ---------------------------------------------------------------------------------------------
@@ -311,8 +307,8 @@ void print_summary(const char* what, const Summary& s, double seconds, bool json
         "\"max\":%.2f},\"seconds\":%.3f%s%s%s}\n",
         what, static_cast<unsigned long long>(s.messages), static_cast<unsigned long long>(s.bytes),
         static_cast<unsigned long long>(s.errors), s.percentile(50), s.percentile(99), s.percentile(100),
-        seconds, extra_json.c_str(), s.first_error.empty() ? "" : ",\"first_error\":\"",
-        s.first_error.empty() ? "" : (s.first_error + "\"").c_str());
+        seconds, extra_json.c_str(), s.first_error.empty() ? "" : ",\"first_error\":",
+        s.first_error.empty() ? "" : json_string(s.first_error).c_str());
     std::fflush(stdout);
     return;
   }

@@ -303,10 +303,7 @@ int run_sysfs(const Options& o) {
 
   // The remote's memory: every map of the UIO device.
   const std::string uio_name = o.get("uio");
-  const bool is_node = uio_name.rfind("uio", 0) == 0 && uio_name.size() > 3 &&
-                       uio_name.find_first_not_of("0123456789", 3) == std::string::npos;
-  auto uio = is_node ? amp::metal::UioDevice::open_by_node(uio_name, mroots)
-                     : amp::metal::UioDevice::find_by_name(uio_name, mroots);
+  auto uio = amp::metal::find_uio(uio_name, mroots);
   if (!uio) die(uio.error().message);
   std::vector<amp::metal::SharedMemory> maps;
   std::vector<amp::metal::IoRegion> memory;
@@ -342,12 +339,9 @@ int run_sysfs(const Options& o) {
     if (!map || c1 == std::string::npos) die("--kick is MAP:OFFSET[:VALUE] with a map of " + uio_name, 2);
     auto number = [&](std::size_t from, std::size_t to, std::uint64_t max) {
       const std::string text = k.substr(from, to == std::string::npos ? std::string::npos : to - from);
-      char* end = nullptr;
-      errno = 0;
-      const unsigned long long v = std::strtoull(text.c_str(), &end, 0);
-      if (text.empty() || errno != 0 || *end != '\0' || v > max)
-        die("--kick is MAP:OFFSET[:VALUE]; '" + text + "' is not a number in range", 2);
-      return static_cast<std::uint64_t>(v);
+      auto v = amp::metal::parse_sysfs_number(text);
+      if (!v || *v > max) die("--kick is MAP:OFFSET[:VALUE]; '" + text + "' is not a number in range", 2);
+      return *v;
     };
     const std::size_t map_size = (*map)->size;
     const std::uint64_t offset = number(c1 + 1, c2, map_size >= 4 ? map_size - 4 : 0);
@@ -355,7 +349,9 @@ int run_sysfs(const Options& o) {
     std::optional<std::uint32_t> value;
     if (c2 != std::string::npos)
       value = static_cast<std::uint32_t>(number(c2 + 1, std::string::npos, 0xFFFFFFFFU));
-    kick.emplace(memory[(*map)->index], offset, value);
+    // The map's region: maps are listed by index, which may have gaps.
+    const auto pos = static_cast<std::size_t>(*map - uio->maps().data());
+    kick.emplace(memory[pos], offset, value);
     config.kick = &*kick;
   }
   amp::metal::UniqueFd irq;

@@ -160,6 +160,22 @@ SysResult<std::uint64_t> parse_sysfs_number(std::string_view text) {
   return v;
 }
 
+SysResult<UioDevice> find_uio(std::string_view who, const SysfsRoots& roots) {
+  if (who.size() > 3 && who.substr(0, 3) == "uio" && is_digits(who.substr(3))) {
+    return UioDevice::open_by_node(who, roots);
+  }
+  auto by_name = UioDevice::find_by_name(who, roots);
+  if (by_name || by_name.error().status != Status::kNotFound) return by_name;
+  // Not a UIO name: perhaps a platform device bound to a UIO driver ("3ed00000.shm").
+  auto pdev = PlatformDevice::find(who, roots);
+  if (!pdev) {
+    SysError e = std::move(by_name).error();
+    e.message += ", and no platform device of that name either";
+    return Unexpected<SysError>(std::move(e));
+  }
+  return pdev->uio();
+}
+
 std::vector<std::string> list_uio_nodes(const SysfsRoots& roots) {
   std::vector<std::pair<std::uint64_t, std::string>> found;
   std::error_code ec;

@@ -422,27 +422,6 @@ SysResult<std::size_t> spec_size(std::string_view spec, std::string_view text) {
   return static_cast<std::size_t>(*v);
 }
 
-bool is_uio_node(std::string_view s) {
-  if (s.size() <= 3 || s.substr(0, 3) != "uio") return false;
-  for (const char c : s.substr(3)) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
-SysResult<UioDevice> resolve_uio(std::string_view who, const SysfsRoots& roots) {
-  if (is_uio_node(who)) return UioDevice::open_by_node(who, roots);
-  auto by_name = UioDevice::find_by_name(who, roots);
-  if (by_name || by_name.error().status != Status::kNotFound) return by_name;
-  // Not a UIO name: perhaps a platform device bound to a UIO driver ("3ed00000.shm").
-  auto pdev = PlatformDevice::find(who, roots);
-  if (!pdev) {
-    SysError e = std::move(by_name).error();
-    e.message += ", and no platform device of that name either";
-    return Unexpected<SysError>(std::move(e));
-  }
-  return pdev->uio();
-}
 
 }  // namespace
 
@@ -507,7 +486,7 @@ SysResult<SharedMemory> open(std::string_view spec, const SysfsRoots& roots) {
   }
   if (kind == "uio") {
     if (f.size() != 2 || f[0].empty() || f[1].empty()) return bad_spec(spec, "uio needs DEVICE:MAP");
-    auto dev = resolve_uio(f[0], roots);
+    auto dev = find_uio(f[0], roots);
     if (!dev) return Unexpected<SysError>(std::move(dev).error());
     auto map = dev->map(f[1]);
     if (!map) return Unexpected<SysError>(std::move(map).error());

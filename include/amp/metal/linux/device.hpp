@@ -99,6 +99,10 @@ class PlatformDevice {
   SysfsRoots roots_;
 };
 
+/// A UIO device by node ("uio0"), by the contents of its `name` file, or by the platform device bound to
+/// it ("3ed00000.shm").
+SysResult<UioDevice> find_uio(std::string_view node_name_or_device, const SysfsRoots& roots = {});
+
 /// The UIO nodes under /sys/class/uio ("uio0", "uio1", ... in numeric order); empty when there are none or
 /// the directory does not exist.
 std::vector<std::string> list_uio_nodes(const SysfsRoots& roots = {});
