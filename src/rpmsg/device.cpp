@@ -393,9 +393,7 @@ Status Device::process(bool rearm) noexcept {
     rearm = rearm && config_.notify_peer;
     s = config_.role == Role::kDriver ? drain_driver(rearm) : drain_device(rearm);
     publish_rx_locked();
-    kick_rx = kick_rx_pending_ && config_.notify_peer &&
-              (config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed());
-    kick_rx_pending_ = false;
+    kick_rx = rx_kick_needed_locked();
     kick_tx = flush_locked() || kick_tx;  // and those the callbacks just made
     // Buffers may have come back on the transmit queue: let blocked senders look.
     if (tx_waiters_ != 0) tx_cv_.notify_all();
@@ -578,12 +576,18 @@ void Device::give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len)
     auto da = config_.shm.device_address_of_pointer(buf, len);
     if (!da) return;
     const Buffer b{*da, len, true};
-    if (driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buf), now)) kick_rx_pending_ = true;
+    (void)driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buf), now);  // a fault sticks
   } else {
     // A consumed message: the device wrote nothing into it.
-    if (ok(device_rx_.push_used(head, 0, now))) kick_rx_pending_ = true;
+    (void)device_rx_.push_used(head, 0, now);  // a fault sticks
   }
   if (now) rx_unpublished_ = 0;
+}
+
+bool Device::rx_kick_needed_locked() noexcept {
+  // The queue knows whether anything went back since the last kick (and skips the fence when nothing did).
+  if (!config_.notify_peer) return false;
+  return config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed();
 }
 
 void Device::publish_rx_locked() noexcept {
@@ -602,10 +606,7 @@ void Device::release_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) n
     Guard g(*this);
     give_back_rx(head, buf, len);
     publish_rx_locked();
-    if (kick_rx_pending_ && config_.notify_peer) {
-      kick_now = config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed();
-      kick_rx_pending_ = false;
-    }
+    kick_now = rx_kick_needed_locked();
   }
   if (kick_now) kick(notify_rx_);
 }

@@ -172,10 +172,10 @@ void DriverQueue::publish() noexcept {
 
 bool DriverQueue::kick_needed() noexcept {
   if (broken() || layout_.num == 0) return false;
-  full_fence();  // our index store before reading the device's suppression state
   const std::uint16_t old = kicked_avail_;
+  if (old == published_) return false;  // nothing new: no fence, no read of the peer's state
   kicked_avail_ = published_;
-  if (old == published_) return false;
+  full_fence();  // our index store before reading the device's suppression state
   if (config_.event_idx) return need_event(read<std::uint16_t>(layout_.avail_event()), published_, old);
   return (read<std::uint16_t>(layout_.used_flags()) & kUsedFlagNoNotify) == 0;
 }
@@ -345,10 +345,10 @@ void DeviceQueue::publish() noexcept {
 
 bool DeviceQueue::notify_needed() noexcept {
   if (broken() || layout_.num == 0) return false;
-  full_fence();
   const std::uint16_t old = notified_used_;
+  if (old == published_) return false;  // nothing new: no fence, no read of the peer's state
   notified_used_ = published_;
-  if (old == published_) return false;
+  full_fence();  // our index store before reading the driver's suppression state
   if (config_.event_idx) return need_event(read<std::uint16_t>(layout_.used_event()), published_, old);
   return (read<std::uint16_t>(layout_.avail_flags()) & kAvailFlagNoInterrupt) == 0;
 }

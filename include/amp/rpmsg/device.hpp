@@ -348,6 +348,8 @@ class Device {
   /// had come back already (then no kick will come for them).
   bool set_tx_waiting_locked(bool waiting) noexcept;
   bool tx_kick_needed_locked() noexcept;
+  /// Whether returned receive buffers call for a kick (once per batch).
+  bool rx_kick_needed_locked() noexcept;
   /// Sends are published in bursts when someone is sure to call process() soon: a single-threaded device
   /// (its owner's loop), or a device whose peer polls (so this side polls too).
   bool defers_publication() const noexcept { return config_.single_threaded || !config_.notify_peer; }
@@ -396,7 +398,6 @@ class Device {
   std::uint32_t idle_waiters_ = 0;  // destroy() calls waiting on idle_cv_
   std::atomic<bool> running_{false};
   bool stopped_ = false;
-  bool kick_rx_pending_ = false;                // a receive buffer went back; kick once the batch is done
   virtio::Fault fault_ = virtio::Fault::kNone;  // violations seen above the queues
   bool ns_ = false;
   bool event_idx_ = false;
