@@ -35,8 +35,9 @@ bool path_exists(const fs::path& p) {
   return fs::exists(p, ec);
 }
 
-/// Whole contents of a small file.
-SysResult<std::string> read_file(const fs::path& path) {
+}  // namespace
+
+SysResult<std::string> read_sysfs_file(const fs::path& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return sys_fail("open " + path.string());
   std::string out;
@@ -56,32 +57,7 @@ SysResult<std::string> read_file(const fs::path& path) {
   return out;
 }
 
-/// A one-line attribute without its trailing newline. Refuses embedded newlines (garbage).
-SysResult<std::string> read_line(const fs::path& path) {
-  auto text = read_file(path);
-  if (!text) return Unexpected<SysError>(std::move(text).error());
-  std::string s = std::move(*text);
-  if (!s.empty() && s.back() == '\n') s.pop_back();
-  if (s.find('\n') != std::string::npos || s.find('\0') != std::string::npos) {
-    return sys_fail(Status::kMalformed, path.string() + ": expected one line of text");
-  }
-  return s;
-}
-
-SysResult<std::uint64_t> read_number(const fs::path& path) {
-  auto text = read_file(path);
-  if (!text) return Unexpected<SysError>(std::move(text).error());
-  auto v = parse_sysfs_number(*text);
-  if (!v) {
-    SysError e = std::move(v).error();
-    e.message = path.string() + ": " + e.message;
-    return Unexpected<SysError>(std::move(e));
-  }
-  return *v;
-}
-
-/// Writes `value` to an existing sysfs attribute with one write(2), as sysfs expects.
-SysResult<void> write_attr(const fs::path& path, std::string_view value) {
+SysResult<void> write_sysfs_attr(const fs::path& path, std::string_view value) {
   const std::string what = "write '" + std::string(value) + "' to " + path.string();
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
   if (!fd) {
@@ -99,6 +75,32 @@ SysResult<void> write_attr(const fs::path& path, std::string_view value) {
     return sys_fail(Status::kIoError, what + ": short write");
   }
   return {};
+}
+
+namespace {
+
+/// A one-line attribute without its trailing newline. Refuses embedded newlines (garbage).
+SysResult<std::string> read_line(const fs::path& path) {
+  auto text = read_sysfs_file(path);
+  if (!text) return Unexpected<SysError>(std::move(text).error());
+  std::string s = std::move(*text);
+  if (!s.empty() && s.back() == '\n') s.pop_back();
+  if (s.find('\n') != std::string::npos || s.find('\0') != std::string::npos) {
+    return sys_fail(Status::kMalformed, path.string() + ": expected one line of text");
+  }
+  return s;
+}
+
+SysResult<std::uint64_t> read_number(const fs::path& path) {
+  auto text = read_sysfs_file(path);
+  if (!text) return Unexpected<SysError>(std::move(text).error());
+  auto v = parse_sysfs_number(*text);
+  if (!v) {
+    SysError e = std::move(v).error();
+    e.message = path.string() + ": " + e.message;
+    return Unexpected<SysError>(std::move(e));
+  }
+  return *v;
 }
 
 fs::path uio_class_dir(const SysfsRoots& roots) {
@@ -378,11 +380,11 @@ SysResult<void> PlatformDevice::bind_driver(std::string_view driver_name) const 
   if (current && *current == drv) return {};
 
   const fs::path dev = sysfs_path();
-  if (auto r = write_attr(dev / "driver_override", drv); !r) return r;
+  if (auto r = write_sysfs_attr(dev / "driver_override", drv); !r) return r;
   if (current) {
-    if (auto r = write_attr(dev / "driver" / "unbind", name_); !r) return r;
+    if (auto r = write_sysfs_attr(dev / "driver" / "unbind", name_); !r) return r;
   }
-  return write_attr(drv_dir / "bind", name_);
+  return write_sysfs_attr(drv_dir / "bind", name_);
 }
 
 }  // namespace amp::metal

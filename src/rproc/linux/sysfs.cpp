@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "amp/metal/linux/device.hpp"
 #include "amp/metal/linux/unique_fd.hpp"
 #include "amp/metal/log.hpp"
 
@@ -28,29 +29,9 @@ std::string trimmed(std::string s) {
 }
 
 SysResult<std::string> read_file(const std::filesystem::path& p) {
-  metal::UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return sys_fail("open " + p.string());
-  std::string s;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sys_fail("read " + p.string());
-    if (n == 0) break;
-    s.append(buf, static_cast<std::size_t>(n));
-  }
-  return trimmed(std::move(s));
-}
-
-/// One write(2) of the whole value, as sysfs expects (no trailing newline needed).
-SysResult<void> write_file(const std::filesystem::path& p, std::string_view value) {
-  metal::UniqueFd fd(::open(p.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
-  if (!fd) return sys_fail("open " + p.string());
-  const ssize_t n = ::write(fd.get(), value.data(), value.size());
-  if (n < 0) return sys_fail("write '" + std::string(value) + "' to " + p.string());
-  if (static_cast<std::size_t>(n) != value.size())
-    return sys_fail(Status::kIoError, "short write to " + p.string());
-  return {};
+  auto text = metal::read_sysfs_file(p);
+  if (!text) return Unexpected<metal::SysError>(std::move(text).error());
+  return trimmed(std::move(*text));
 }
 
 }  // namespace
@@ -121,7 +102,7 @@ SysResult<std::string> SysfsRemoteproc::read_attr(std::string_view attr) const {
 }
 
 SysResult<void> SysfsRemoteproc::write_attr(std::string_view attr, std::string_view value) const {
-  return write_file(path_ / attr, value);
+  return metal::write_sysfs_attr(path_ / attr, value);
 }
 
 SysResult<std::string> SysfsRemoteproc::name() const {

@@ -107,6 +107,13 @@ SysResult<UioDevice> find_uio(std::string_view node_name_or_device, const SysfsR
 /// the directory does not exist.
 std::vector<std::string> list_uio_nodes(const SysfsRoots& roots = {});
 
+/// A sysfs attribute's whole text, as read (at most what an attribute can hold: larger is kMalformed).
+SysResult<std::string> read_sysfs_file(const std::filesystem::path& path);
+
+/// Writes `value` to an existing sysfs attribute with one write(2), as sysfs expects; a permission error says
+/// that writing to sysfs needs root.
+SysResult<void> write_sysfs_attr(const std::filesystem::path& path, std::string_view value);
+
 /// Parses a sysfs number such as "0x3ed00000\n": hexadecimal with a 0x prefix (or decimal without one),
 /// at most one trailing newline, nothing else. Fails with kMalformed on garbage and kOverflow on overflow.
 SysResult<std::uint64_t> parse_sysfs_number(std::string_view text);
