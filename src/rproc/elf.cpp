@@ -376,8 +376,14 @@ Placement place(MemoryMap memory, metal::DeviceAddress da, std::uint64_t memsz) 
 
 }  // namespace
 
-Expected<void, ElfError> check_fits(const ElfImage& image, std::span<const MemoryRange> memory,
-                                    const LoadOptions& options, std::uint32_t* program_header) noexcept {
+namespace {
+
+/// What load() and check_fits() share: the type and machine checks, then `fn(index, segment, da)` for each
+/// PT_LOAD segment with p_memsz > 0, stopping at the first error it returns.
+template <class Fn>
+Expected<void, ElfError> walk_loadable(const ElfImage& image, const LoadOptions& options, Fn&& fn) noexcept {
+  // A PIE's addresses are relative to wherever a dynamic loader would put it: nothing says where in the
+  // remote.
   if (image.position_independent()) return unexpected(ElfError::kWrongType);
   if (options.machine != elf::kMachineNone && options.machine != image.machine()) {
     return unexpected(ElfError::kWrongMachine);
@@ -387,49 +393,48 @@ Expected<void, ElfError> check_fits(const ElfImage& image, std::span<const Memor
     if (!ph) return unexpected(ph.error());
     if (!ph->is_load || ph->segment.memsz == 0) continue;
     const metal::DeviceAddress da = options.use_vaddr ? ph->segment.vaddr : ph->segment.da;
-    const std::uint64_t len = ph->segment.memsz;
-    bool fits = false;
-    for (const MemoryRange& r : memory) {
-      // [da, da + len) inside [r.da, r.da + r.size), without overflow (parse checked da + len).
-      if (da >= r.da && da - r.da <= r.size && len <= r.size - (da - r.da)) {
-        fits = true;
-        break;
-      }
-    }
-    if (!fits) {
-      if (program_header != nullptr) *program_header = i;
-      return unexpected(ElfError::kSegmentOutsideMemory);
-    }
+    if (auto r = fn(i, ph->segment, da); !r) return r;
   }
   return {};
 }
 
+}  // namespace
+
+Expected<void, ElfError> check_fits(const ElfImage& image, std::span<const MemoryRange> memory,
+                                    const LoadOptions& options, std::uint32_t* program_header) noexcept {
+  return walk_loadable(
+      image, options,
+      [&](std::uint32_t i, const ElfSegment& s, metal::DeviceAddress da) -> Expected<void, ElfError> {
+        for (const MemoryRange& r : memory) {
+          // [da, da + memsz) in [r.da, r.da + r.size), without overflow (parse checked da + memsz).
+          if (da >= r.da && da - r.da <= r.size && s.memsz <= r.size - (da - r.da)) return {};
+        }
+        if (program_header != nullptr) *program_header = i;
+        return unexpected(ElfError::kSegmentOutsideMemory);
+      });
+}
+
 Expected<void, ElfError> load(const ElfImage& image, MemoryMap memory, const LoadOptions& options) noexcept {
-  // Its addresses are relative to wherever a dynamic loader would put it: nothing says where in the remote.
-  if (image.position_independent()) return unexpected(ElfError::kWrongType);
-  if (options.machine != elf::kMachineNone && options.machine != image.machine()) {
-    return unexpected(ElfError::kWrongMachine);
-  }
-  // Two passes over the headers: check every segment, then write. Nothing is written unless all fit.
-  for (int pass = 0; pass < 2; ++pass) {
-    for (std::uint32_t i = 0; i < image.program_header_count(); ++i) {
-      auto ph = image.program_header(i);
-      if (!ph) return unexpected(ph.error());
-      if (!ph->is_load || ph->segment.memsz == 0) continue;
-      const ElfSegment& s = ph->segment;
-      const metal::DeviceAddress da = options.use_vaddr ? s.vaddr : s.da;
-      const Placement p = place(memory, da, s.memsz);
-      if (p.region == nullptr) return unexpected(ElfError::kSegmentOutsideMemory);
-      if (pass == 0) continue;
-      // memsz fits the region, so it fits std::size_t; data.size() <= memsz.
-      const auto memsz = static_cast<std::size_t>(s.memsz);
-      if (!ok(p.region->write(p.offset, s.data)) ||
-          !ok(p.region->fill(p.offset + s.data.size(), std::byte{0}, memsz - s.data.size()))) {
-        return unexpected(ElfError::kSegmentOutsideMemory);  // unreachable: place() checked the range
-      }
-    }
-  }
-  return {};
+  // Two walks: check every segment, then write. Nothing is written unless all fit.
+  auto fits = walk_loadable(
+      image, options,
+      [&](std::uint32_t, const ElfSegment& s, metal::DeviceAddress da) -> Expected<void, ElfError> {
+        if (place(memory, da, s.memsz).region == nullptr) return unexpected(ElfError::kSegmentOutsideMemory);
+        return {};
+      });
+  if (!fits) return fits;
+  return walk_loadable(
+      image, options,
+      [&](std::uint32_t, const ElfSegment& s, metal::DeviceAddress da) -> Expected<void, ElfError> {
+        const Placement p = place(memory, da, s.memsz);
+        // memsz fits the region, so it fits std::size_t; data.size() <= memsz.
+        const auto memsz = static_cast<std::size_t>(s.memsz);
+        if (p.region == nullptr || !ok(p.region->write(p.offset, s.data)) ||
+            !ok(p.region->fill(p.offset + s.data.size(), std::byte{0}, memsz - s.data.size()))) {
+          return unexpected(ElfError::kSegmentOutsideMemory);  // unreachable: checked above
+        }
+        return {};
+      });
 }
 
 }  // namespace amp::rproc
