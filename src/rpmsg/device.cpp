@@ -438,9 +438,7 @@ Status Device::drain_device(bool rearm) noexcept {
       AMP_LOG_ERROR("rpmsg: the driver sent a device-writable buffer as a message");
       return Status::kBroken;
     }
-    auto p = config_.shm.pointer_of(b.addr, b.len);
-    if (!p) return Status::kInternal;  // checked by the queue
-    deliver(*p, b.len, b.len, c.head);
+    deliver(b.data, b.len, b.len, c.head);  // checked and translated by the queue
     if (stopped_) return Status::kClosed;
   }
 }
@@ -658,13 +656,8 @@ bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
       error = Status::kBroken;
       return false;
     }
-    auto p = config_.shm.pointer_of(b.addr, b.len);
-    if (!p) {
-      error = Status::kInternal;
-      return false;
-    }
     slot.id = c.head;
-    slot.data = *p;
+    slot.data = b.data;  // checked and translated by the queue
     slot.len = b.len < kMaxBufferSize ? b.len : kMaxBufferSize;
   }
   if (slot.data == nullptr) {  // a driver buffer known by address only: our own pool, so this cannot fail

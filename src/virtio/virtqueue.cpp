@@ -304,11 +304,12 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
     const auto flags = static_cast<std::uint16_t>(rest >> 32);
     const auto next = static_cast<std::uint16_t>(rest >> 48);
     if ((flags & kDescFlagIndirect) != 0) return fail(mark_broken("device", Fault::kUnexpectedIndirect));
-    if (!config_.buffers.offset_of(addr, len)) return fail(mark_broken("device", Fault::kDescriptorAddress));
+    auto data = config_.buffers.pointer_of(addr, len);  // checks the whole range, and translates it once
+    if (!data) return fail(mark_broken("device", Fault::kDescriptorAddress));
     const bool writable_buf = (flags & kDescFlagWrite) != 0;
     if (!writable_buf && writable != 0) return fail(mark_broken("device", Fault::kReadableAfterWritable));
     if (c.count >= out.size()) return fail(mark_broken("device", Fault::kChainTooLong));
-    out[c.count++] = Buffer{addr, len, writable_buf};
+    out[c.count++] = Buffer{addr, len, writable_buf, *data};
     (writable_buf ? writable : readable) += len;
     if ((flags & kDescFlagNext) == 0) break;
     if (next >= layout_.num) return fail(mark_broken("device", Fault::kDescriptorIndex));

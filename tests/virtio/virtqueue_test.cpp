@@ -145,6 +145,7 @@ TEST_F(QueuePair, ChainsTravelBothWays) {
   EXPECT_EQ(c.readable_len, 80U);
   EXPECT_EQ(c.writable_len, 256U);
   EXPECT_EQ(chain_buf_[1].addr, kShmBase + 0x1100);
+  EXPECT_EQ(chain_buf_[1].data, mem_.data() + 0x1100) << "translated once, by the queue";
   EXPECT_TRUE(chain_buf_[2].device_writable);
   EXPECT_FALSE(*device_.pop_available(c, chain_buf_)) << "nothing more available";
   ASSERT_EQ(device_.push_used(c.head, 200), Status::kOk);

@@ -31,6 +31,9 @@ struct Buffer {
   metal::DeviceAddress addr = 0;
   std::uint32_t len = 0;
   bool device_writable = false;
+  /// Where the buffer is in this process: set by DeviceQueue::pop_available, which checked that all of it
+  /// lies in QueueConfig::buffers (ignored by DriverQueue::add).
+  std::byte* data = nullptr;
 };
 
 /// Why a queue stopped working.
