@@ -66,7 +66,7 @@ struct LinkConfig {
 
 /// Where the creator puts things in the shared memory (offsets from its start).
 struct LinkLayout {
-  std::size_t table = 0;       ///< resource table (the first rpmsg vdev in it is used)
+  std::size_t table = 0;       ///< resource table (its vdev number `vdev` is rpmsg's)
   std::size_t table_size = 0;  ///< bytes from `table` the table may occupy
   std::uint32_t vdev = 0;      ///< which vdev entry of the table is rpmsg's (virtio::find_vdev's index)
   std::size_t vring0 = 0;      ///< driver RX / device TX
@@ -94,10 +94,10 @@ class Link {
   /// config.role. Returns once the virtio handshake is done.
   static metal::SysResult<std::unique_ptr<Link>> create(metal::UnixSocket socket, const LinkConfig& config);
   /// Like create(), over shared memory the caller prepared: `memory` (a memfd, or a POSIX shm object named
-  /// in config.posix_shm_name) already holds, at layout.table, a resource table whose first rpmsg vdev has
-  /// its vrings placed (e.g. a firmware's own table, see rproc/linux/process.hpp), and layout.pool is free
-  /// for the rpmsg buffers. layout.vring0/1 and ring_align are not used: the table says where the vrings
-  /// are. config.ring_size is ignored.
+  /// in config.posix_shm_name) already holds, at layout.table, a resource table whose rpmsg vdev (number
+  /// layout.vdev) has its vrings placed (e.g. a firmware's own table, see rproc/linux/process.hpp), and
+  /// layout.pool is free for the rpmsg buffers. layout.vring0/1 and ring_align are not used: the table says
+  /// where the vrings are. config.ring_size is ignored.
   static metal::SysResult<std::unique_ptr<Link>> create_in(metal::UnixSocket socket, const LinkConfig& config,
                                                            metal::SharedMemory memory,
                                                            const LinkLayout& layout);
