@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // amp-bench: RPMsg round-trip latency and one-way throughput between two processes on different cores, in
 // every notification mode, next to this machine's raw limits measured in the same run (a cache-line ping-pong
 // through shared memory, an eventfd ping-pong), and the CPU that an idle link costs.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Micro-benchmarks of the hot paths, in one process (Google Benchmark): IoRegion translation, a virtqueue
 // round trip through both roles, and an rpmsg send plus receive through the in-memory loopback.
 #include <benchmark/benchmark.h>

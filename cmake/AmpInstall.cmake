@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # cmake --install: headers, the library, a CMake package (find_package(amp) -> amp::amp) and amp.pc.
 include(CMakePackageConfigHelpers)
 
@@ -24,3 +25,4 @@ if(AMP_PLATFORM STREQUAL "linux")
 endif()
 configure_file(${PROJECT_SOURCE_DIR}/cmake/amp.pc.in ${PROJECT_BINARY_DIR}/amp.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/amp.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/amp)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Warnings for amp's own targets (never for consumers or third-party code). Not -Wnull-dereference: with
 # g++ 12 at -O3 it fires inside libstdc++'s stream buffers inlined into any code that reads a file.
 function(amp_set_warnings target)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Echo (remote): announces "amp-echo" and sends every message back to its sender.
 //   echo [SOCKET_PATH]     (default /tmp/amp-example.sock; start it before `ping`)
 #include "example_link.hpp"

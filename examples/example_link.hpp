@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Shared by the examples: bring up a Link over a UNIX socket path. The remote listens and creates the
 // link (virtio device role); the host connects and joins it (virtio driver role).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Matrix multiply, as in OpenAMP's demo: the host sends two 6x6 matrices in one message, the remote returns
 // their product. Both sides in one program:
 //   matrix_multiply remote [SOCKET_PATH]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Ping (host): finds "amp-echo", sends N messages and checks that each comes back unchanged.
 //   ping [SOCKET_PATH] [N]
 #include <cstring>

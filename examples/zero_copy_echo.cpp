@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Zero-copy echo (remote): keeps each received buffer past its callback, takes a transmit buffer, writes
 // the reply straight into shared memory and sends it without another copy.
 //   zero_copy_echo [SOCKET_PATH]     (pair it with `ping`)

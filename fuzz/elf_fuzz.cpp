@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Fuzzes the ELF loader with arbitrary files, such as a corrupt or hostile firmware image. A file that parses
 // is loaded (by p_paddr and by p_vaddr) into a fixed set of memory regions, each its own exactly-sized heap
 // block so that ASan reports any write outside one. Checks that:

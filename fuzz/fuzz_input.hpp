@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // What the fuzz targets share: reading typed values from the fuzzer's bytes, and a check that stops the run.
 #pragma once
 

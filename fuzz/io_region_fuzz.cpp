@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Fuzzes IoRegion translation with arbitrary page tables and queries, such as a peer could make us perform
 // with device addresses and lengths read from shared memory. Checks that every successful translation is
 // consistent and inside the region (ASan reports any access outside it).

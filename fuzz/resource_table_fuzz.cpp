@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Fuzzes resource-table parsing, visiting, write-back and the host's resource assignment with tables a
 // firmware or a peer could hand us. The
 // table sits in an exactly-sized heap buffer, so ASan reports any access outside it. Half of the inputs are

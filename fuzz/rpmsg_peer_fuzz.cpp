@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Fuzzes both rpmsg roles against a peer that scribbles on shared memory: a driver and a device share one
 // block (the OpenAMP PC layout); between their operations the input overwrites arbitrary bytes of the rings,
 // the buffers and the vdev entry. Nothing may crash, hang or touch memory outside the block (ASan watches:

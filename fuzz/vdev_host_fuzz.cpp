@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Fuzzes VdevHost's bring-up over memory a remote controls: the remote's memory (an exact-size heap block, so
 // ASan sees any access outside it) holds garbage from the input, and half the time a valid rpmsg table built
 // from the input at an input-chosen place, with some bytes then corrupted; the table and pool addresses

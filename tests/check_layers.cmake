@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # cmake -P script: enforces the layering rules of docs/architecture.md on every header and source.
 #  - a layer includes only itself and the layers below it: metal < virtio < rpmsg < rproc < (tools, examples)
 #  - the core (everything outside a linux/ or baremetal/ folder) includes no port header and no OS header

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A native firmware: a Linux program that is the remote processor under the process driver
 // (`ampctl run build/.../amp-echo-firmware`). Its resource table declares one rpmsg vdev; the host places the
 // vrings, starts it and runs the virtio driver role. It announces "amp-echo" and sends every message back,

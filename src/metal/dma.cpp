@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "amp/metal/dma.hpp"
 
 #include "amp/metal/cache.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // ELF loading: see include/amp/rproc/elf.hpp.
 //
 // Every field is read from the file exactly where the class's layout says, little-endian, into a 64-bit

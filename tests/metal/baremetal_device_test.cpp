@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The bare-metal port's static registries of memory regions and devices.
 #include <gtest/gtest.h>
 

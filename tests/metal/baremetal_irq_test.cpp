@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The bare-metal port's board hooks, critical sections, interrupt table, cache hooks and log sink, run on the
 // PC with fake board hooks.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The bare-metal port's Mutex, Condition and time, run on the PC with fake board hooks (a fake clock, a
 // fake wait_for_event/send_event). Threads stand in for cores; the fakes are atomics since they are shared.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Test helpers: a temporary directory, and a fake sysfs + /dev tree inside one, for the Linux device and
 // shared memory tests. Test-only; a fixture is used by one test thread.
 #pragma once

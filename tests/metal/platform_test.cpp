@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The Linux port's generic services: time, locks and conditions, cache and DMA mapping.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Two processes share one memfd, mapped at different virtual addresses, exchange data addressed only by
 // device address, and signal each other through their event loops with eventfds passed over a UNIX socket.
 #include <sys/mman.h>

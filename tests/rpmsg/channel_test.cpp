@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "amp/rpmsg/linux/channel.hpp"
 
 #include <poll.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Two real processes joined by an rpmsg Link: every transport, notification mode and role assignment. The
 // child serves an echo endpoint it announces; the parent finds it through the name service and checks every
 // echo, for every payload size from 1 byte to the MTU.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Two rpmsg Devices, a driver and a device, on one block of memory in this process, laid out like
 // OpenAMP's PC setup (vdev entry, vring0 at 0x4000, vring1 at 0x8000, buffer pool at 0x10000). Notifications
 // are counted, and pump() runs each side's process() until both are quiet, so tests are deterministic.

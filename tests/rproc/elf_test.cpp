@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "amp/rproc/elf.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The process driver with a real native firmware (firmware/native/echo.cpp): start -> echo -> stop, a crash
 // mid-stream (unbind, sends fail instead of hanging, recovery, echo again), firmware that is bad or fails to
 // boot, and no descriptor or process left behind.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "amp/rproc/resource_table.hpp"
 
 #include "amp/rproc/firmware_table.hpp"

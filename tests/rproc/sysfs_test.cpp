@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The kernel-remoteproc driver against a fake /sys/class/remoteproc tree and a fake firmware directory.
 #include "amp/rproc/linux/sysfs.hpp"
 

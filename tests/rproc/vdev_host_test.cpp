@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The host's side of an rpmsg vdev in userspace, over a remote the kernel's remoteproc started: a fake sysfs
 // tree with a remoteproc node (running) and a UIO device whose map is the remote's memory (a file filled
 // with garbage, as real memory is). The "firmware" left its resource table in that memory, as a loaded ELF

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 cmake_policy(SET CMP0007 NEW)
 # cmake -P script (policy CMP0007 new: lists keep empty elements): ampctl's lifecycle commands against a fake /sys/class/remoteproc tree.
 #   -DAMPCTL=path -DWORK=dir

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // For the `ampctl run --driver sysfs` test: the kernel's remoteproc and the remote core, faked. Watches a
 // fake /sys/class/remoteproc/<node>/state; on "start" it does the part of loading that matters here (copies
 // the firmware's .resource_table to its address in the fake UIO memory file), reports "running", and runs the

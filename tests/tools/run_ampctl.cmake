@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # cmake -P script: runs `ampctl ARGS...` and checks its exit code and output.
 #   -DAMPCTL=path -DARGS="a;b;c" -DEXPECT_CODE=N -DEXPECT_OUTPUT=regex [-DEXPECT_STDERR=regex]
 execute_process(COMMAND ${AMPCTL} ${ARGS} RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)

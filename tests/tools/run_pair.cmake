@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # cmake -P script: runs a remote and a host example at the same time (execute_process runs its COMMANDs
 # concurrently) and checks that both exit 0 and the host prints what it should.
 #   -DREMOTE="prog;args" -DHOST="prog;args" -DEXPECT=regex

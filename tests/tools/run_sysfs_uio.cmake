@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 cmake_policy(SET CMP0007 NEW)
 # cmake -P script: `ampctl run --driver sysfs` against a fake kernel. A fake /sys (a remoteproc node and a UIO
 # device whose map is the remote's memory, /dev/uio0 a file of random bytes) and fake_kernel_remote, which

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // What ampctl's commands share: signal handling, option parsing, and the echo ping with its summary.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // ampctl's lifecycle commands for remotes whose life outlives ampctl (the kernel's remoteproc, via sysfs):
 //   ampctl status [REMOTE...]      ampctl load REMOTE FIRMWARE      ampctl start|stop|attach|detach REMOTE
 #include "lifecycle.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // ampctl's lifecycle commands (status, load, start, stop, attach, detach).
 #pragma once
 

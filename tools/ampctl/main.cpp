@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // ampctl: amp's command-line tool.
 //
 //   ampctl demo   start an emulated remote process serving echo, find it by name service, exchange

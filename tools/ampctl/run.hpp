@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // ampctl run: bring a remote up with a driver whose remote lives as long as ampctl (the process driver),
 // show the services it announces, optionally exercise one, serve until interrupted.
 #pragma once

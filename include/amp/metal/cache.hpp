@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Data-cache maintenance for memory shared with a non-coherent peer (another core, a DMA engine).
 //
 // flush writes dirty lines back so the peer sees our writes; invalidate drops lines so we see the peer's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // DMA mapping: hand a buffer inside an IoRegion to a device (or the peer core) by device address, with the
 // cache maintenance the direction needs. Thread-safety: stateless; safe from any thread.
 #pragma once

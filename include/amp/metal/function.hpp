@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // InplaceFunction: a move-only callable with inline storage and no heap (std::function for the core).
 //
 // Any callable that fits in `Capacity` bytes (checked at compile time) can be stored: lambdas capturing a few

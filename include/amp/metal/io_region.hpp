@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // IoRegion: a bounds-checked window onto device or shared memory.
 //
 // A region knows where its bytes are in this process (a host virtual base and a size) and which device

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Logging: levels, a user-replaceable sink, printf-style formatting into a stack buffer (no heap, no
 // iostream).
 //

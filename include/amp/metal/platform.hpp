@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Which port of metal this build uses. Linux when the compiler targets Linux, bare metal otherwise; define
 // AMP_METAL_BAREMETAL=1 to force the bare-metal port on a Linux target (for example to test it on a PC).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Errors as values: amp::Status and amp::Expected<T, E>.
 //
 // The core is built without exceptions, so every fallible operation returns either a Status (for operations

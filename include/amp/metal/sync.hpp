@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Locks and conditions with one interface on every platform.
 //
 // - Spinlock: a test-and-test-and-set lock on an atomic flag. For short sections; never sleeps.

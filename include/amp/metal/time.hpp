@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Monotonic time. Linux: CLOCK_MONOTONIC. Bare metal: the board's now_ns hook.
 // Thread-safety: all functions may be called from any thread (and, on bare metal, from interrupts if the
 // board's hook allows it).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // RPMsg over virtio, in either role, with endpoints, the name service, blocking/non-blocking and zero-copy
 // send, and callbacks on receive.
 //

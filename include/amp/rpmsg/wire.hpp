@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // RPMsg on the wire, byte-compatible with the Linux kernel's virtio_rpmsg_bus and OpenAMP.
 //
 //   header (16 bytes, little-endian, packed): le32 src; le32 dst; le32 reserved; le16 len; le16 flags;

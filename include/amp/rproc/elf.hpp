@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // ELF firmware images: parsing and loading into a remote processor's memory.
 //
 // A remote processor's firmware is a 32- or 64-bit little-endian ELF executable (ET_EXEC). ElfImage::parse

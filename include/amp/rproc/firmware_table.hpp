@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A resource table a firmware defines at compile time and places in its `.resource_table` section: one
 // rpmsg vdev with two vrings, the table every rpmsg firmware for Linux (or amp) carries. Byte for byte what
 // Linux's remoteproc and OpenAMP expect (see resource_table.hpp); all fields are little-endian words.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The life of a remote processor, like the Linux kernel's remoteproc: offline -> loaded -> running ->
 // stopped, with crashed (and optional recovery: reload and restart), and attached/detached for a remote that
 // runs already (started by a bootloader) or is left running.

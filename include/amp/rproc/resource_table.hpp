@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Remoteproc resource tables: parsing, validation, visiting, write-back and building.
 //
 // The layout is Linux remoteproc's (include/linux/remoteproc.h) and OpenAMP's, byte for byte, little-endian:

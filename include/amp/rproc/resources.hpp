@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Handling a firmware's resource table, the host's part: place what the firmware left to the host (carveouts
 // and vrings at kRscAddrAny) in a pool of memory both sides can reach, check that fixed addresses lie in the
 // remote's memory, assign vring notify ids, collect trace buffers, and hand vendor entries to the user. What

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The split virtqueue ("vring") as it lies in shared memory: constants and layout.
 //
 // Byte-compatible with the Linux kernel and OpenAMP (virtio 1.x split ring, legacy layout with an explicit

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The resource-table transport: a remoteproc resource table's `vdev` entry (type 3) in shared memory holds
 // the device id, notify id, device and driver features, status, the vrings and the config space.
 //

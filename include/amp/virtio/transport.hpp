@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // How a virtio device's control state reaches the other side: status, features, config space and queue
 // placement. The resource-table transport (rsc_vdev.hpp) keeps them in a remoteproc resource table's vdev
 // entry in shared memory; virtio-mmio and others can implement the same interface.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Split virtqueues for both roles: DriverQueue (adds buffers, reclaims used ones) and DeviceQueue (takes
 // available buffers, returns them used), with notification suppression (ring flags, or event indexes when
 // VIRTIO_RING_F_EVENT_IDX was negotiated).

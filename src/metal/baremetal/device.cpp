@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "amp/metal/baremetal/device.hpp"
 
 #include "amp/metal/baremetal/board.hpp"

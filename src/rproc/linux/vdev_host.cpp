@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 #include "amp/rproc/linux/vdev_host.hpp"
 
 #include <algorithm>

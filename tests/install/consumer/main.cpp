@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A program outside the amp tree, built against an installed amp.
 #include <amp/metal/io_region.hpp>
 #include <amp/metal/log.hpp>

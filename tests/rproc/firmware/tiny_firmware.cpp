@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A minimal static ET_EXEC "firmware" for tests: an entry point that spins and a .resource_table section
 // (a table with no entries). Built with the host compiler, without the C library, by a custom command.
 extern "C" {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A static "firmware" for the sysfs + UIO run test: its .resource_table (one rpmsg vdev, vrings at ANY) is
 // linked at 0x3ed00200, inside the fake remote's memory, where a kernel would load it. Never run: the test's
 // fake kernel loads it, and the remote it stands for is emulated (tests/tools/fake_kernel_remote.cpp).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The bare-metal port's hooks: the few things only the board (or the RTOS) can do. The board fills a
 // BoardHooks once at start-up, before using amp. Every hook is optional; what happens without it is noted.
 //

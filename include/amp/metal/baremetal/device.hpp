@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Bare-metal registries of named memory regions and devices, in fixed-size static tables (no heap).
 //
 // The board registers what its memory map holds at start-up (shared memory for the vrings, a mailbox's

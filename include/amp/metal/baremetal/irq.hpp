@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The bare-metal interrupt table: one handler object per vector, an enabled flag per vector, and a dispatch
 // function for the board's interrupt service routine.
 //

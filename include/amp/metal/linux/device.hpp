@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Linux device discovery: UIO devices (/sys/class/uio, /dev/uioN) and platform devices
 // (/sys/bus/platform/devices), including binding a platform device to a UIO driver.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // EventFd: an eventfd(2) counter, the Linux userspace "doorbell". signal() adds to the counter (a kick, one
 // write(2)); consume() reads and resets it. The descriptor is non-blocking and close-on-exec, so consume()
 // never blocks, and it can be registered with an EventLoop or passed to another process over a UNIX socket.

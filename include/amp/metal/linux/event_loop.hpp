@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // EventLoop: interrupts in Linux userspace. An epoll(7) loop that dispatches ready sources to handlers:
 // plain descriptors (sockets...), eventfds (doorbells/kicks), UIO devices (/dev/uioN interrupts), timers and
 // posted functions.

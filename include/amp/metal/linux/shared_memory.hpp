@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // SharedMemory: memory shared with another process, core or device, mapped into this process.
 //
 // One class, several providers (namespace shm): an anonymous memfd, a memfd received from someone else,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Errors of the Linux port: a Status, the errno behind it (0 if none) and a message naming what failed
 // ("open /sys/class/uio/uio0/maps/map0/size: No such file or directory"). Linux-only code may allocate, so
 // the message is a std::string; the core keeps to plain Status.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // UniqueFd: sole owner of a file descriptor; closes it on destruction. Move-only.
 // Thread-safety: like any value type, one object must not be mutated from two threads at once.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // UNIX-domain sockets with file-descriptor passing (SCM_RIGHTS): how Linux processes of an amp system hand
 // each other eventfds (doorbells) and memfds / dma-bufs (shared memory).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Channel: an rpmsg endpoint behind a pollable file descriptor, with read semantics like Linux's
 // rpmsg_char: one message per read, and a clear error once the peer is gone. An application can put fd()
 // into its own epoll/asio/Qt loop.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A Link joins two Linux processes with RPMsg: the shared memory (a memfd handed over a UNIX socket, or a
 // named POSIX shm object), a notification path (an eventfd pair, the UNIX socket itself, or polling of the
 // rings) and a thread that processes the peer's notifications. Either process may be the virtio driver

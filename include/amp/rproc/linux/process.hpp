@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The process driver: the remote processor is a Linux program built with amp (a "native" firmware). The
 // host side loads its ELF, takes the resource table from its `.resource_table` section, gives the remote a
 // shared memory (a memfd) holding a copy of that table with the host's choices written back (vrings placed,

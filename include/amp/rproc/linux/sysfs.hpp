@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The Linux kernel's remoteproc, driven through sysfs: /sys/class/remoteproc/remoteprocN/{name, firmware,
 // state, recovery}. The kernel loads and starts the firmware; amp can then run virtio/rpmsg in userspace over
 // the remote's memory (UIO maps). Every root is configurable so that tests run against a fake tree.

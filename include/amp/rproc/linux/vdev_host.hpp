@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The host's side of a remote's rpmsg vdev, run in Linux userspace over the remote's own memory: for a remote
 // the kernel's remoteproc loaded and started (SysfsDriver), or one a bootloader started, amp finds the
 // resource table where the firmware put it, checks it, places what the firmware left to the host (vrings at
