@@ -1,58 +1,64 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Shared by the examples: bring up a Link over a UNIX socket path. The remote listens and creates the
-// link (virtio device role); the host connects and joins it (virtio driver role).
+// Shared by the examples: bring up a Link. The remote listens on a UNIX socket path and creates the link
+// (virtio device role); the host connects and joins it (virtio driver role).
+//
+// A failure is printed and gives a null link (or kAddrAny): the example returns from main, so that every
+// destructor runs. std::exit would skip them, and the listener's is what removes the socket file.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "amp/rpmsg/linux/link.hpp"
 
 namespace example {
 
-inline std::unique_ptr<amp::rpmsg::Link> remote_link(const std::string& path) {
+/// Remote side: waits up to `wait` for a host on `path`, then creates the link.
+inline std::unique_ptr<amp::rpmsg::Link> remote_link(const std::string& path,
+                                                     std::chrono::seconds wait = std::chrono::seconds(30)) {
   auto listener = amp::metal::UnixListener::listen(path);
   if (!listener) {
     std::fprintf(stderr, "%s\n", listener.error().message.c_str());
-    std::exit(1);
+    return nullptr;
   }
-  auto conn = listener->accept(std::chrono::seconds(30));
+  auto conn = listener->accept(wait);
   if (!conn) {
     std::fprintf(stderr, "no host connected to %s: %s\n", path.c_str(), conn.error().message.c_str());
-    std::exit(1);
+    return nullptr;
   }
   amp::rpmsg::LinkConfig cfg;
   cfg.role = amp::rpmsg::Role::kDevice;
   auto link = amp::rpmsg::Link::create(std::move(*conn), cfg);
   if (!link) {
     std::fprintf(stderr, "%s\n", link.error().message.c_str());
-    std::exit(1);
+    return nullptr;
   }
   return std::move(*link);
 }
 
+/// Host side: connects to `path` (retrying while the remote is not listening yet) and joins the link.
 inline std::unique_ptr<amp::rpmsg::Link> host_link(const std::string& path) {
   auto conn = amp::metal::UnixSocket::connect(path, std::chrono::seconds(30));
   if (!conn) {
     std::fprintf(stderr, "%s\n", conn.error().message.c_str());
-    std::exit(1);
+    return nullptr;
   }
   amp::rpmsg::LinkConfig cfg;
   cfg.role = amp::rpmsg::Role::kDriver;
   auto link = amp::rpmsg::Link::join(std::move(*conn), cfg);
   if (!link) {
     std::fprintf(stderr, "%s\n", link.error().message.c_str());
-    std::exit(1);
+    return nullptr;
   }
   return std::move(*link);
 }
 
-/// Host side: waits until the remote announces `service`; returns its address.
+/// Host side: waits until the remote announces `service`; returns its address (kAddrAny if it did not).
 inline std::uint32_t find_service(amp::rpmsg::Link& link, std::string_view service) {
   std::mutex m;
   std::condition_variable cv;
@@ -67,7 +73,6 @@ inline std::uint32_t find_service(amp::rpmsg::Link& link, std::string_view servi
   if (!cv.wait_for(lock, std::chrono::seconds(10), [&] { return addr != amp::rpmsg::kAddrAny; })) {
     std::fprintf(stderr, "the remote did not announce '%.*s'\n", static_cast<int>(service.size()),
                  service.data());
-    std::exit(1);
   }
   lock.unlock();
   link.device().set_name_service_handler(nullptr);

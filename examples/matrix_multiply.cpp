@@ -29,6 +29,7 @@ Matrix multiply(const Matrix& a, const Matrix& b) {
 
 int remote(const std::string& path) {
   auto link = example::remote_link(path);
+  if (!link) return 1;
   amp::rpmsg::Endpoint ep;
   const amp::Status s =
       link->device().create_endpoint(ep, "amp-matrix", amp::rpmsg::kAddrAny, amp::rpmsg::kAddrAny,
@@ -48,7 +49,9 @@ int remote(const std::string& path) {
 
 int host(const std::string& path, int rounds) {
   auto link = example::host_link(path);
+  if (!link) return 1;
   const std::uint32_t addr = example::find_service(*link, "amp-matrix");
+  if (addr == amp::rpmsg::kAddrAny) return 1;
   std::mutex m;
   std::condition_variable cv;
   Matrix result{};

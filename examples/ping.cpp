@@ -7,8 +7,10 @@
 
 int main(int argc, char** argv) {
   auto link = example::host_link(argc > 1 ? argv[1] : "/tmp/amp-example.sock");
+  if (!link) return 1;
   const int count = argc > 2 ? std::atoi(argv[2]) : 100;
   const std::uint32_t remote = example::find_service(*link, "amp-echo");
+  if (remote == amp::rpmsg::kAddrAny) return 1;
 
   std::mutex m;
   std::condition_variable cv;

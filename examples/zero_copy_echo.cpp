@@ -9,6 +9,7 @@
 
 int main(int argc, char** argv) {
   auto link = example::remote_link(argc > 1 ? argv[1] : "/tmp/amp-example.sock");
+  if (!link) return 1;
   amp::rpmsg::Endpoint ep;
   const amp::Status s = link->device().create_endpoint(
       ep, "amp-echo", amp::rpmsg::kAddrAny, amp::rpmsg::kAddrAny,
