@@ -478,6 +478,27 @@ TEST(ProcessDriver, BadFirmwareIsRefusedAtLoad) {
   EXPECT_EQ(remote.state(), State::kOffline);
 }
 
+// A .resource_table section of size 0: nothing to copy or parse (UBSan once caught a memcpy of nothing from a
+// null pointer here), and no rpmsg vdev, which is what the error says.
+TEST(ProcessDriver, AnEmptyResourceTableIsRefusedAtLoad) {
+  const auto fw = read_file(AMP_EMPTY_TABLE_FIRMWARE);
+  auto image = ElfImage::parse(fw, {.allow_position_independent = true});
+  ASSERT_TRUE(image) << AMP_EMPTY_TABLE_FIRMWARE;
+  auto rsc = image->resource_table();
+  ASSERT_TRUE(rsc);
+  ASSERT_EQ(rsc->data.size(), 0U) << "the test firmware's table is not empty";
+
+  const ProcessConfig config;
+  ProcessRemote remote(config);
+  auto r = remote.start(fw);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, Status::kNotFound);
+  EXPECT_NE(r.error().message.find(".resource_table section is empty"), std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("no rpmsg vdev"), std::string::npos) << r.error().message;
+  EXPECT_EQ(remote.state(), State::kOffline);
+}
+
 // Like the kernel's remoteproc, the host does not wait for the firmware to say it booted (virtio's driver
 // never waits for the device): a firmware that ends during boot either makes start() fail (it was gone
 // before the link's hello reached it) or is a crash right after start. Either way, how it ended is told.

@@ -206,6 +206,12 @@ Status ProcessDriver::load(std::span<const std::byte> firmware) noexcept {
     return fail(to_status(rsc.error()),
                 std::string("firmware: ") + to_string(rsc.error()) + " (a native firmware declares one)");
   }
+  if (rsc->data.empty()) {
+    return fail(
+        Status::kNotFound,
+        "firmware: its .resource_table section is empty, so there is no rpmsg vdev (a native firmware "
+        "declares one)");
+  }
   // Check the table now (in an aligned copy), so that a bad one fails load, not start.
   std::vector<std::byte> table(rsc->data.begin(), rsc->data.end());
   std::vector<std::uint64_t> aligned((table.size() + 7) / 8);
