@@ -209,10 +209,10 @@ Expected<ElfImage, ElfError> ElfImage::parse(std::span<const std::byte> file,
   std::uint64_t phnum = read_field(file, 0, l.e_phnum);
   const bool extended = shnum == 0 || shstrndx == kShnXindex || phnum == kPnXnum;
   if (shoff == 0) {
-    // No section headers: nothing may refer to them.
-    if (shnum != 0 || phnum == kPnXnum || shstrndx == kShnXindex) {
-      return unexpected(ElfError::kBadSectionHeaders);
-    }
+    // No section headers: nothing may refer to them. PN_XNUM is a bad program header count (the count
+    // it defers to does not exist), the others bad section header fields.
+    if (phnum == kPnXnum) return unexpected(ElfError::kBadProgramHeaders);
+    if (shnum != 0 || shstrndx == kShnXindex) return unexpected(ElfError::kBadSectionHeaders);
     shstrndx = 0;
   } else {
     if (shentsize < l.shdr_size) return unexpected(ElfError::kBadSectionHeaders);
