@@ -153,6 +153,43 @@ const char* to_string(ElfError e) noexcept {
   return "unknown ELF error";
 }
 
+namespace elf {
+
+MachineName machine_name(std::uint16_t machine) noexcept {
+  static constexpr struct {
+    std::uint16_t value;
+    const char* name;
+  } kNames[] = {{kMachineNone, "EM_NONE"},       {kMachineSparc, "EM_SPARC"},
+                {kMachine386, "EM_386"},         {kMachineMips, "EM_MIPS"},
+                {kMachinePpc, "EM_PPC"},         {kMachinePpc64, "EM_PPC64"},
+                {kMachineArm, "EM_ARM"},         {kMachineSh, "EM_SH"},
+                {kMachineIa64, "EM_IA_64"},      {kMachineX86_64, "EM_X86_64"},
+                {kMachineXtensa, "EM_XTENSA"},   {kMachineTiC6000, "EM_TI_C6000"},
+                {kMachineAarch64, "EM_AARCH64"}, {kMachineMicroblaze, "EM_MICROBLAZE"},
+                {kMachineRiscv, "EM_RISCV"}};
+  MachineName out;
+  for (const auto& n : kNames) {
+    if (n.value != machine) continue;
+    static_assert(sizeof "EM_MICROBLAZE" <= sizeof out.text);
+    std::memcpy(out.text, n.name, std::strlen(n.name) + 1);
+    return out;
+  }
+  constexpr char kPrefix[] = "machine ";
+  std::memcpy(out.text, kPrefix, sizeof kPrefix - 1);
+  char digits[5];  // 65535 at most
+  std::size_t n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + machine % 10);
+    machine = static_cast<std::uint16_t>(machine / 10);
+  } while (machine != 0);
+  std::size_t pos = sizeof kPrefix - 1;
+  while (n > 0) out.text[pos++] = digits[--n];
+  out.text[pos] = '\0';
+  return out;
+}
+
+}  // namespace elf
+
 Status to_status(ElfError e) noexcept {
   switch (e) {
     case ElfError::kNotLittleEndian:

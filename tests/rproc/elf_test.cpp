@@ -495,6 +495,33 @@ TEST(Elf, ExtendedNumberingNeedsSectionHeaders) {
   EXPECT_EQ(parse_error(f.bytes), ElfError::kBadSectionHeaders);
 }
 
+// --- Machine names, for messages. ---
+
+TEST(Elf, MachinesAreNamedAsTheSpecificationNamesThem) {
+  EXPECT_STREQ(elf::machine_name(elf::kMachineNone).c_str(), "EM_NONE");
+  EXPECT_STREQ(elf::machine_name(2).c_str(), "EM_SPARC");
+  EXPECT_STREQ(elf::machine_name(3).c_str(), "EM_386");
+  EXPECT_STREQ(elf::machine_name(8).c_str(), "EM_MIPS");
+  EXPECT_STREQ(elf::machine_name(20).c_str(), "EM_PPC");
+  EXPECT_STREQ(elf::machine_name(21).c_str(), "EM_PPC64");
+  EXPECT_STREQ(elf::machine_name(40).c_str(), "EM_ARM");
+  EXPECT_STREQ(elf::machine_name(42).c_str(), "EM_SH");
+  EXPECT_STREQ(elf::machine_name(50).c_str(), "EM_IA_64");
+  EXPECT_STREQ(elf::machine_name(62).c_str(), "EM_X86_64");
+  EXPECT_STREQ(elf::machine_name(94).c_str(), "EM_XTENSA");
+  EXPECT_STREQ(elf::machine_name(140).c_str(), "EM_TI_C6000");
+  EXPECT_STREQ(elf::machine_name(183).c_str(), "EM_AARCH64");
+  EXPECT_STREQ(elf::machine_name(189).c_str(), "EM_MICROBLAZE");
+  EXPECT_STREQ(elf::machine_name(243).c_str(), "EM_RISCV");
+}
+
+TEST(Elf, UnnamedMachinesAreNamedByNumber) {
+  EXPECT_STREQ(elf::machine_name(1).c_str(), "machine 1");
+  EXPECT_STREQ(elf::machine_name(10).c_str(), "machine 10");
+  EXPECT_STREQ(elf::machine_name(258).c_str(), "machine 258");
+  EXPECT_STREQ(elf::machine_name(0xFFFF).c_str(), "machine 65535");
+}
+
 // --- The ELF header. ---
 
 TEST(Elf, TruncatedAtEveryBoundaryGivesTheErrorOfThePartCut) {

@@ -72,13 +72,31 @@ Status to_status(ElfError e) noexcept;
 /// Values of the ELF header and program header fields that callers check.
 namespace elf {
 inline constexpr std::uint16_t kMachineNone = 0;  ///< EM_NONE; in LoadOptions: accept any machine.
+inline constexpr std::uint16_t kMachineSparc = 2;
+inline constexpr std::uint16_t kMachine386 = 3;
+inline constexpr std::uint16_t kMachineMips = 8;
+inline constexpr std::uint16_t kMachinePpc = 20;
+inline constexpr std::uint16_t kMachinePpc64 = 21;
 inline constexpr std::uint16_t kMachineArm = 40;
+inline constexpr std::uint16_t kMachineSh = 42;
+inline constexpr std::uint16_t kMachineIa64 = 50;
 inline constexpr std::uint16_t kMachineX86_64 = 62;
+inline constexpr std::uint16_t kMachineXtensa = 94;
+inline constexpr std::uint16_t kMachineTiC6000 = 140;
 inline constexpr std::uint16_t kMachineAarch64 = 183;
+inline constexpr std::uint16_t kMachineMicroblaze = 189;
 inline constexpr std::uint16_t kMachineRiscv = 243;
 inline constexpr std::uint32_t kSegmentExecute = 1;  ///< PF_X
 inline constexpr std::uint32_t kSegmentWrite = 2;    ///< PF_W
 inline constexpr std::uint32_t kSegmentRead = 4;     ///< PF_R
+
+/// An e_machine value's name, for messages: "EM_ARM" (the ELF specification's name), or "machine 1234"
+/// for a value without a name here. A value (no heap): `machine_name(m).c_str()`.
+struct MachineName {
+  char text[16] = {};  // "machine 65535" and its NUL fit
+  const char* c_str() const noexcept { return text; }
+};
+MachineName machine_name(std::uint16_t machine) noexcept;
 }  // namespace elf
 
 /// A PT_LOAD segment of a parsed image.
