@@ -210,6 +210,64 @@ TEST(ProcessDriver, StartEchoStop) {
   EXPECT_EQ(open_fds(), fds_before) << "descriptors left behind";
 }
 
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+bool empty_directory(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) return false;
+  bool empty = true;
+  while (dirent* e = ::readdir(d)) empty = empty && e->d_name[0] == '.';
+  ::closedir(d);
+  return empty;
+}
+
+// ps and top show the program by its firmware's file name, not by the descriptor it runs from ("11"), and
+// argv[0] is ProcessConfig::name (a path, as `ampctl run` may give).
+TEST(ProcessDriver, TheProgramIsNamedAfterItsFirmware) {
+  char tmp[] = "/tmp/amp-process-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmp), nullptr);
+  const char* old_tmpdir = std::getenv("TMPDIR");
+  const std::string saved = old_tmpdir != nullptr ? old_tmpdir : "";
+  ::setenv("TMPDIR", tmp, 1);  // where the driver may put what it needs to start the program
+  {
+    ProcessConfig config;
+    config.name = AMP_ECHO_FIRMWARE;
+    Host host;
+    ProcessRemote remote(config);
+    host.attach(remote);
+    ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
+    const std::string proc = "/proc/" + std::to_string(remote.driver().pid());
+    // The kernel keeps 15 characters of a program's name.
+    EXPECT_EQ(read_text(proc + "/comm"), std::string("amp-echo-firmware").substr(0, 15) + "\n");
+    const std::string cmdline = read_text(proc + "/cmdline");
+    EXPECT_EQ(cmdline.substr(0, cmdline.find('\0')), AMP_ECHO_FIRMWARE);
+    char exe[256] = {};
+    ASSERT_GT(::readlink((proc + "/exe").c_str(), exe, sizeof exe - 1), 0);
+    EXPECT_EQ(std::string(exe), "/memfd:amp-echo-firmware (deleted)") << "the sealed copy it runs from";
+    EXPECT_TRUE(empty_directory(tmp)) << "left behind in " << tmp;
+    ASSERT_NO_FATAL_FAILURE(host.expect_echoes(3, "named"));
+    ASSERT_TRUE(remote.stop());
+  }
+  {
+    // The default name, too.
+    Host host;
+    ProcessRemote remote({});
+    host.attach(remote);
+    ASSERT_NO_FATAL_FAILURE(start_and_bind(remote, host));
+    EXPECT_EQ(read_text("/proc/" + std::to_string(remote.driver().pid()) + "/comm"), "remote\n");
+  }
+  if (old_tmpdir != nullptr) {
+    ::setenv("TMPDIR", saved.c_str(), 1);
+  } else {
+    ::unsetenv("TMPDIR");
+  }
+  EXPECT_TRUE(empty_directory(tmp)) << "left behind in " << tmp;
+  ::rmdir(tmp);
+}
+
 TEST(ProcessDriver, DetachLeavesItRunningAndAttachBringsEchoBack) {
   const std::size_t fds_before = open_fds();
   {

@@ -17,6 +17,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include "amp/metal/linux/shared_memory.hpp"
@@ -73,6 +75,46 @@ std::string describe(int status) {
   }
   return "ended (status " + std::to_string(status) + ")";
 }
+
+/// The program's file name: the last component of ProcessConfig::name (a path or a file name).
+std::string file_name_of(const std::string& name) {
+  constexpr std::size_t kMaxFileName = 255;  // NAME_MAX
+  std::string base = name.substr(name.find_last_of('/') + 1);
+  if (base.empty() || base == "." || base == "..") base = "remote";
+  if (base.size() > kMaxFileName) base.resize(kMaxFileName);
+  return base;
+}
+
+/// What the program is executed by. The kernel names a program (its comm: what ps and top show) after the
+/// last component of the path it was executed by: run as /proc/self/fd/N it would be "N", and by
+/// execveat(AT_EMPTY_PATH) on the memfd "memfd:...". So it is executed by a symbolic link named after the
+/// firmware, to /proc/self/fd/N (which the child resolves to its own copy of the descriptor), in a private
+/// directory that lives only while the program starts. Where none can be made, /proc/self/fd/N it is.
+class ExecPath {
+ public:
+  ExecPath(int fd, const std::string& file_name) : fd_path_("/proc/self/fd/" + std::to_string(fd)) {
+    std::error_code ec;
+    const std::filesystem::path tmp = std::filesystem::temp_directory_path(ec);  // $TMPDIR or /tmp
+    if (ec) return;
+    std::string dir = (tmp / "amp-rproc-XXXXXX").string();
+    if (::mkdtemp(dir.data()) == nullptr) return;  // mode 0700: nobody else can change what it holds
+    dir_ = dir;
+    std::string link = dir + "/" + file_name;
+    if (::symlink(fd_path_.c_str(), link.c_str()) == 0) link_ = std::move(link);
+  }
+  ~ExecPath() {
+    if (!link_.empty()) ::unlink(link_.c_str());
+    if (!dir_.empty()) ::rmdir(dir_.c_str());
+  }
+  ExecPath(const ExecPath&) = delete;
+  ExecPath& operator=(const ExecPath&) = delete;
+  const std::string& path() const { return link_.empty() ? fd_path_ : link_; }
+
+ private:
+  std::string fd_path_;
+  std::string dir_;
+  std::string link_;
+};
 
 /// Finds the first rpmsg vdev, and counts vdevs.
 /// The vdev plan_rpmsg() takes: the first rpmsg vdev with two vrings, counted as virtio::find_vdev counts.
@@ -229,7 +271,8 @@ Status ProcessDriver::load(std::span<const std::byte> firmware) noexcept {
 
   // The program runs from a sealed copy: what was checked is what runs.
   // Executable on purpose (MFD_EXEC, where the kernel knows it: vm.memfd_noexec may default to no-exec).
-  const std::string memfd_name = "amp-firmware-" + config_.name;
+  // Named after the firmware's file (/proc/PID/exe shows it); the kernel takes 249 characters.
+  const std::string memfd_name = file_name_of(config_.name).substr(0, 249);
   int raw = ::memfd_create(memfd_name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING | kMfdExec);
   if (raw < 0 && errno == EINVAL) raw = ::memfd_create(memfd_name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
   // Kept above descriptor 3, which the program's control socket takes in the child.
@@ -321,7 +364,6 @@ Status ProcessDriver::start() noexcept {
   ::posix_spawnattr_setsigdefault(&attr, &all);
   ::posix_spawnattr_setpgroup(&attr, 0);
   ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  const std::string path = "/proc/self/fd/" + std::to_string(executable_.get());
   std::vector<std::string> args{config_.name};
   args.insert(args.end(), config_.args.begin(), config_.args.end());
   std::vector<char*> argv;
@@ -336,7 +378,11 @@ Status ProcessDriver::start() noexcept {
   envp.push_back(link_var.data());
   envp.push_back(nullptr);
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, path.c_str(), &actions, &attr, argv.data(), envp.data());
+  int rc = 0;
+  {
+    const ExecPath exec(executable_.get(), file_name_of(config_.name));
+    rc = ::posix_spawn(&pid, exec.path().c_str(), &actions, &attr, argv.data(), envp.data());
+  }  // posix_spawn returns once the program runs (or failed to): the path has served
   ::posix_spawn_file_actions_destroy(&actions);
   ::posix_spawnattr_destroy(&attr);
   child_end.reset();

@@ -10,10 +10,11 @@
 //             while (auto link = amp::rproc::join_host()) { serve **link until (*link)->peer_gone(); }
 //
 // The firmware is executed from a sealed memfd copy of the loaded bytes, so the file it came from may
-// change or go away meanwhile. It gets a control socket as a descriptor named by the environment variable
-// AMP_RPROC_LINK_FD, its argv from ProcessConfig::args, and stdin, stdout and stderr of the host. Over the
-// control socket the host hands it one link session at a time (a socket for rpmsg::Link::join), so that
-// a detached program can be attached to again; the control socket closing means the host is gone.
+// change or go away meanwhile; it still shows in ps by its file name (ProcessConfig::name). It gets a control
+// socket as a descriptor named by the environment variable AMP_RPROC_LINK_FD, its argv from
+// ProcessConfig::args, and stdin, stdout and stderr of the host. Over the control socket the host hands it
+// one link session at a time (a socket for rpmsg::Link::join), so that a detached program can be attached to
+// again; the control socket closing means the host is gone.
 //
 // Teardown, like the kernel's: on stop the link goes first (endpoints get their unbind callback, sends fail
 // with kClosed), then the program gets SIGTERM, and SIGKILL after ProcessConfig::stop_timeout.
@@ -54,6 +55,8 @@ struct ProcessConfig {
   rpmsg::LinkConfig link{};
   /// argv[1..] of the program (argv[0] is `name`).
   std::vector<std::string> args{};
+  /// argv[0] of the program: the firmware's path or file name. Its last component names the process (what
+  /// ps and top show, /proc/PID/comm, which the kernel cuts to 15 characters) and the memfd it runs from.
   std::string name = "remote";
   /// How long stop() waits after SIGTERM before it sends SIGKILL.
   std::chrono::milliseconds stop_timeout{2000};
