@@ -126,6 +126,13 @@ struct Host {
     return e->send(std::as_bytes(std::span(text)), timeout_ns);
   }
 
+  /// Sends a marker and waits for its echo: echoes come in order, so every earlier one has arrived too.
+  void drain() {
+    ASSERT_EQ(send("drain"), Status::kOk);
+    std::unique_lock lock(m);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return !echoes.empty() && echoes.back() == "drain"; }));
+  }
+
   /// Sends `count` messages and waits for each echo.
   void expect_echoes(int count, const std::string& tag) {
     for (int i = 0; i < count; ++i) {
@@ -442,6 +449,7 @@ TEST(ProcessDriver, CrashMidStreamUnbindsAndRecoveryBringsEchoBack) {
     ASSERT_TRUE(remote.wait_for(State::kRunning, 10s));
     stop = true;
     sender.join();
+    ASSERT_NO_FATAL_FAILURE(host.drain()) << "the stream's last echoes must not pass for later ones";
     EXPECT_GT(sent.load(), 0);
     EXPECT_NE(remote.driver().pid(), first);
     EXPECT_FALSE(process_exists(first));
