@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Shared by the examples: bring up a Link. The remote listens on a UNIX socket path and creates the link
-// (virtio device role); the host connects and joins it (virtio driver role).
+// (virtio device role); the host connects and joins it (virtio driver role). Or OpenAMP's PC layout, where
+// the remote is OpenAMP's process 0 and the host its process 1, as in OpenAMP's demos.
 //
 // A failure is printed and gives a null link (or kAddrAny): the example returns from main, so that every
 // destructor runs. std::exit would skip them, and the listener's is what removes the socket file.
@@ -51,6 +52,22 @@ inline std::unique_ptr<amp::rpmsg::Link> host_link(const std::string& path) {
   amp::rpmsg::LinkConfig cfg;
   cfg.role = amp::rpmsg::Role::kDriver;
   auto link = amp::rpmsg::Link::join(std::move(*conn), cfg);
+  if (!link) {
+    std::fprintf(stderr, "%s\n", link.error().message.c_str());
+    return nullptr;
+  }
+  return std::move(*link);
+}
+
+/// OpenAMP's PC layout (POSIX shm `shm`, one byte per kick on the socket `path`): the remote (device role)
+/// is process 0, which listens and writes the resource table; the host (driver role) is process 1.
+inline std::unique_ptr<amp::rpmsg::Link> openamp_link(amp::rpmsg::Role role, const std::string& path,
+                                                      const std::string& shm) {
+  const bool remote = role == amp::rpmsg::Role::kDevice;
+  auto link = amp::rpmsg::Link::openamp_linux(remote ? 0 : 1, role, std::chrono::seconds(30), path, shm);
+  // Process 0 created the shm object: once the host has mapped it (the link is up), or none came, the name
+  // can go, so that nothing is left in /dev/shm.
+  if (remote) (void)amp::metal::shm::unlink_posix(shm);
   if (!link) {
     std::fprintf(stderr, "%s\n", link.error().message.c_str());
     return nullptr;
