@@ -39,9 +39,11 @@ void BM_VirtqueueRoundTrip(benchmark::State& state) {
   c.align = 16;
   c.event_idx = true;
   std::array<amp::virtio::DriverQueue::Slot, 256> slots{};
+  std::array<std::uint64_t, amp::virtio::DeviceQueue::in_flight_words(256)> in_flight{};
   amp::virtio::DriverQueue driver;
   amp::virtio::DeviceQueue device;
-  if (driver.init(c, slots) != Status::kOk || device.init(c) != Status::kOk) state.SkipWithError("init");
+  if (driver.init(c, slots) != Status::kOk || device.init(c, in_flight) != Status::kOk)
+    state.SkipWithError("init");
   const amp::virtio::Buffer b{0x8000, 512, true};
   amp::virtio::Buffer out[1];
   for (auto _ : state) {

@@ -161,7 +161,7 @@ Device::~Device() {
 }
 
 Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::Slot> slots,
-                     std::span<TxSlot> tx_free) noexcept {
+                     std::span<TxSlot> tx_free, std::span<std::uint64_t> in_flight) noexcept {
   if (running()) return Status::kBusy;
   if (config.transport == nullptr || config.notifier == nullptr) return Status::kInvalidArgument;
   const std::uint32_t rx_size = config.rx_buffer_size != 0 ? config.rx_buffer_size : config.buffer_size;
@@ -184,10 +184,11 @@ Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::
     tx_free_ = tx_free;
     tx_free_head_ = tx_free_count_ = 0;
     stopped_ = false;
+    stop_requested_.store(false, std::memory_order_relaxed);
     fault_ = virtio::Fault::kNone;
     stats_ = Stats{};
     received_.store(0, std::memory_order_relaxed);
-    Status s = config.role == Role::kDriver ? start_driver(slots) : start_device();
+    Status s = config.role == Role::kDriver ? start_driver(slots) : start_device(in_flight);
     if (!ok(s)) return s;
     running_.store(true, std::memory_order_release);
   }
@@ -286,7 +287,7 @@ Status Device::start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept
   return Status::kOk;
 }
 
-Status Device::start_device() noexcept {
+Status Device::start_device(std::span<std::uint64_t> in_flight) noexcept {
   virtio::Transport& t = *config_.transport;
   // Wait for the driver; sleeping, since this is a one-time handshake.
   const std::uint64_t deadline = metal::deadline_after(config_.start_timeout_ns);
@@ -307,8 +308,10 @@ Status Device::start_device() noexcept {
   AMP_RETURN_IF_ERROR(setup_queue(0, tx, notify_tx_));
   AMP_RETURN_IF_ERROR(setup_queue(1, rx, notify_rx_));
   if (tx_free_.size() < tx.num) return Status::kNoMemory;
-  AMP_RETURN_IF_ERROR(device_tx_.init(tx));
-  AMP_RETURN_IF_ERROR(device_rx_.init(rx));
+  const std::size_t tx_words = virtio::DeviceQueue::in_flight_words(tx.num);
+  if (in_flight.size() < tx_words + virtio::DeviceQueue::in_flight_words(rx.num)) return Status::kNoMemory;
+  AMP_RETURN_IF_ERROR(device_tx_.init(tx, in_flight.first(tx_words)));
+  AMP_RETURN_IF_ERROR(device_rx_.init(rx, in_flight.subspan(tx_words)));
   payload_size_ = tx_size_ - static_cast<std::uint32_t>(kHeaderSize);
   // The driver's empty buffers arrive without a kick unless a sender waits for one.
   device_tx_.disable_notifications();
@@ -382,17 +385,36 @@ void Device::flush() noexcept {
 }
 
 Status Device::process(bool rearm) noexcept {
+  for (;;) {
+    bool more = false;
+    const Status s = process_batch(rearm, more);
+    if (!more) return s;
+    if (config_.reschedule != nullptr) {
+      // Let the caller's loop serve what else waits, and come back.
+      if (const Status r = config_.reschedule->notify(notify_rx_); !ok(r)) {
+        AMP_LOG_WARNING("rpmsg: asking to be processed again failed: %s", to_string(r));
+      }
+      return s;
+    }
+    // No one to ask: go on here, the lock released in between (senders and stop() had their turn).
+  }
+}
+
+Status Device::process_batch(bool rearm, bool& more) noexcept {
   Status s;
   bool kick_rx = false;
   bool kick_tx = false;
   {
     Guard g(*this);
-    if (stopped_) return Status::kClosed;
+    if (stopped_ || stop_requested_.load(std::memory_order_relaxed)) return Status::kClosed;
     if (!running()) return Status::kOk;  // not started yet: nothing to look at
     if (fault_ != virtio::Fault::kNone) return Status::kBroken;
     kick_tx = flush_locked();  // sends made since the last call (single-threaded bursts)
     rearm = rearm && config_.notify_peer;
-    s = config_.role == Role::kDriver ? drain_driver(rearm) : drain_device(rearm);
+    const std::uint32_t budget = config_.process_budget != 0     ? config_.process_budget
+                                 : config_.role == Role::kDriver ? driver_rx_.size()
+                                                                 : device_rx_.size();
+    s = config_.role == Role::kDriver ? drain_driver(rearm, budget, more) : drain_device(rearm, budget, more);
     publish_rx_locked();
     kick_rx = rx_kick_needed_locked();
     kick_tx = flush_locked() || kick_tx;  // and those the callbacks just made
@@ -401,12 +423,17 @@ Status Device::process(bool rearm) noexcept {
   }
   if (kick_rx) kick(notify_rx_);
   if (kick_tx) kick(notify_tx_);
+  more = more && ok(s);
   return s;
 }
 
-Status Device::drain_driver(bool rearm) noexcept {
+Status Device::drain_driver(bool rearm, std::uint32_t budget, bool& more) noexcept {
   driver_rx_.disable_interrupts();
-  for (;;) {
+  for (std::uint32_t taken = 0;; ++taken) {
+    if (taken == budget || stop_requested_.load(std::memory_order_relaxed)) {
+      more = true;  // the peer's interrupts stay off: the next call looks, then re-arms them
+      return Status::kOk;
+    }
     virtio::DriverQueue::Used u;
     auto r = driver_rx_.pop_used(u);
     if (!r) return r.error();
@@ -422,9 +449,13 @@ Status Device::drain_driver(bool rearm) noexcept {
   }
 }
 
-Status Device::drain_device(bool rearm) noexcept {
+Status Device::drain_device(bool rearm, std::uint32_t budget, bool& more) noexcept {
   device_rx_.disable_notifications();
-  for (;;) {
+  for (std::uint32_t taken = 0;; ++taken) {
+    if (taken == budget || stop_requested_.load(std::memory_order_relaxed)) {
+      more = true;
+      return Status::kOk;
+    }
     virtio::DeviceQueue::Chain c;
     Buffer b;
     auto r = device_rx_.pop_available(c, std::span(&b, 1));
@@ -577,8 +608,9 @@ void Device::give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len)
     const Buffer b{*da, len, true};
     (void)driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buf), now);  // a fault sticks
   } else {
-    // A consumed message: the device wrote nothing into it.
-    (void)device_rx_.push_used(head, 0, now);  // a fault sticks
+    // A consumed message goes back with its buffer's full length, as OpenAMP's remotes do: OpenAMP's driver
+    // reuses the buffer with the used length as its capacity (Linux ignores the value).
+    (void)device_rx_.push_used(head, len, now);  // a fault sticks
   }
   if (now) rx_unpublished_ = 0;
 }
@@ -954,6 +986,7 @@ void Device::destroy_endpoint(Endpoint& ep) noexcept {
 }
 
 void Device::stop() noexcept {
+  stop_requested_.store(true, std::memory_order_relaxed);  // a process() holding the lock lets go soon
   Guard g(*this);
   if (stopped_) return;
   stopped_ = true;

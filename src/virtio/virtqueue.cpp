@@ -76,6 +76,8 @@ const char* to_string(Fault f) noexcept {
       return "ring outside its region";
     case Fault::kBadBuffer:
       return "buffer of the wrong direction or too small";
+    case Fault::kHeadInFlight:
+      return "buffer offered again while the device holds it";
   }
   return "unknown fault";
 }
@@ -265,8 +267,12 @@ bool DriverQueue::enable_interrupts() noexcept {
 // ---------------------------------------------------------------------------------------------------------
 // DeviceQueue
 
-Status DeviceQueue::init(const QueueConfig& config) noexcept {
+Status DeviceQueue::init(const QueueConfig& config, std::span<std::uint64_t> in_flight) noexcept {
+  if (in_flight.size() < in_flight_words(config.num)) return Status::kInvalidArgument;
   AMP_RETURN_IF_ERROR(setup(config));
+  in_flight_ = in_flight.first(in_flight_words(config.num));
+  for (std::uint64_t& w : in_flight_) w = 0;
+  held_ = 0;
   last_avail_ = avail_seen_ = used_idx_ = published_ = notified_used_ = 0;
   notifications_disabled_ = false;
   return Status::kOk;
@@ -289,6 +295,9 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
 
   const std::uint16_t head = read<std::uint16_t>(layout_.avail_entry(last_avail_ & (layout_.num - 1)));
   if (head >= layout_.num) return fail(mark_broken("device", Fault::kDescriptorIndex));
+  std::uint64_t& word = in_flight_[head / 64];
+  const std::uint64_t bit = std::uint64_t{1} << (head % 64);
+  if ((word & bit) != 0) return fail(mark_broken("device", Fault::kHeadInFlight));
 
   Chain c;
   c.head = head;
@@ -321,6 +330,8 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
     return fail(mark_broken("device", Fault::kDescriptorAddress));
   c.readable_len = static_cast<std::uint32_t>(readable);
   c.writable_len = static_cast<std::uint32_t>(writable);
+  word |= bit;
+  ++held_;
   ++last_avail_;
   if (config_.event_idx && !notifications_disabled_) write<std::uint16_t>(layout_.avail_event(), last_avail_);
   chain = c;
@@ -331,6 +342,11 @@ Status DeviceQueue::push_used(std::uint16_t head, std::uint32_t written, bool pu
   if (broken()) return Status::kBroken;
   if (layout_.num == 0) return Status::kInvalidArgument;
   if (head >= layout_.num) return Status::kInvalidArgument;
+  std::uint64_t& word = in_flight_[head / 64];
+  const std::uint64_t bit = std::uint64_t{1} << (head % 64);
+  if ((word & bit) == 0) return Status::kInvalidArgument;  // not ours to return (a caller's bug)
+  word &= ~bit;
+  --held_;
   const std::size_t e = layout_.used_entry(used_idx_ & (layout_.num - 1));
   write<std::uint32_t>(e, head);  // 4-byte aligned only: two stores
   write<std::uint32_t>(e + 4, written);

@@ -85,7 +85,7 @@ class QueuePair : public ::testing::Test {
     c.event_idx = event_idx;
     layout_ = *RingLayout::compute(kNum, kAlign);
     ASSERT_EQ(driver_.init(c, slots_), Status::kOk);
-    ASSERT_EQ(device_.init(c), Status::kOk);
+    ASSERT_EQ(device_.init(c, in_flight_), Status::kOk);
   }
 
   /// A buffer at `offset` into the shared memory.
@@ -108,6 +108,7 @@ class QueuePair : public ::testing::Test {
   IoRegion shm_;
   RingLayout layout_;
   std::array<DriverQueue::Slot, kNum> slots_{};
+  std::array<std::uint64_t, DeviceQueue::in_flight_words(kNum)> in_flight_{};
   DriverQueue driver_;
   DeviceQueue device_;
   std::array<Buffer, kNum> chain_buf_{};
@@ -451,6 +452,44 @@ TEST_F(Malformed, UsedLengthOfAReadOnlyChainIsIgnored) {
   EXPECT_FALSE(driver_.broken());
 }
 
+TEST_F(Malformed, HeadOfferedAgainWhileTheDeviceHoldsIt) {
+  offer();
+  DeviceQueue::Chain c;
+  ASSERT_TRUE(*device_.pop_available(c, chain_buf_));
+  EXPECT_EQ(device_.held(), 1U);
+  // The driver puts the same head in the next avail slot and moves its index on, without the device having
+  // returned it: the device would hold one buffer twice (and a flood of these is unbounded memory above).
+  poke<std::uint16_t>(layout_.avail_entry(1), c.head);
+  poke<std::uint16_t>(layout_.avail_idx(), 2);
+  expect_device_fault(Fault::kHeadInFlight);
+  EXPECT_EQ(device_.held(), 1U);
+}
+
+TEST_F(QueuePair, AHeadReturnedMayBeOfferedAgain) {
+  // The same buffer, offered, returned and offered again, 3 rounds: normal reuse, not a fault.
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_TRUE(driver_.add(std::array{buf(0x1000, 64, false)}));
+    DeviceQueue::Chain c;
+    ASSERT_TRUE(*device_.pop_available(c, chain_buf_));
+    ASSERT_EQ(device_.push_used(c.head, 64), Status::kOk);
+    EXPECT_EQ(device_.held(), 0U);
+    DriverQueue::Used u;
+    ASSERT_TRUE(*driver_.pop_used(u));
+  }
+  EXPECT_FALSE(device_.broken());
+}
+
+TEST_F(QueuePair, DeviceReturnsOnlyWhatItHolds) {
+  ASSERT_TRUE(driver_.add(std::array{buf(0x1000, 64, false)}));
+  DeviceQueue::Chain c;
+  ASSERT_TRUE(*device_.pop_available(c, chain_buf_));
+  EXPECT_EQ(device_.push_used(static_cast<std::uint16_t>(c.head + 1), 0), Status::kInvalidArgument);
+  ASSERT_EQ(device_.push_used(c.head, 64), Status::kOk);
+  EXPECT_EQ(device_.push_used(c.head, 64), Status::kInvalidArgument);  // twice
+  EXPECT_FALSE(device_.broken());                                      // a caller's mistake, not the peer's
+  EXPECT_EQ(peek<std::uint16_t>(layout_.used_idx()), 1);
+}
+
 TEST_F(Malformed, RunawayUsedIndex) {
   offer();
   poke<std::uint16_t>(layout_.used_idx(), 0x8000);
@@ -468,10 +507,14 @@ TEST(QueueSetup, RingMustFitItsRegion) {
   DriverQueue d;
   EXPECT_EQ(d.init(c, slots), Status::kOutOfRange);
   DeviceQueue v;
-  EXPECT_EQ(v.init(c), Status::kOutOfRange);
+  std::array<std::uint64_t, 1> in_flight{};
+  EXPECT_EQ(v.init(c, in_flight), Status::kOutOfRange);
   c.num = 4;
   c.ring = *IoRegion(mem, 0).subregion(4, 200);  // misaligned ring
-  EXPECT_EQ(v.init(c), Status::kMisaligned);
+  EXPECT_EQ(v.init(c, in_flight), Status::kMisaligned);
+  c.ring = IoRegion(mem, 0);
+  EXPECT_EQ(v.init(c, {}), Status::kInvalidArgument);  // no room to record what it holds
+  EXPECT_EQ(v.init(c, in_flight), Status::kOk);
   c.ring = IoRegion(mem, 0);
   EXPECT_EQ(d.init(c, std::span(slots).first(2)), Status::kInvalidArgument);
   EXPECT_EQ(d.init(c, slots), Status::kOk);

@@ -231,6 +231,15 @@ struct DeviceConfig {
   std::uint64_t announce_timeout_ns = 1'000'000'000;
   /// Device role: how long start() waits for the driver to set DRIVER_OK.
   std::uint64_t start_timeout_ns = 10'000'000'000;
+  /// The most buffers one process() call takes from the peer (0: one ring's worth), so that a peer that
+  /// keeps the ring full cannot hold process(), and the device's lock, for ever.
+  std::uint32_t process_budget = 0;
+  /// How process() asks to be run again when it stopped at its budget with buffers still waiting: its
+  /// notify() is called (outside the lock) with the receive queue's notify id, and should make the caller's
+  /// loop call process() again soon, after what else waits (post it to the event loop, pend the interrupt
+  /// again). Without one, process() itself goes on batch after batch, releasing the lock in between, until
+  /// the ring is drained or the device is stopped.
+  Notifier* reschedule = nullptr;
 };
 
 /// The largest ring either role handles with DeviceStorage's defaults.
@@ -244,11 +253,13 @@ struct TxSlot {
   metal::DeviceAddress da = 0;  // driver role: where the device sees it
 };
 
-/// Fixed storage a Device needs (no heap): descriptor shadows for the driver role, free-buffer stacks.
+/// Fixed storage a Device needs (no heap): descriptor shadows for the driver role, free-buffer stacks, and
+/// for the device role a bit per ring entry it holds.
 template <std::uint32_t MaxRing = kDefaultMaxRing>
 struct DeviceStorage {
   virtio::DriverQueue::Slot slots[2 * MaxRing];
   TxSlot tx_free[MaxRing];
+  std::uint64_t in_flight[2 * virtio::DeviceQueue::in_flight_words(MaxRing)];
 };
 
 class Device {
@@ -265,13 +276,17 @@ class Device {
   /// set-up, buffers (driver role). Device role waits (sleeping) up to start_timeout_ns for DRIVER_OK.
   template <std::uint32_t MaxRing>
   [[nodiscard]] Status start(const DeviceConfig& config, DeviceStorage<MaxRing>& storage) noexcept {
-    return start(config, storage.slots, storage.tx_free);
+    return start(config, storage.slots, storage.tx_free, storage.in_flight);
   }
+  /// The same with storage sized at run time for rings of up to N entries: `slots` 2N (driver role),
+  /// `tx_free` N, `in_flight` 2 x DeviceQueue::in_flight_words(N) (device role).
   [[nodiscard]] Status start(const DeviceConfig& config, std::span<virtio::DriverQueue::Slot> slots,
-                             std::span<TxSlot> tx_free) noexcept;
+                             std::span<TxSlot> tx_free, std::span<std::uint64_t> in_flight) noexcept;
 
   /// Handles a notification from the peer: receives and dispatches messages, reclaims buffers, wakes
-  /// blocked senders. Returns kBroken once the peer broke the ring protocol.
+  /// blocked senders. Returns kBroken once the peer broke the ring protocol. Takes at most
+  /// DeviceConfig::process_budget buffers (see DeviceConfig::reschedule for what happens then), and
+  /// yields at once to a stop() on another thread.
   ///
   /// `rearm` false leaves the peer's notifications off afterwards: for a caller that keeps polling for a
   /// while (adaptive polling) and calls process(true) before it goes to sleep.
@@ -318,10 +333,12 @@ class Device {
   friend struct Message;
 
   Status start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept;
-  Status start_device() noexcept;
+  Status start_device(std::span<std::uint64_t> in_flight) noexcept;
   Status setup_queue(std::uint32_t index, virtio::QueueConfig& qc, std::uint32_t& notify_id) noexcept;
-  Status drain_driver(bool rearm) noexcept;
-  Status drain_device(bool rearm) noexcept;
+  // Take up to `budget` buffers from the peer; `more` when the budget ran out first.
+  Status drain_driver(bool rearm, std::uint32_t budget, bool& more) noexcept;
+  Status drain_device(bool rearm, std::uint32_t budget, bool& more) noexcept;
+  Status process_batch(bool rearm, bool& more) noexcept;
   // One message in a receive buffer: parse, route, dispatch (drops the lock around the callback).
   void deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled, std::uint16_t head) noexcept;
   void handle_ns(std::span<const std::byte> payload) noexcept;
@@ -398,6 +415,7 @@ class Device {
   metal::Condition idle_cv_;
   std::uint32_t idle_waiters_ = 0;  // destroy() calls waiting on idle_cv_
   std::atomic<bool> running_{false};
+  std::atomic<bool> stop_requested_{false};  // set by stop() before it takes the lock: process() yields
   bool stopped_ = false;
   virtio::Fault fault_ = virtio::Fault::kNone;  // violations seen above the queues
   bool ns_ = false;

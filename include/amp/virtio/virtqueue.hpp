@@ -6,10 +6,12 @@
 // The peer writes half of every ring, so everything read from it is untrusted: each value is loaded once into
 // a local, checked, then used. A violation (an index out of range, a ring index that ran more than a ring
 // ahead, a descriptor loop, a buffer outside the shared region, a used length larger than the buffer, a
-// buffer returned twice) marks the queue *broken*: the call returns Status::kBroken, fault() says why, and
-// every later call fails the same way. No violation leads to an access outside the ring's or the buffers'
-// IoRegion. The driver never reads back its own descriptor table (the device could have changed it): it
-// keeps a private shadow of every descriptor in caller-provided storage, so no heap is used.
+// buffer returned twice, a buffer offered again while the device still holds it) marks the queue *broken*:
+// the call returns Status::kBroken, fault() says why, and every later call fails the same way. No violation
+// leads to an access outside the ring's or the buffers' IoRegion. The driver never reads back its own
+// descriptor table (the device could have changed it): it keeps a private shadow of every descriptor in
+// caller-provided storage; the device keeps a bit per head it holds (taken, not yet returned), also in
+// caller-provided storage, so no heap is used.
 //
 // Thread-safety: a queue is not internally locked. One thread at a time may use a queue (the rpmsg layer
 // serialises its callers); the peer on the other side of shared memory is the only concurrent party, and the
@@ -51,6 +53,7 @@ enum class Fault : std::uint8_t {
   kUsedLengthTooLarge,     ///< The device claims to have written more than the buffer holds.
   kRingAccess,             ///< The ring itself does not fit its region (a setup error).
   kBadBuffer,              ///< A buffer of the wrong direction or too small for its use.
+  kHeadInFlight,           ///< The driver offered a chain again that the device still holds.
 };
 
 const char* to_string(Fault f) noexcept;
@@ -182,15 +185,25 @@ class DeviceQueue : public detail::SplitRing {
 
   DeviceQueue() = default;
 
-  /// Sets the queue up over a ring the driver initialised. Reads nothing yet.
-  [[nodiscard]] Status init(const QueueConfig& config) noexcept;
+  /// Words of in-flight storage a queue of `num` entries needs (a bit per head).
+  static constexpr std::size_t in_flight_words(std::uint32_t num) noexcept { return (num + 63) / 64; }
+
+  /// Sets the queue up over a ring the driver initialised. Reads nothing yet. `in_flight` (at least
+  /// in_flight_words(config.num) words, outliving the queue) records the heads the device holds, so that a
+  /// driver offering one of them again is caught (Fault::kHeadInFlight) instead of handing the same buffer
+  /// out twice: what the device holds is bounded by the ring size, whatever the driver does.
+  [[nodiscard]] Status init(const QueueConfig& config, std::span<std::uint64_t> in_flight) noexcept;
 
   /// Takes the next available chain into `out` (checked: see the file comment). Ok(false) when none.
   [[nodiscard]] Result<bool> pop_available(Chain& chain, std::span<Buffer> out) noexcept;
 
   /// Returns a chain to the driver, `written` bytes having been written into its writable buffers.
-  /// With `publish_now` false the driver does not see it until publish().
+  /// kInvalidArgument for a head the device does not hold. With `publish_now` false the driver does not see
+  /// it until publish().
   [[nodiscard]] Status push_used(std::uint16_t head, std::uint32_t written, bool publish_now = true) noexcept;
+
+  /// Chains taken and not yet returned.
+  std::uint32_t held() const noexcept { return held_; }
   /// Makes every chain returned so far visible to the driver.
   void publish() noexcept;
 
@@ -212,6 +225,8 @@ class DeviceQueue : public detail::SplitRing {
   std::uint16_t published_ = 0;      // used index the driver can see
   std::uint16_t notified_used_ = 0;  // used index at the last notify decision
   bool notifications_disabled_ = false;
+  std::span<std::uint64_t> in_flight_{};  // a bit per head the device holds
+  std::uint32_t held_ = 0;
 };
 
 }  // namespace amp::virtio

@@ -193,8 +193,7 @@ SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) 
     if (info->num > virtio::kMaxQueueSize) return sys_fail(Status::kMalformed, "vring size out of range");
     max_ring = std::max(max_ring, info->num);
   }
-  slots_ = std::make_unique<virtio::DriverQueue::Slot[]>(2 * std::size_t{max_ring});
-  tx_free_ = std::make_unique<TxSlot[]>(max_ring);
+  storage_ = RuntimeStorage(max_ring);
 
   kicker_.mode = notify_;
   kicker_.eventfd = kick_out_ ? &*kick_out_ : nullptr;
@@ -220,9 +219,9 @@ SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) 
   // Process before the handshake completes too: the device side announces its endpoints from start(),
   // and the notifications for those must not be lost.
   if (auto s = start_processing(config.own_thread, config.adaptive_spin); !s) return s;
-  if (const Status s = device_.start(dc, std::span(slots_.get(), 2 * std::size_t{max_ring}),
-                                     std::span(tx_free_.get(), max_ring));
-      !ok(s)) {
+  rescheduler_ = ProcessOnLoop(loop_.get(), &device_);
+  dc.reschedule = &rescheduler_;
+  if (const Status s = storage_.start(device_, dc); !ok(s)) {
     return sys_fail(s,
                     std::string("rpmsg start (") + to_string(config.role) + " role): " + amp::to_string(s));
   }

@@ -131,8 +131,7 @@ SysResult<void> VdevHost::run() {
   if (!transport) return sys_fail(Status::kMalformed, "the vdev entry is malformed");
   transport_ = *transport;
   transport_open_ = true;
-  slots_ = std::make_unique<virtio::DriverQueue::Slot[]>(2 * std::size_t{max_ring});
-  tx_free_ = std::make_unique<rpmsg::TxSlot[]>(max_ring);
+  storage_ = rpmsg::RuntimeStorage(max_ring);
 
   rpmsg::DeviceConfig dc;
   dc.role = rpmsg::Role::kDriver;
@@ -146,15 +145,17 @@ SysResult<void> VdevHost::run() {
   dc.buffer_size = c.buffer_size;
   dc.event_idx = c.event_idx;
   dc.start_timeout_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(c.timeout).count());
-  if (const Status s = device_.start(dc, std::span(slots_.get(), 2 * std::size_t{max_ring}),
-                                     std::span(tx_free_.get(), max_ring));
-      !ok(s)) {
-    return sys_fail(s, std::string("rpmsg start (driver role): ") + amp::to_string(s));
-  }
   if (c.irq_fd >= 0) {
     auto loop = metal::EventLoop::create();
     if (!loop) return Unexpected<metal::SysError>(std::move(loop).error());
     loop_ = std::move(*loop);
+  }
+  rescheduler_ = rpmsg::ProcessOnLoop(loop_.get(), &device_);  // the polling thread needs none
+  dc.reschedule = &rescheduler_;
+  if (const Status s = storage_.start(device_, dc); !ok(s)) {
+    return sys_fail(s, std::string("rpmsg start (driver role): ") + amp::to_string(s));
+  }
+  if (c.irq_fd >= 0) {
     auto id = loop_->add_uio(c.irq_fd, [this](std::uint32_t) { (void)device_.process(); });
     if (!id) return Unexpected<metal::SysError>(std::move(id).error());
     if (const Status s = loop_->start_thread(); !ok(s)) return sys_fail(s, "starting the vdev host's thread");

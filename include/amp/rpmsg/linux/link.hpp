@@ -29,6 +29,8 @@
 #include "amp/metal/linux/sys_error.hpp"
 #include "amp/metal/linux/unix_socket.hpp"
 #include "amp/rpmsg/device.hpp"
+#include "amp/rpmsg/linux/process_on_loop.hpp"
+#include "amp/rpmsg/linux/runtime_storage.hpp"
 #include "amp/virtio/rsc_vdev.hpp"
 
 namespace amp::rpmsg {
@@ -158,8 +160,8 @@ class Link {
     int socket_fd = -1;
   };
   Kicker kicker_;
-  std::unique_ptr<virtio::DriverQueue::Slot[]> slots_;
-  std::unique_ptr<TxSlot[]> tx_free_;
+  ProcessOnLoop rescheduler_;  // brings process() back when it stopped at its budget
+  RuntimeStorage storage_;     // before device_: outlives it
   Device device_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};

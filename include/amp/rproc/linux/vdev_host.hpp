@@ -38,6 +38,8 @@
 #include "amp/metal/linux/event_loop.hpp"
 #include "amp/metal/linux/sys_error.hpp"
 #include "amp/rpmsg/device.hpp"
+#include "amp/rpmsg/linux/process_on_loop.hpp"
+#include "amp/rpmsg/linux/runtime_storage.hpp"
 #include "amp/rproc/elf.hpp"
 #include "amp/rproc/resource_table.hpp"
 #include "amp/rproc/resources.hpp"
@@ -47,7 +49,7 @@ namespace amp::rproc {
 
 /// Where the host put an rpmsg vdev's vrings and buffers.
 struct RpmsgPlan {
-  AssignedVdev vdev;  ///< the first rpmsg vdev with two vrings (its ordinal and body included)
+  AssignedVdev vdev;                 ///< the first rpmsg vdev with two vrings (its ordinal and body included)
   metal::DeviceAddress buffers = 0;  ///< rx_count + tx_count buffers of buffer_size bytes
   std::size_t buffers_size = 0;
 };
@@ -118,8 +120,8 @@ class VdevHost {
   RpmsgPlan plan_;
   virtio::RscVdevTransport transport_;
   bool transport_open_ = false;
-  std::unique_ptr<virtio::DriverQueue::Slot[]> slots_;
-  std::unique_ptr<rpmsg::TxSlot[]> tx_free_;
+  rpmsg::RuntimeStorage storage_;  // before device_: outlives it
+  rpmsg::ProcessOnLoop rescheduler_;
   rpmsg::Device device_;
   std::unique_ptr<metal::EventLoop> loop_;
   std::thread poller_;

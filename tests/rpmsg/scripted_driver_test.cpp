@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// amp's rpmsg Device in the device role facing a driver the test scripts ring operation by ring operation:
+// what OpenAMP's driver does with returned buffers, a driver that floods the ring, one that offers a buffer
+// again while the device still holds it.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "amp/rpmsg/device.hpp"
+#include "amp/rpmsg/linux/channel.hpp"
+#include "loopback_fixture.hpp"
+
+namespace amp::rpmsg {
+namespace {
+
+using testing::bytes_of;
+using testing::kPool;
+using testing::kRing0;
+using testing::kRing1;
+using testing::Loopback;
+using testing::string_of;
+
+constexpr std::uint32_t kRingNum = 16;
+constexpr std::uint32_t kBuf = 512;
+constexpr std::uint32_t kServiceAddr = 0x400;
+
+/// The driver's half, by hand: its own queues over the fixture's memory, its rx buffers in the first half
+/// of the pool and tx buffers in the second.
+class ScriptedDriver : public Loopback {
+ protected:
+  void SetUp() override {
+    layout(kRingNum, 1U);  // the name service only, no event indexes: every kick decision is visible
+    ring0_ = *virtio::RingLayout::compute(kRingNum, 0x1000);
+    ring1_ = ring0_;
+    ASSERT_EQ(rx_.init(queue(kRing0), std::span(rx_slots_)), Status::kOk);
+    ASSERT_EQ(tx_.init(queue(kRing1), std::span(tx_slots_)), Status::kOk);
+    for (std::uint32_t i = 0; i < kRingNum; ++i) {
+      const virtio::Buffer b{kPool + i * kBuf, kBuf, true};
+      ASSERT_TRUE(rx_.add(std::span(&b, 1)));
+    }
+    driver_transport_.set_driver_features(1U);
+    driver_transport_.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver |
+                                 virtio::kStatusFeaturesOk | virtio::kStatusDriverOk);
+  }
+  virtio::QueueConfig queue(std::size_t offset) {
+    virtio::QueueConfig c;
+    c.ring = *shm_.subregion(offset, ring0_.size);
+    c.buffers = shm_;
+    c.num = kRingNum;
+    c.align = 0x1000;
+    return c;
+  }
+  void start_device(Notifier* reschedule = nullptr) {
+    DeviceConfig c = config(Role::kDevice);
+    c.reschedule = reschedule;
+    ASSERT_EQ(device_.start(c, device_storage_), Status::kOk);
+    ASSERT_EQ(device_.create_endpoint(service_, "svc", kServiceAddr, kAddrAny, inbox()), Status::kOk);
+  }
+  Endpoint::ReceiveFn inbox() {
+    return [this](Endpoint&, const Message& m) { received_.push_back(string_of(m.payload)); };
+  }
+  /// The device address of the driver's i-th tx buffer.
+  static metal::DeviceAddress tx_buffer(std::uint32_t i) { return kPool + (kRingNum + i) * kBuf; }
+  /// Writes a message into the buffer at `da`: a header claiming `claimed` bytes, then `payload`.
+  void write_message(metal::DeviceAddress da, std::uint32_t dst, std::string_view payload,
+                     std::uint16_t claimed) {
+    std::byte raw[kHeaderSize];
+    encode(Header{0x401, dst, 0, claimed, 0}, raw);
+    std::memcpy(at(da), raw, kHeaderSize);
+    std::memcpy(at(da + kHeaderSize), payload.data(), payload.size());
+  }
+  /// Offers the buffer at `da` (`len` bytes) on the device's receive queue.
+  std::uint16_t offer(metal::DeviceAddress da, std::uint32_t len) {
+    const virtio::Buffer b{da, len, false};
+    auto head = tx_.add(std::span(&b, 1));
+    EXPECT_TRUE(head);
+    return head ? *head : 0;
+  }
+  template <class T>
+  T peek(std::size_t off) {
+    T v;
+    std::memcpy(&v, at(off), sizeof v);
+    return v;
+  }
+
+  virtio::RingLayout ring0_, ring1_;
+  std::array<virtio::DriverQueue::Slot, kRingNum> rx_slots_{};
+  std::array<virtio::DriverQueue::Slot, kRingNum> tx_slots_{};
+  virtio::DriverQueue rx_;  // vring0: the device's messages come back in these
+  virtio::DriverQueue tx_;  // vring1: the driver's messages to the device
+  Endpoint service_;
+  std::vector<std::string> received_;
+};
+
+TEST_F(ScriptedDriver, AConsumedMessageGoesBackWithItsBuffersFullLength) {
+  start_device();
+  write_message(tx_buffer(0), kServiceAddr, "hello", 5);
+  const std::uint16_t head = offer(tx_buffer(0), kBuf);
+  ASSERT_EQ(device_.process(), Status::kOk);
+  ASSERT_EQ(received_, std::vector<std::string>{"hello"});
+  // Golden bytes of vring1's used ring: idx 1, then element 0 = {le32 id = head, le32 len = 512}.
+  const std::size_t used = kRing1 + ring1_.used;
+  EXPECT_EQ(peek<std::uint16_t>(used + 2), 1);
+  const std::array<std::uint8_t, 8> expected{static_cast<std::uint8_t>(head), 0, 0, 0, 0x00, 0x02, 0, 0};
+  std::array<std::uint8_t, 8> actual{};
+  std::memcpy(actual.data(), at(used + 4), 8);
+  EXPECT_EQ(actual, expected);
+}
+
+TEST_F(ScriptedDriver, ADriverThatTakesItsCapacityFromTheUsedLengthKeepsSending) {
+  // OpenAMP's driver role reuses a returned transmit buffer with the used length as its capacity, takes
+  // the 16-byte header off without checking, and sends the largest message it thinks fits. Had the device
+  // returned the buffer with length 0, that would be a header claiming 0xFFF0 bytes, which amp drops.
+  start_device();
+  const std::string full(kBuf - kHeaderSize, 'x');
+  metal::DeviceAddress da = tx_buffer(0);
+  std::uint32_t capacity = kBuf - kHeaderSize;  // a fresh buffer: the driver knows its size
+  for (int round = 0; round < 3 * static_cast<int>(kRingNum); ++round) {
+    const auto claimed = static_cast<std::uint16_t>(capacity);
+    write_message(da, kServiceAddr,
+                  std::string_view(full).substr(0, std::min<std::size_t>(claimed, full.size())), claimed);
+    offer(da, kHeaderSize + std::min<std::uint32_t>(claimed, kBuf - kHeaderSize));
+    ASSERT_EQ(device_.process(), Status::kOk);
+    virtio::DriverQueue::Used u;
+    ASSERT_TRUE(*tx_.pop_used(u)) << round;
+    da = tx_.head_buffer(u.head).addr;
+    // The DriverQueue reports 0 for a chain the device could not write; OpenAMP reads the raw value.
+    const std::size_t used_elem = kRing1 + ring1_.used_entry(static_cast<std::uint32_t>(round) % kRingNum);
+    capacity = static_cast<std::uint16_t>(peek<std::uint32_t>(used_elem + 4) - kHeaderSize);
+  }
+  EXPECT_EQ(device_.stats().rx_malformed, 0U);
+  ASSERT_EQ(received_.size(), 3U * kRingNum);
+  for (const std::string& m : received_) EXPECT_EQ(m, full);
+}
+
+TEST_F(ScriptedDriver, ABufferOfferedAgainWhileHeldBreaksTheDeviceInsteadOfDuplicating) {
+  // A Channel holds each message in its buffer until read; a driver that offers the same head again and
+  // again would otherwise make it queue the same buffer without end.
+  DeviceConfig c = config(Role::kDevice);
+  ASSERT_EQ(device_.start(c, device_storage_), Status::kOk);
+  auto ch = Channel::open(device_, "chan", kServiceAddr, kAddrAny);
+  ASSERT_TRUE(ch) << ch.error().message;
+  write_message(tx_buffer(0), kServiceAddr, "once", 4);
+  const std::uint16_t head = offer(tx_buffer(0), kBuf);
+  ASSERT_EQ(device_.process(), Status::kOk);
+  // Re-offer the held head 1000 times, by hand (the driver's own queue would refuse).
+  const std::size_t avail = kRing1 + ring1_.avail;
+  Status last = Status::kOk;
+  for (std::uint16_t idx = 1; idx <= 1000; ++idx) {
+    std::memcpy(at(avail + 4 + 2 * (idx % kRingNum)), &head, 2);
+    std::memcpy(at(avail + 2), &idx, 2);
+    last = device_.process();
+  }
+  EXPECT_EQ(last, Status::kBroken);
+  EXPECT_EQ(device_.fault(), virtio::Fault::kHeadInFlight);
+  std::array<std::byte, 64> out{};
+  auto r = (*ch)->read(out);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(string_of(std::span(out).first(*r)), "once");
+  auto again = (*ch)->read(out);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error(), Status::kWouldBlock);  // one message, held once
+}
+
+/// Counts reschedule requests.
+class CountingReschedule final : public Notifier {
+ public:
+  Status notify(std::uint32_t) noexcept override {
+    ++calls;
+    return Status::kOk;
+  }
+  int calls = 0;
+};
+
+TEST_F(ScriptedDriver, OneProcessCallTakesAtMostARingsWorth) {
+  CountingReschedule again;
+  start_device(&again);
+  // Fill the ring with messages for an address nobody has (dropped, counted), then one more ring's worth
+  // as the device returns them: the peer keeps the ring full.
+  for (std::uint32_t i = 0; i < kRingNum; ++i) {
+    write_message(tx_buffer(i), 0x999, "x", 1);
+    offer(tx_buffer(i), kHeaderSize + 1);
+  }
+  ASSERT_EQ(device_.process(), Status::kOk);
+  EXPECT_EQ(device_.stats().rx_unroutable, kRingNum);
+  EXPECT_EQ(again.calls, 1);  // it stopped at its budget and asked to be called again
+  for (std::uint32_t i = 0; i < kRingNum; ++i) {
+    virtio::DriverQueue::Used u;
+    ASSERT_TRUE(*tx_.pop_used(u));
+    offer(tx_.head_buffer(u.head).addr, kHeaderSize + 1);
+  }
+  ASSERT_EQ(device_.process(), Status::kOk);
+  EXPECT_EQ(device_.stats().rx_unroutable, 2U * kRingNum);
+  EXPECT_EQ(again.calls, 2);
+  // Quiet now: a call finds nothing, re-arms, and does not ask again.
+  ASSERT_EQ(device_.process(), Status::kOk);
+  EXPECT_EQ(again.calls, 2);
+  EXPECT_EQ(device_.stats().rx_unroutable, 2U * kRingNum);
+}
+
+TEST_F(ScriptedDriver, WithoutARescheduleOneCallGoesOnUntilTheRingIsDrained) {
+  // Batches of 4, no one to ask to be called again: process() itself takes batch after batch.
+  DeviceConfig c = config(Role::kDevice);
+  c.process_budget = 4;
+  ASSERT_EQ(device_.start(c, device_storage_), Status::kOk);
+  for (std::uint32_t i = 0; i < kRingNum; ++i) {
+    write_message(tx_buffer(i), 0x999, "x", 1);
+    offer(tx_buffer(i), kHeaderSize + 1);
+  }
+  ASSERT_EQ(device_.process(), Status::kOk);
+  EXPECT_EQ(device_.stats().rx_unroutable, kRingNum);
+}
+
+TEST_F(ScriptedDriver, StopWinsOverAPeerThatKeepsTheRingFull) {
+  // A thread processes as a link's would (again and again), a flooder re-offers every buffer the device
+  // returns as fast as it can; stop() from a third thread must end it.
+  CountingReschedule again;
+  start_device(&again);
+  for (std::uint32_t i = 0; i < kRingNum; ++i) {
+    write_message(tx_buffer(i), 0x999, "x", 1);
+    offer(tx_buffer(i), kHeaderSize + 1);
+  }
+  std::atomic<bool> flooding{true};
+  std::thread flooder([&] {  // the scripted driver's queues are this thread's only, from here on
+    while (flooding.load()) {
+      virtio::DriverQueue::Used u;
+      auto r = tx_.pop_used(u);
+      if (!r || !*r) continue;
+      const virtio::Buffer b = tx_.head_buffer(u.head);
+      (void)tx_.add(std::span(&b, 1));
+    }
+  });
+  std::atomic<std::uint64_t> calls{0};
+  Status result = Status::kOk;
+  std::thread worker([&] {
+    do {
+      result = device_.process();
+      calls.fetch_add(1);
+    } while (result == Status::kOk);
+  });
+  while (device_.rx_count() < 10U * kRingNum) std::this_thread::yield();  // well into the flood
+  device_.stop();
+  worker.join();  // it returned: stop() won
+  flooding.store(false);
+  flooder.join();
+  EXPECT_EQ(result, Status::kClosed);
+  EXPECT_GE(device_.stats().rx_unroutable, 10U * kRingNum);
+}
+
+}  // namespace
+}  // namespace amp::rpmsg
