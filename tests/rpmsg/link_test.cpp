@@ -286,7 +286,7 @@ TEST(LinkJoin, RefusesAHelloWhoseLayoutIsOutsideTheMemory) {
       for (std::size_t i = 0; i < n; ++i) hello[at + i] = static_cast<std::byte>(v >> (8 * i));
     };
     std::memcpy(hello.data(), "AMPL", 4);
-    put(4, 2, 4);         // version
+    put(4, 3, 4);         // version
     put(8, 0, 1);         // creator: driver
     put(9, 2, 1);         // notify: poll (no eventfds)
     put(12, 64, 4);       // ring size
@@ -333,7 +333,7 @@ TEST(LinkJoin, RefusesMemoryThePeerCouldShrink) {
     for (std::size_t i = 0; i < n; ++i) hello[at + i] = static_cast<std::byte>(v >> (8 * i));
   };
   std::memcpy(hello.data(), "AMPL", 4);
-  put(4, 2, 4);
+  put(4, 3, 4);
   put(9, 2, 1);  // poll: no eventfds
   put(12, 64, 4);
   put(16, 512, 4);

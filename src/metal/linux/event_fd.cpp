@@ -9,6 +9,8 @@
 #include <climits>
 #include <string>
 
+#include "amp/metal/linux/bounded_io.hpp"
+
 namespace amp::metal {
 
 namespace {
@@ -61,23 +63,22 @@ SysResult<EventFd> EventFd::adopt(UniqueFd fd) {
 }
 
 Status EventFd::signal(std::uint64_t n) {
-  ssize_t rc;
-  do {
-    rc = ::write(fd_.get(), &n, sizeof n);
-  } while (rc < 0 && errno == EINTR);
+  const ssize_t rc = bounded_write(fd_.get(), &n, sizeof n, kSharedFdLimit);
   if (rc == static_cast<ssize_t>(sizeof n)) return Status::kOk;
+  if (rc < 0 && errno == ETIMEDOUT) return Status::kBroken;  // someone made our non-blocking write block
   if (rc < 0) return status_from_errno(errno);
   return Status::kIoError;  // eventfd writes are all-or-nothing; a short write would be a kernel bug.
 }
 
 SysResult<std::uint64_t> EventFd::consume() {
   std::uint64_t value = 0;
-  ssize_t rc;
-  do {
-    rc = ::read(fd_.get(), &value, sizeof value);
-  } while (rc < 0 && errno == EINTR);
+  const ssize_t rc = bounded_read(fd_.get(), &value, sizeof value, kSharedFdLimit);
   if (rc == static_cast<ssize_t>(sizeof value)) return value;
   if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return std::uint64_t{0};
+  if (rc < 0 && errno == ETIMEDOUT) {
+    return sys_fail(Status::kBroken, "read eventfd " + std::to_string(fd_.get()) +
+                                         ": blocked (another process sharing it cleared O_NONBLOCK)");
+  }
   if (rc < 0) return sys_fail("read eventfd " + std::to_string(fd_.get()));
   return sys_fail(Status::kIoError, "read eventfd " + std::to_string(fd_.get()) + ": short read");
 }

@@ -12,6 +12,7 @@
 #include <system_error>
 #include <utility>
 
+#include "amp/metal/linux/bounded_io.hpp"
 #include "amp/metal/log.hpp"
 
 namespace amp::metal {
@@ -359,15 +360,21 @@ bool EventLoop::dispatch(std::uint64_t id, std::uint32_t revents) {
     case Kind::kEventFd:
     case Kind::kTimer: {
       std::uint64_t count = 0;
-      const ssize_t n = read_retry(src->fd, &count, sizeof count);
+      // An eventfd may be shared with another process, which could have made it blocking: bound the read.
+      const ssize_t n = src->kind == Kind::kEventFd
+                            ? bounded_read(src->fd, &count, sizeof count, kSharedFdLimit)
+                            : read_retry(src->fd, &count, sizeof count);
       if (n == static_cast<ssize_t>(sizeof count)) {
         if (count == 0) return false;
         src->handler(count);
         return true;
       }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;  // another reader was faster
-      const std::string what = n < 0 ? std::string("read: ") + std::strerror(errno)
-                                     : "short read of " + std::to_string(n) + " bytes (expected 8)";
+      const std::string what =
+          n < 0 && errno == ETIMEDOUT
+              ? std::string("read blocked: another process sharing it cleared O_NONBLOCK")
+          : n < 0 ? std::string("read: ") + std::strerror(errno)
+                  : "short read of " + std::to_string(n) + " bytes (expected 8)";
       fail_source(id, what.c_str());
       return false;
     }

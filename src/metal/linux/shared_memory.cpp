@@ -74,6 +74,19 @@ struct SharedMemoryFactory {
                       hex(aligned) + ")");
     }
     SharedMemory m;
+    // A regular file (a POSIX shm object, a file, a memfd) that is not sealed against shrinking can be cut
+    // short under us by whoever else has it open: watch the mapping, so that cannot crash us (SIGBUS).
+    if (S_ISREG(st.st_mode)) {
+      const int seals = ::fcntl(fd, F_GET_SEALS);
+      if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
+        auto guard = FaultGuard::watch(p, map_len);
+        if (!guard) {
+          ::munmap(p, map_len);
+          return sys_fail(guard.error().status, what + ": " + guard.error().message);
+        }
+        m.guard_ = std::move(*guard);
+      }
+    }
     m.map_base_ = p;
     m.map_len_ = map_len;
     m.window_ = std::span<std::byte>(static_cast<std::byte*>(p) + lead, size);
@@ -94,7 +107,8 @@ SharedMemory::SharedMemory(SharedMemory&& o) noexcept
       window_(std::exchange(o.window_, {})),
       da_(std::exchange(o.da_, 0)),
       fd_(std::move(o.fd_)),
-      description_(std::move(o.description_)) {}
+      description_(std::move(o.description_)),
+      guard_(std::move(o.guard_)) {}
 
 SharedMemory& SharedMemory::operator=(SharedMemory&& o) noexcept {
   if (this != &o) {
@@ -105,6 +119,7 @@ SharedMemory& SharedMemory::operator=(SharedMemory&& o) noexcept {
     da_ = std::exchange(o.da_, 0);
     fd_ = std::move(o.fd_);
     description_ = std::move(o.description_);
+    guard_ = std::move(o.guard_);
   }
   return *this;
 }
@@ -114,6 +129,7 @@ SharedMemory::~SharedMemory() {
 }
 
 void SharedMemory::release() noexcept {
+  guard_.reset();  // before the range can be mapped again by someone else
   if (map_base_ != nullptr) ::munmap(map_base_, map_len_);
   map_base_ = nullptr;
   map_len_ = 0;
@@ -422,7 +438,6 @@ SysResult<std::size_t> spec_size(std::string_view spec, std::string_view text) {
   if (*v > std::numeric_limits<std::size_t>::max()) return bad_spec(spec, "SIZE is too large");
   return static_cast<std::size_t>(*v);
 }
-
 
 }  // namespace
 

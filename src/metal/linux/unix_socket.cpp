@@ -107,16 +107,18 @@ SysResult<UnixSocket> UnixSocket::connect(const std::string& path, std::chrono::
   if (!type) return Unexpected<SysError>(type.error());
   const auto addr = make_address(path, "connect");
   if (!addr) return Unexpected<SysError>(addr.error());
-  const auto deadline = Clock::now() + std::max(retry_for, std::chrono::milliseconds(0));
+  const bool forever = retry_for.count() < 0;
+  const auto deadline = Clock::now() + (forever ? std::chrono::milliseconds(0) : retry_for);
   for (;;) {
     UniqueFd fd(::socket(AF_UNIX, *type | SOCK_CLOEXEC, 0));
     if (!fd) return sys_fail("socket AF_UNIX (to connect " + path + ")");
     if (connect_retry_eintr(fd.get(), *addr) == 0) return UnixSocket(std::move(fd));
     const int err = errno;
     // Not there yet, or not listening yet: a client started before its server.
-    if ((err == ENOENT || err == ECONNREFUSED) && Clock::now() < deadline) {
+    if ((err == ENOENT || err == ECONNREFUSED) && (forever || Clock::now() < deadline)) {
       std::this_thread::sleep_for(
-          std::min<Clock::duration>(std::chrono::milliseconds(5), deadline - Clock::now()));
+          forever ? Clock::duration(std::chrono::milliseconds(5))
+                  : std::min<Clock::duration>(std::chrono::milliseconds(5), deadline - Clock::now()));
       continue;
     }
     SysError e = errno_error("connect " + path, err);
@@ -165,6 +167,11 @@ SysResult<std::size_t> UnixSocket::send(std::span<const std::byte> data, std::sp
 
 SysResult<std::size_t> UnixSocket::receive(std::span<std::byte> out, std::vector<UniqueFd>* fds,
                                            std::size_t max_fds) {
+  return receive_with(out, fds, max_fds, 0);
+}
+
+SysResult<std::size_t> UnixSocket::receive_with(std::span<std::byte> out, std::vector<UniqueFd>* fds,
+                                                std::size_t max_fds, int flags) {
   const std::string what = "recvmsg on socket " + std::to_string(fd_.get());
   if (fds == nullptr) max_fds = 0;
   max_fds = std::min(max_fds, kMaxFdsPerMessage);
@@ -181,7 +188,7 @@ SysResult<std::size_t> UnixSocket::receive(std::span<std::byte> out, std::vector
   msg.msg_controllen = CMSG_SPACE((max_fds + 1) * sizeof(int));
   ssize_t n;
   do {
-    n = ::recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
+    n = ::recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC | flags);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return sys_fail(what);
 
@@ -228,10 +235,29 @@ Status UnixSocket::send_all(std::span<const std::byte> data, std::span<const int
   return Status::kOk;
 }
 
-Status UnixSocket::receive_exact(std::span<std::byte> out, std::vector<UniqueFd>* fds, std::size_t max_fds) {
+Status UnixSocket::receive_exact(std::span<std::byte> out, std::vector<UniqueFd>* fds, std::size_t max_fds,
+                                 std::chrono::milliseconds timeout) {
+  const bool bounded = timeout.count() >= 0;
+  const Clock::time_point deadline = Clock::now() + (bounded ? timeout : std::chrono::milliseconds(0));
+  const std::size_t had = fds != nullptr ? fds->size() : 0;
   while (!out.empty()) {
-    auto n = receive(out, fds, max_fds);
-    if (!n) return n.error().status;
+    if (bounded) {
+      // One deadline for the whole message, however the peer chops it up.
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return Status::kTimeout;
+      pollfd p{fd_.get(), POLLIN, 0};
+      const int r = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), INT_MAX)));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return status_from_errno(errno);
+      if (r == 0) return Status::kTimeout;
+    }
+    // The descriptor budget is for the whole message: a peer cannot pile them up chunk by chunk.
+    const std::size_t allowed = fds != nullptr ? max_fds - std::min(max_fds, fds->size() - had) : 0;
+    auto n = receive_with(out, fds, allowed, bounded ? MSG_DONTWAIT : 0);
+    if (!n) {
+      if (bounded && n.error().status == Status::kWouldBlock) continue;
+      return n.error().status;
+    }
     if (*n == 0) return Status::kClosed;
     out = out.subspan(*n);
   }

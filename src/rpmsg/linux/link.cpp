@@ -50,7 +50,73 @@ struct Hello {
 };
 static_assert(sizeof(Hello) == 136);
 constexpr char kMagic[4] = {'A', 'M', 'P', 'L'};
-constexpr std::uint32_t kHelloVersion = 2;
+constexpr std::uint32_t kHelloVersion = 3;
+
+/// The joiner's answer to the hello: joined, or refused and why.
+struct HelloReply {
+  char magic[4];
+  std::uint32_t version;
+  std::int32_t status;  // amp::Status; kOk: joined
+  std::uint8_t role;    // the joiner's
+  std::uint8_t reserved[3];
+  char reason[112];  // NUL-terminated
+};
+static_assert(sizeof(HelloReply) == 128);
+constexpr char kReplyMagic[4] = {'A', 'M', 'P', 'R'};
+
+/// Text from the peer, made safe to show: printable ASCII only.
+std::string printable(const char* text, std::size_t max) {
+  std::string out;
+  for (std::size_t i = 0; i < max && text[i] != '\0'; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+  }
+  return out;
+}
+
+/// The joiner's answer: `status` (kOk: joined) and, when refusing, why.
+Status send_reply(metal::UnixSocket& socket, Role role, Status status, const std::string& reason) {
+  HelloReply r{};
+  std::memcpy(r.magic, kReplyMagic, 4);
+  r.version = kHelloVersion;
+  r.status = static_cast<std::int32_t>(status);
+  r.role = static_cast<std::uint8_t>(role);
+  std::memcpy(r.reason, reason.data(), std::min(reason.size(), sizeof r.reason - 1));
+  return socket.send_all(std::as_bytes(std::span(&r, 1)));
+}
+
+/// The joiner refuses: tells the creator why, and fails with the same words.
+Unexpected<SysError> refuse(metal::UnixSocket& socket, Role role, Status status, const std::string& reason) {
+  (void)send_reply(socket, role, status, reason);  // best effort: the peer may be gone already
+  return sys_fail(status, reason);
+}
+
+/// The creator waits for the joiner's answer.
+SysResult<void> await_reply(metal::UnixSocket& socket, Role creator_role, std::chrono::milliseconds timeout) {
+  HelloReply r{};
+  const Status got = socket.receive_exact(std::as_writable_bytes(std::span(&r, 1)), nullptr, 0, timeout);
+  if (got == Status::kClosed) return sys_fail(Status::kClosed, "the peer hung up before joining the link");
+  if (got == Status::kTimeout) {
+    return sys_fail(Status::kTimeout, "the peer did not answer the link hello within " +
+                                          std::to_string(timeout.count()) + " ms");
+  }
+  if (!ok(got)) return sys_fail(got, std::string("receiving the peer's answer: ") + amp::to_string(got));
+  if (std::memcmp(r.magic, kReplyMagic, 4) != 0 || r.version != kHelloVersion) {
+    return sys_fail(Status::kMalformed, "the peer's answer is not an amp link's (bad magic or version)");
+  }
+  const auto status = static_cast<Status>(r.status);
+  if (r.status < 0 || status > Status::kInternal) {
+    return sys_fail(Status::kMalformed,
+                    "the peer's answer has an unknown status " + std::to_string(r.status));
+  }
+  if (!ok(status)) {
+    return sys_fail(status, "the peer refused the link: " + printable(r.reason, sizeof r.reason));
+  }
+  if (r.role > 1 || static_cast<Role>(r.role) == creator_role) {
+    return sys_fail(Status::kMalformed, "the peer joined in a role that is not the other one");
+  }
+  return {};
+}
 
 /// Whether [off, off + len) lies in [0, size).
 bool inside(std::uint64_t off, std::uint64_t len, std::uint64_t size) {
@@ -76,8 +142,17 @@ SysResult<void> write_table(const metal::SharedMemory& shm, const LinkLayout& la
 Status Link::Kicker::notify(std::uint32_t) noexcept {
   switch (mode) {
     case NotifyMode::kEventFd:
-    case NotifyMode::kAdaptive:
-      return eventfd->signal();
+    case NotifyMode::kAdaptive: {
+      // We only ever add 1: a full counter, or a write that blocks, is the peer interfering.
+      const Status s = eventfd->signal();
+      if (s == Status::kBroken || s == Status::kWouldBlock) {
+        link->fail(s == Status::kBroken
+                       ? "the peer made the notification eventfd block (it cleared O_NONBLOCK and filled it)"
+                       : "the peer filled the notification eventfd's counter");
+        return Status::kBroken;
+      }
+      return s;
+    }
     case NotifyMode::kSocket:
       // One byte per kick. A full socket buffer means the peer has kicks it has not read yet, which is as
       // good as one more.
@@ -148,6 +223,45 @@ Link::~Link() {
   close();
 }
 
+void Link::fail(std::string why) noexcept {
+  {
+    std::lock_guard lock(failure_mutex_);
+    if (failure_.empty()) failure_ = std::move(why);
+  }
+  failed_.store(true, std::memory_order_release);
+  if (alarm_) (void)alarm_->signal();  // ours alone, so this cannot block
+}
+
+std::string Link::failure() const {
+  {
+    std::lock_guard lock(failure_mutex_);
+    if (!failure_.empty()) return failure_;
+  }
+  if (const virtio::Fault f = device_.fault(); f != virtio::Fault::kNone)
+    return std::string("the peer broke the ring protocol: ") + virtio::to_string(f);
+  return {};
+}
+
+bool Link::healthy() {
+  if (shm_.lost() && !failed_.load(std::memory_order_acquire)) {
+    fail("the peer shrank the shared memory (it now reads zeros)");
+  }
+  if (!failed_.load(std::memory_order_acquire)) return true;
+  on_alarm();
+  return false;
+}
+
+void Link::on_alarm() {
+  if (alarm_) (void)alarm_->consume();
+  if (shm_.lost() && !failed_.load(std::memory_order_acquire)) {
+    fail("the peer shrank the shared memory (it now reads zeros)");
+  }
+  if (!failed_.load(std::memory_order_acquire) || peer_gone_.load()) return;
+  AMP_LOG_ERROR("link: %s; the link is down", failure().c_str());
+  mark_peer_gone();
+  if (loop_) loop_->stop();
+}
+
 void Link::mark_peer_gone() {
   {
     std::lock_guard lock(gone_mutex_);
@@ -165,7 +279,7 @@ bool Link::wait_peer_gone(std::chrono::milliseconds timeout) {
 void Link::close() {
   if (closed_.exchange(true)) return;
   stopping_.store(true, std::memory_order_release);
-  if (kick_in_) (void)kick_in_->signal();  // wake an adaptive thread sleeping on it
+  if (alarm_) (void)alarm_->signal();  // wake an adaptive thread sleeping in poll()
   device_.stop();
   if (loop_) {
     loop_->stop();
@@ -198,6 +312,11 @@ SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) 
   kicker_.mode = notify_;
   kicker_.eventfd = kick_out_ ? &*kick_out_ : nullptr;
   kicker_.socket_fd = socket_.fd();
+  kicker_.link = this;
+  auto alarm = metal::EventFd::create();
+  if (!alarm) return sys_fail(alarm.error().status, alarm.error().message);
+  alarm_.emplace(std::move(*alarm));
+  shm_.notify_when_lost(alarm_->fd());
 
   DeviceConfig dc;
   dc.role = config.role;
@@ -265,9 +384,19 @@ SysResult<void> Link::start_processing(bool own_thread, std::chrono::microsecond
   if (!loop) return sys_fail(loop.error().status, loop.error().message);
   loop_ = std::move(*loop);
   if (notify_ == NotifyMode::kEventFd) {
-    auto id = loop_->add_event_fd(*kick_in_, [this](std::uint64_t) { (void)device_.process(); });
+    // The peer shares this eventfd: consume it ourselves (bounded), so interference ends the link.
+    auto id = loop_->add_fd(kick_in_->fd(), EPOLLIN, [this](std::uint32_t) {
+      if (auto n = kick_in_->consume(); !n) {
+        fail("the peer made our notification eventfd block (it cleared O_NONBLOCK and took the count)");
+        on_alarm();
+        return;
+      }
+      (void)device_.process();
+    });
     if (!id) return sys_fail(id.error().status, id.error().message);
   }
+  auto alarm_id = loop_->add_fd(alarm_->fd(), EPOLLIN, [this](std::uint32_t) { on_alarm(); });
+  if (!alarm_id) return sys_fail(alarm_id.error().status, alarm_id.error().message);
   // The socket: kicks in socket mode, and in every mode the sign that the peer is gone.
   auto id = loop_->add_fd(socket_.fd(), EPOLLIN | EPOLLRDHUP, [this](std::uint32_t) {
     on_socket_readable();
@@ -281,6 +410,7 @@ SysResult<void> Link::start_processing(bool own_thread, std::chrono::microsecond
 
 SysResult<int> Link::poll_events(std::chrono::milliseconds timeout) {
   if (!loop_) {
+    if (!healthy()) return sys_fail(Status::kBroken, failure());
     const Status s = device_.process();
     if (!ok(s)) return sys_fail(s, std::string("rpmsg: ") + amp::to_string(s));
     return 1;
@@ -301,7 +431,7 @@ void Link::poll_loop() {
   std::uint64_t next_check = 0;
   for (std::uint32_t turn = 0; !stopping_.load(std::memory_order_acquire); ++turn) {
     const Status s = device_.process();
-    if (s == Status::kBroken || s == Status::kClosed) break;
+    if (s == Status::kBroken || s == Status::kClosed || !healthy()) break;
     metal::cpu_relax();
     // Look for a hang-up about every 10 ms; read the clock (a vDSO call) only every 1024 turns.
     if (turn % 1024 == 0) {
@@ -328,7 +458,7 @@ void Link::adaptive_loop(std::chrono::microseconds spin) {
   while (!stopping_.load(std::memory_order_acquire)) {
     // While traffic flows, keep the peer's kicks off and poll.
     Status s = device_.process(false);
-    if (s == Status::kBroken || s == Status::kClosed) break;
+    if (s == Status::kBroken || s == Status::kClosed || !healthy()) break;
     const std::uint64_t now = metal::monotonic_ns();
     if (worked()) last_work = now;
     if (now >= next_check) {
@@ -346,11 +476,15 @@ void Link::adaptive_loop(std::chrono::microseconds spin) {
       last_work = metal::monotonic_ns();
       continue;
     }
-    pollfd p[2] = {{kick_in_->fd(), POLLIN, 0}, {socket_.fd(), POLLIN | POLLRDHUP, 0}};
+    pollfd p[3] = {
+        {kick_in_->fd(), POLLIN, 0}, {socket_.fd(), POLLIN | POLLRDHUP, 0}, {alarm_->fd(), POLLIN, 0}};
     if (stopping_.load(std::memory_order_acquire)) break;
-    if (::poll(p, 2, -1) > 0) {  // close() wakes us through kick_in_
-      if ((p[0].revents & POLLIN) != 0) (void)kick_in_->consume();
+    if (::poll(p, 3, -1) > 0) {  // close() wakes us through the alarm
+      if ((p[0].revents & POLLIN) != 0 && !kick_in_->consume()) {
+        fail("the peer made our notification eventfd block (it cleared O_NONBLOCK and took the count)");
+      }
       if ((p[1].revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0 && check_hangup()) break;
+      if (!healthy()) break;
     }
     last_work = metal::monotonic_ns();
   }
@@ -428,7 +562,11 @@ SysResult<std::unique_ptr<Link>> Link::create_in(metal::UnixSocket socket, const
   h.pool = layout.pool;
   h.pool_size = layout.pool_size;
   if (const Status s = link->socket_.send_all(std::as_bytes(std::span(&h, 1)), fds); !ok(s)) {
+    if (s == Status::kClosed) return sys_fail(s, "the peer hung up before joining the link");
     return sys_fail(s, std::string("sending the link hello: ") + amp::to_string(s));
+  }
+  if (auto joined = await_reply(link->socket_, config.role, config.timeout); !joined) {
+    return Unexpected<SysError>(std::move(joined).error());
   }
   link->kick_out_ = std::move(to_peer);
   link->kick_in_ = std::move(from_peer);
@@ -436,43 +574,72 @@ SysResult<std::unique_ptr<Link>> Link::create_in(metal::UnixSocket socket, const
   return link;
 }
 
+SysResult<std::unique_ptr<Link>> Link::accept(metal::UnixListener& listener, const LinkConfig& config,
+                                              std::chrono::milliseconds peer_wait) {
+  using Clock = std::chrono::steady_clock;
+  const bool forever = peer_wait.count() < 0;
+  const Clock::time_point deadline = Clock::now() + (forever ? std::chrono::milliseconds(0) : peer_wait);
+  for (;;) {
+    auto left = std::chrono::milliseconds(-1);
+    if (!forever) {
+      left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) left = std::chrono::milliseconds(0);
+    }
+    auto conn = listener.accept(left);
+    if (!conn) {
+      if (conn.error().status == Status::kTimeout) {
+        return sys_fail(Status::kTimeout, "no peer came to " + listener.path() + " within " +
+                                              std::to_string(peer_wait.count()) + " ms");
+      }
+      return Unexpected<SysError>(std::move(conn).error());
+    }
+    auto link = create(std::move(*conn), config);
+    if (link) return link;
+    // A client that left, stayed silent or spoke something else is not a reason to stop serving.
+    const Status why = link.error().status;
+    if (why != Status::kClosed && why != Status::kTimeout && why != Status::kMalformed) return link;
+    AMP_LOG_WARNING("link: a client of %s went away without joining (%s); waiting for the next",
+                    listener.path().c_str(), link.error().message.c_str());
+  }
+}
+
 SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const LinkConfig& config) {
   std::unique_ptr<Link> link(new Link());
   link->socket_ = std::move(socket);
   Hello h{};
   std::vector<metal::UniqueFd> fds;
-  // Wait for the hello, but not forever: not for its first byte, nor for the rest of it.
-  pollfd p{link->socket_.fd(), POLLIN, 0};
-  const int ready = ::poll(&p, 1, static_cast<int>(config.timeout.count()));
-  if (ready < 0) return sys_fail("waiting for the link hello");
-  if (ready == 0) return sys_fail(Status::kTimeout, "no link hello from the peer within the timeout");
-  const auto ms = config.timeout.count();
-  timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
-  (void)::setsockopt(link->socket_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  const Status received = link->socket_.receive_exact(std::as_writable_bytes(std::span(&h, 1)), &fds, 3);
-  tv = timeval{0, 0};
-  (void)::setsockopt(link->socket_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (!ok(received)) {
-    return sys_fail(
-        received == Status::kWouldBlock ? Status::kTimeout : received,
-        std::string("receiving the link hello: ") +
-            (received == Status::kWouldBlock ? "the peer stopped half-way" : amp::to_string(received)));
+  // One deadline for the whole hello, however it is chopped up, and no more descriptors than a hello has.
+  const Status received =
+      link->socket_.receive_exact(std::as_writable_bytes(std::span(&h, 1)), &fds, 3, config.timeout);
+  if (received == Status::kTimeout) {
+    return sys_fail(Status::kTimeout, "no complete link hello from the peer within " +
+                                          std::to_string(config.timeout.count()) +
+                                          " ms (it sent none, or stopped half-way)");
   }
+  if (received == Status::kMalformed) {
+    return sys_fail(Status::kMalformed, "the link hello came with more descriptors than a hello has");
+  }
+  if (!ok(received)) {
+    return sys_fail(received, std::string("receiving the link hello: ") + amp::to_string(received));
+  }
+  metal::UnixSocket& peer = link->socket_;
   if (std::memcmp(h.magic, kMagic, 4) != 0 || h.version != kHelloVersion) {
-    return sys_fail(Status::kMalformed, "the peer is not an amp link of this version (bad hello)");
+    return refuse(peer, config.role, Status::kMalformed,
+                  "the peer is not an amp link of this version (bad hello)");
   }
   if (h.notify > static_cast<std::uint8_t>(NotifyMode::kAdaptive) || h.creator_role > 1) {
-    return sys_fail(Status::kMalformed, "bad link hello");
+    return refuse(peer, config.role, Status::kMalformed, "bad link hello (notify mode or role out of range)");
   }
   const auto creator_role = static_cast<Role>(h.creator_role);
   if (creator_role == config.role) {
-    return sys_fail(Status::kInvalidArgument,
-                    std::string("both sides asked for the ") + to_string(config.role) + " role");
+    return refuse(peer, config.role, Status::kInvalidArgument,
+                  std::string("both sides asked for the ") + to_string(config.role) + " role");
   }
   // The peer's layout is untrusted: it must lie inside the memory it describes.
   if (h.shm_size == 0 || h.shm_size > (std::uint64_t{1} << 40) ||
       !inside(h.table, h.table_size, h.shm_size) || !inside(h.pool, h.pool_size, h.shm_size)) {
-    return sys_fail(Status::kMalformed, "the link hello's layout does not fit its shared memory");
+    return refuse(peer, config.role, Status::kMalformed,
+                  "the link hello's layout does not fit its shared memory");
   }
   LinkLayout layout;
   layout.size = static_cast<std::size_t>(h.shm_size);
@@ -488,29 +655,35 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
   const bool eventfds = link->notify_ == NotifyMode::kEventFd || link->notify_ == NotifyMode::kAdaptive;
   const std::size_t want_fds = (posix_name.empty() ? 1U : 0U) + (eventfds ? 2U : 0U);
   if (fds.size() != want_fds)
-    return sys_fail(Status::kMalformed, "the link hello carried the wrong descriptors");
+    return refuse(peer, config.role, Status::kMalformed, "the link hello carried the wrong descriptors");
   std::size_t next = 0;
   if (posix_name.empty()) {
     // A memfd the peer could still shrink would make our accesses fault (SIGBUS): it must be sealed.
     const int seals = ::fcntl(fds[next].get(), F_GET_SEALS);
     if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
-      return sys_fail(Status::kMalformed, "the peer's shared memory is not a memfd sealed against shrinking");
+      return refuse(peer, config.role, Status::kMalformed,
+                    "the peer's shared memory is not a memfd sealed against shrinking");
     }
     auto shm = metal::shm::map_fd(std::move(fds[next++]), layout.size, layout.device_address);
-    if (!shm) return sys_fail(shm.error().status, shm.error().message);
+    if (!shm) return refuse(peer, config.role, shm.error().status, shm.error().message);
     link->shm_ = std::move(*shm);
   } else {
     auto shm = metal::shm::open_posix(posix_name, layout.size, metal::OpenMode::kOpen, layout.device_address);
-    if (!shm) return sys_fail(shm.error().status, shm.error().message);
+    if (!shm) return refuse(peer, config.role, shm.error().status, shm.error().message);
     link->shm_ = std::move(*shm);
   }
   if (eventfds) {
     // The creator's "to peer" is our "in".
     auto in = metal::EventFd::adopt(std::move(fds[next++]));
     auto out = metal::EventFd::adopt(std::move(fds[next++]));
-    if (!in || !out) return sys_fail(Status::kMalformed, "the link hello's eventfds are not eventfds");
+    if (!in || !out)
+      return refuse(peer, config.role, Status::kMalformed, "the link hello's eventfds are not eventfds");
     link->kick_in_.emplace(std::move(*in));
     link->kick_out_.emplace(std::move(*out));
+  }
+  if (const Status s = send_reply(peer, config.role, Status::kOk, ""); !ok(s)) {
+    return sys_fail(s, s == Status::kClosed ? std::string("the peer hung up before we joined the link")
+                                            : std::string("answering the link hello: ") + amp::to_string(s));
   }
   LinkConfig effective = config;
   effective.ring_size = h.ring_size;
@@ -519,25 +692,71 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
   return link;
 }
 
+namespace {
+
+/// An advisory lock on byte `index` of the OpenAMP shm object, held as long as the object stays open
+/// (an OFD lock: it belongs to our open file, not to the process, so two links in one process conflict too).
+SysResult<void> lock_openamp_index(const metal::SharedMemory& shm, unsigned index,
+                                   const std::string& shm_name, const std::string& socket_path) {
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = index;
+  fl.l_len = 1;
+  if (::fcntl(shm.fd(), F_OFD_SETLK, &fl) == 0) return {};
+  if (errno == EAGAIN || errno == EACCES) {
+    return sys_fail(Status::kBusy, "OpenAMP process " + std::to_string(index) + " of POSIX shm '" + shm_name +
+                                       "' (socket " + socket_path +
+                                       ") is in use by another process; give this pair other names "
+                                       "(the socket path and the shm name)");
+  }
+  return sys_fail("locking POSIX shm '" + shm_name + "' for OpenAMP process " + std::to_string(index));
+}
+
+}  // namespace
+
 SysResult<std::unique_ptr<Link>> Link::openamp_linux(unsigned index, Role role,
                                                      std::chrono::milliseconds timeout,
                                                      const std::string& socket_path,
                                                      const std::string& shm_name) {
-  if (index > 1)
+  OpenAmpLinuxConfig c;
+  c.index = index;
+  c.role = role;
+  c.timeout = timeout;
+  c.peer_wait = timeout;
+  c.socket_path = socket_path;
+  c.shm_name = shm_name;
+  return openamp_linux(c);
+}
+
+SysResult<std::unique_ptr<Link>> Link::openamp_linux(const OpenAmpLinuxConfig& oc) {
+  if (oc.index > 1)
     return sys_fail(Status::kInvalidArgument, "the OpenAMP process index is 0 (server) or 1 (client)");
   const LinkLayout layout = LinkLayout::openamp();
   std::unique_ptr<Link> link(new Link());
   link->notify_ = NotifyMode::kSocket;
   LinkConfig config;
-  config.role = role;
+  config.role = oc.role;
   config.notify = NotifyMode::kSocket;
   config.ring_size = 256;
   config.buffer_size = kDefaultBufferSize;
   config.event_idx = false;  // OpenAMP offers only the name service
-  config.timeout = timeout;
-  if (index == 0) {
-    auto shm = metal::shm::open_posix(shm_name, layout.size, metal::OpenMode::kCreateOrOpen, 0);
+  config.timeout = oc.timeout;
+  const auto timeout_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(oc.timeout).count());
+  if (oc.index == 0) {
+    auto shm = metal::shm::open_posix(oc.shm_name, layout.size, metal::OpenMode::kCreateOrOpen, 0);
     if (!shm) return sys_fail(shm.error().status, shm.error().message);
+    // Before touching anything: another process 0 of this shm may be running.
+    if (auto locked = lock_openamp_index(*shm, 0, oc.shm_name, oc.socket_path); !locked)
+      return Unexpected<SysError>(std::move(locked).error());
+    auto listener = metal::UnixListener::listen(oc.socket_path);
+    if (!listener) {
+      if (listener.error().status == Status::kAlreadyExists) {
+        return sys_fail(Status::kBusy, "the OpenAMP socket " + oc.socket_path +
+                                           " is in use by another process: " + listener.error().message);
+      }
+      return sys_fail(listener.error().status, listener.error().message);
+    }
     link->shm_ = std::move(*shm);
     // The server writes the table, like OpenAMP's: one rpmsg vdev offering only the name service.
     if (const Status st = link->shm_.region().fill(0, std::byte{0}, layout.size); !ok(st)) {
@@ -545,23 +764,22 @@ SysResult<std::unique_ptr<Link>> Link::openamp_linux(unsigned index, Role role,
     }
     if (auto s = write_table(link->shm_, layout, 256, 1U << kFeatureNs); !s)
       return Unexpected<SysError>(s.error());
-    auto listener = metal::UnixListener::listen(socket_path);
-    if (!listener) return sys_fail(listener.error().status, listener.error().message);
-    auto conn = listener->accept(timeout);
+    auto conn = listener->accept(oc.peer_wait);
     if (!conn)
       return sys_fail(conn.error().status,
-                      "waiting for OpenAMP process 1 on " + socket_path + ": " + conn.error().message);
+                      "waiting for OpenAMP process 1 on " + oc.socket_path + ": " + conn.error().message);
     link->socket_ = std::move(*conn);
   } else {
-    auto conn = metal::UnixSocket::connect(socket_path, timeout);
+    auto conn = metal::UnixSocket::connect(oc.socket_path, oc.peer_wait);
     if (!conn) return sys_fail(conn.error().status, conn.error().message);
     link->socket_ = std::move(*conn);
     // The server may still be writing the table: wait for a valid one.
-    const std::uint64_t deadline =
-        metal::deadline_after(static_cast<std::uint64_t>(std::chrono::nanoseconds(timeout).count()));
+    const std::uint64_t deadline = metal::deadline_after(timeout_ns);
     for (;;) {
-      auto shm = metal::shm::open_posix(shm_name, layout.size, metal::OpenMode::kOpen, 0);
+      auto shm = metal::shm::open_posix(oc.shm_name, layout.size, metal::OpenMode::kOpen, 0);
       if (shm) {
+        if (auto locked = lock_openamp_index(*shm, 1, oc.shm_name, oc.socket_path); !locked)
+          return Unexpected<SysError>(std::move(locked).error());
         auto table = shm->region().subregion(layout.table, layout.vring0);
         if (table && virtio::find_vdev(*table)) {
           link->shm_ = std::move(*shm);
@@ -570,7 +788,7 @@ SysResult<std::unique_ptr<Link>> Link::openamp_linux(unsigned index, Role role,
       }
       if (metal::monotonic_ns() >= deadline) {
         return sys_fail(Status::kTimeout,
-                        "no valid resource table in POSIX shm '" + shm_name + "' within the timeout");
+                        "no valid resource table in POSIX shm '" + oc.shm_name + "' within the timeout");
       }
       metal::sleep_ns(5'000'000);
     }

@@ -425,8 +425,9 @@ Status ProcessDriver::start() noexcept {
   // --- rpmsg: the virtio driver role over the firmware's vdev. ---
   if (const Status st = open_session(std::move(*shm)); !ok(st)) {
     std::string why = "the firmware did not bring rpmsg up: " + error();
+    // A program that hung up on its link is most likely on its way out: give its end a moment to show.
     pollfd p{child_->pidfd, POLLIN, 0};
-    const bool ended_by_itself = ::poll(&p, 1, 0) > 0;
+    const bool ended_by_itself = ::poll(&p, 1, st == Status::kClosed ? 1000 : 0) > 0;
     stop_op();
     if (ended_by_itself) why += " (it " + last_end() + ")";
     return fail(st, std::move(why));

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // EventFd: an eventfd(2) counter, the Linux userspace "doorbell". signal() adds to the counter (a kick, one
-// write(2)); consume() reads and resets it. The descriptor is non-blocking and close-on-exec, so consume()
-// never blocks, and it can be registered with an EventLoop or passed to another process over a UNIX socket.
+// write(2)); consume() reads and resets it. The descriptor is non-blocking and close-on-exec, and it can be
+// registered with an EventLoop or passed to another process over a UNIX socket. A process it was passed to
+// shares its O_NONBLOCK flag and could clear it: signal() and consume() are therefore bounded in time
+// (bounded_io.hpp) and fail with kBroken when that happened, instead of blocking.
 //
 // Thread-safety: signal(), consume() and fd() may be called from any number of threads at once (the kernel
 // serialises the counter). Moving or destroying an EventFd must not race with any other use of it.
@@ -31,10 +33,12 @@ class EventFd {
   ~EventFd() = default;
 
   /// Adds `n` to the counter, waking whoever waits for the descriptor to become readable. kWouldBlock if the
-  /// counter would overflow (the reader has fallen 2^64-2 kicks behind); kInvalidArgument for n == 2^64-1.
+  /// counter would overflow (it holds 2^64-2 already: only someone writing huge values gets it there);
+  /// kInvalidArgument for n == 2^64-1; kBroken when the write blocked (someone cleared O_NONBLOCK).
   Status signal(std::uint64_t n = 1);
 
-  /// Returns the counter and resets it to 0; returns 0 at once when nothing was pending.
+  /// Returns the counter and resets it to 0; returns 0 at once when nothing was pending; kBroken when the
+  /// read blocked (someone sharing the descriptor cleared O_NONBLOCK and took the count first).
   SysResult<std::uint64_t> consume();
 
   int fd() const noexcept { return fd_.get(); }

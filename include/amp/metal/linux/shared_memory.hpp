@@ -5,7 +5,9 @@
 // POSIX shared memory (/dev/shm), a file (an emulator's RAM file), /dev/mem, and a UIO map. open(spec) picks
 // a provider from one string, for tools and configuration files.
 //
-// Every mapping is MAP_SHARED and read/write. Where the kernel needs a page-aligned file offset but the
+// Every mapping is MAP_SHARED and read/write. A file-backed mapping that others could shrink (POSIX shm, a
+// file, an unsealed memfd) is watched by a FaultGuard: a peer that truncates the file cannot crash us, the
+// mapping turns to zeros and lost() says so. Where the kernel needs a page-aligned file offset but the
 // memory does not start on a page (devmem, a file offset, a UIO map's sub-page offset), the enclosing pages
 // are mapped and bytes() exposes exactly the requested window. device_address() is the address byte 0 of that
 // window answers to, so region() translates device addresses the peer uses.
@@ -25,6 +27,7 @@
 
 #include "amp/metal/io_region.hpp"
 #include "amp/metal/linux/device.hpp"
+#include "amp/metal/linux/fault_guard.hpp"
 #include "amp/metal/linux/sys_error.hpp"
 #include "amp/metal/linux/unique_fd.hpp"
 
@@ -58,6 +61,15 @@ class SharedMemory {
   /// "uio:uio0/map1 (4096 bytes)".
   const std::string& description() const noexcept { return description_; }
 
+  /// Whether someone shrank the file behind the mapping and an access faulted: the mapping was replaced by
+  /// zero-filled private memory (see fault_guard.hpp), so nothing crashed, but the peer's data is gone and
+  /// what used the memory must end. Only file-backed mappings not sealed against shrinking can be lost.
+  bool lost() const noexcept { return guard_.tripped(); }
+  /// Have an eventfd signalled when the mapping is lost (-1: none); it must stay open while set.
+  void notify_when_lost(int event_fd) noexcept { guard_.notify_on_trip(event_fd); }
+  /// Whether the mapping is watched for that (file-backed and shrinkable by others).
+  bool guarded() const noexcept { return guard_.active(); }
+
  private:
   friend struct detail::SharedMemoryFactory;
   void release() noexcept;
@@ -68,6 +80,7 @@ class SharedMemory {
   DeviceAddress da_ = 0;
   UniqueFd fd_;
   std::string description_;
+  FaultGuard guard_;
 };
 
 /// How open_posix and open_file treat an existing object.

@@ -47,8 +47,8 @@ class UnixSocket {
 
   /// Connects to a listener at `path`. While the listener does not exist yet (ENOENT) or refuses
   /// (ECONNREFUSED: not listening yet, or a stale socket file) it retries every few milliseconds for up to
-  /// `retry_for`, so a client may start before its server. `kind` is kStream or kSeqPacket and must match
-  /// the listener's.
+  /// `retry_for` (-1ms: as long as it takes), so a client may start before its server. `kind` is kStream or
+  /// kSeqPacket and must match the listener's.
   static SysResult<UnixSocket> connect(const std::string& path,
                                        std::chrono::milliseconds retry_for = std::chrono::milliseconds(0),
                                        SocketKind kind = SocketKind::kStream);
@@ -75,10 +75,12 @@ class UnixSocket {
 
   /// send() until all of `data` is sent; `fds` go with the first chunk. For stream sockets.
   Status send_all(std::span<const std::byte> data, std::span<const int> fds = {});
-  /// receive() until `out` is full; descriptors are appended as they arrive. kClosed if the stream ends
-  /// first. For stream sockets.
+  /// receive() until `out` is full; descriptors are appended as they arrive, at most `max_fds` for the whole
+  /// of `out` (kMalformed, closing those of the chunk that went over, as soon as more arrive). kClosed if the
+  /// stream ends first; kTimeout when `timeout` (for all of it; -1ms: none) passes first. For stream sockets.
   Status receive_exact(std::span<std::byte> out, std::vector<UniqueFd>* fds = nullptr,
-                       std::size_t max_fds = kDefaultMaxReceivedFds);
+                       std::size_t max_fds = kDefaultMaxReceivedFds,
+                       std::chrono::milliseconds timeout = std::chrono::milliseconds(-1));
 
   Status set_nonblocking(bool nonblocking);
 
@@ -88,6 +90,9 @@ class UnixSocket {
   UniqueFd release() noexcept { return UniqueFd(fd_.release()); }
 
  private:
+  SysResult<std::size_t> receive_with(std::span<std::byte> out, std::vector<UniqueFd>* fds,
+                                      std::size_t max_fds, int flags);
+
   UniqueFd fd_;
 };
 

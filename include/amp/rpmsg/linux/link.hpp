@@ -6,8 +6,17 @@
 //
 // Set-up, amp's own protocol: one side *creates* the link (lays out the resource table, rings and buffer
 // pool, then sends a hello with the memfd and eventfds over a connected UNIX socket); the other *joins* it
-// (receives the hello and maps the memory). The OpenAMP preset (openamp_linux()) instead reproduces
-// OpenAMP's two-process PC layout and protocol byte for byte.
+// (receives the hello, checks it, maps the memory) and answers: joined, or refused and why (both sides asked
+// for one role, a layout that does not fit...). Both fail at once, with the reason, when the join fails. The
+// OpenAMP preset (openamp_linux()) instead reproduces OpenAMP's two-process PC layout and protocol byte for
+// byte.
+//
+// A peer is untrusted. The hello has one deadline for all of it and a fixed number of descriptors; every
+// value in it is checked. A peer that shrinks the shared memory (possible for a POSIX shm object) cannot
+// make us fault: the memory turns to zeros and the link ends (see metal/linux/fault_guard.hpp). A peer that
+// makes a notification eventfd block (it shares its O_NONBLOCK flag) cannot block us: the write or read
+// fails after a short bound (metal/linux/bounded_io.hpp) and the link ends. Either way peer_gone() becomes
+// true, endpoints are unbound, sends fail with kClosed, and failure() says what happened.
 //
 // Thread-safety: the Link's methods may be called from any thread; device() follows rpmsg::Device's rules.
 // Receive callbacks run on the link's own thread.
@@ -87,6 +96,24 @@ struct LinkLayout {
   static LinkLayout openamp();
 };
 
+/// "Wait for the peer as long as it takes" (Link::accept, OpenAmpLinuxConfig::peer_wait).
+inline constexpr std::chrono::milliseconds kWaitForever{-1};
+
+/// OpenAMP's two-process PC setup (Link::openamp_linux).
+struct OpenAmpLinuxConfig {
+  /// OpenAMP's process index: 0 is the socket server and writes the resource table; 1 is the client.
+  unsigned index = 0;
+  /// Independent of the index (OpenAMP's echo demo: the remote, the device role, is index 0).
+  Role role = Role::kDevice;
+  /// For the virtio handshake and the resource table to appear, once the other process is there.
+  std::chrono::milliseconds timeout{10000};
+  /// How long to wait for the other process to arrive (accept or connect); kWaitForever: as long as it
+  /// takes, as OpenAMP's own programs do.
+  std::chrono::milliseconds peer_wait{10000};
+  std::string socket_path = "/tmp/openamp.event.0";
+  std::string shm_name = "openamp.shm";
+};
+
 class Link {
  public:
   ~Link();
@@ -105,13 +132,22 @@ class Link {
                                                            metal::SharedMemory memory,
                                                            const LinkLayout& layout);
   /// Joins a link the peer created on the other end of `socket`. config.role must differ from the peer's;
-  /// the notify mode and sizes come from the peer.
+  /// the notify mode and sizes come from the peer. The peer learns whether we joined, and if not why.
   static metal::SysResult<std::unique_ptr<Link>> join(metal::UnixSocket socket, const LinkConfig& config);
 
-  /// OpenAMP's two-process PC setup: POSIX shm `openamp.shm` (0x80000), the UNIX stream socket
-  /// `socket_path` (default /tmp/openamp.event.0), one byte per notification. `index` 0 is the socket
-  /// server and writes the resource table; 1 is the client. `role` is independent of the index (OpenAMP's
-  /// echo demo: the remote, the device role, is index 0).
+  /// A server: waits on `listener` up to `peer_wait` (kWaitForever: no limit) for a peer and creates the
+  /// link with it. A client that connects and leaves, never answers the hello (config.timeout) or answers
+  /// garbage is logged and the wait goes on, so a probe or a stray client cannot end a server. A peer that
+  /// refuses the link (a role clash...) ends the wait with its reason.
+  static metal::SysResult<std::unique_ptr<Link>> accept(metal::UnixListener& listener,
+                                                        const LinkConfig& config,
+                                                        std::chrono::milliseconds peer_wait);
+
+  /// OpenAMP's two-process PC setup: POSIX shm `shm_name` (0x80000 bytes), the UNIX stream socket
+  /// `socket_path`, one byte per notification. Two amp processes that would take the same index on the same
+  /// shm object, or the same socket, are refused at once ("in use by another process"), before anything is
+  /// touched: each index holds an advisory lock (an OFD lock on one byte of the shm object) while it runs.
+  static metal::SysResult<std::unique_ptr<Link>> openamp_linux(const OpenAmpLinuxConfig& config);
   static metal::SysResult<std::unique_ptr<Link>> openamp_linux(
       unsigned index, Role role, std::chrono::milliseconds timeout = std::chrono::seconds(10),
       const std::string& socket_path = "/tmp/openamp.event.0", const std::string& shm_name = "openamp.shm");
@@ -129,8 +165,12 @@ class Link {
 
   /// Stops processing and rpmsg (endpoints get their unbind callback). Idempotent; the destructor calls it.
   void close();
-  /// True once the peer hung up (its socket closed).
+  /// True once the peer hung up (its socket closed), or the link failed (see failure()).
   bool peer_gone() const noexcept { return peer_gone_.load(std::memory_order_acquire); }
+  /// Why the link stopped working on its own: the peer broke the ring protocol, shrank the shared memory
+  /// or interfered with a notification descriptor. Empty while it works, after a plain hang-up, and after
+  /// close().
+  std::string failure() const;
   /// Sleeps until the peer hangs up (true) or `timeout` passes (false). No polling: 0% CPU while waiting.
   bool wait_peer_gone(std::chrono::milliseconds timeout);
 
@@ -139,6 +179,12 @@ class Link {
   metal::SysResult<void> start(const LinkConfig& config, const LinkLayout& layout);
   metal::SysResult<void> start_processing(bool own_thread, std::chrono::microseconds spin);
   void on_socket_readable();
+  /// Records why the link failed (the first reason wins) and has the link's thread take it down.
+  void fail(std::string why) noexcept;
+  /// The link's thread: a failure was reported, or the shared memory was lost.
+  void on_alarm();
+  /// Checks in polling loops: false when the link must end.
+  bool healthy();
   void poll_loop();
   void adaptive_loop(std::chrono::microseconds spin);
   bool check_hangup();
@@ -158,6 +204,7 @@ class Link {
     NotifyMode mode = NotifyMode::kPoll;
     metal::EventFd* eventfd = nullptr;
     int socket_fd = -1;
+    Link* link = nullptr;
   };
   Kicker kicker_;
   ProcessOnLoop rescheduler_;  // brings process() back when it stopped at its budget
@@ -169,6 +216,10 @@ class Link {
   std::mutex gone_mutex_;
   std::condition_variable gone_cv_;
   std::atomic<bool> closed_{false};
+  std::optional<metal::EventFd> alarm_;  // ours alone: failure reports and lost memory wake the thread
+  std::atomic<bool> failed_{false};
+  mutable std::mutex failure_mutex_;
+  std::string failure_;
 };
 
 }  // namespace amp::rpmsg
