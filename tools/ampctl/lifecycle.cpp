@@ -1,81 +1,40 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // ampctl's lifecycle commands for remotes whose life outlives ampctl (the kernel's remoteproc, via sysfs):
 //   ampctl status [REMOTE...]      ampctl load REMOTE FIRMWARE      ampctl start|stop|attach|detach REMOTE
+//   ampctl trace REMOTE
 #include "lifecycle.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "amp/rproc/elf.hpp"
 #include "amp/rproc/linux/sysfs.hpp"
 #include "common.hpp"
+#include "text.hpp"
 
 namespace ampctl {
 
 namespace {
 
-struct Args {
+namespace elf = amp::rproc::elf;
+
+struct LifecycleOptions {
+  CommonOptions common;
   std::vector<std::string> positional;
   amp::rproc::SysfsRoots roots;
-  std::string driver = "sysfs";
-  std::string machine;                        // --machine: the firmware must be for this CPU
+  std::string machine_name;                   // --machine, as given
+  std::uint16_t machine = elf::kMachineNone;  // --machine: the firmware must be for this CPU
   std::string debugfs = "/sys/kernel/debug";  // where the kernel exposes remoteproc trace buffers
   bool need_resource_table = false;
-  bool json = false;
   std::vector<amp::rproc::MemoryRange> memory;  // --memory: where the remote's segments may go
 };
 
 /// "ADDR:SIZE[,ADDR:SIZE...]".
-std::vector<amp::rproc::MemoryRange> parse_memory(const std::string& text);
-
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "ampctl: %s (see --help)\n", msg.c_str());
-  std::exit(2);
-}
-
-Args parse(int argc, char** argv) {
-  Args a;
-  for (int i = 2; i < argc; ++i) {
-    const std::string s = argv[i];
-    auto value = [&](const char* what) -> std::string {
-      if (i + 1 >= argc) usage_error(std::string("--") + what + " needs a value");
-      return argv[++i];
-    };
-    if (s == "--json") {
-      a.json = true;
-    } else if (s == "--sys") {
-      a.roots.sys = value("sys");
-    } else if (s == "--firmware-dir") {
-      a.roots.firmware_dir = value("firmware-dir");
-    } else if (s == "--driver") {
-      a.driver = value("driver");
-    } else if (s == "--debugfs") {
-      a.debugfs = value("debugfs");
-    } else if (s == "--machine") {
-      a.machine = value("machine");
-    } else if (s == "--need-resource-table") {
-      a.need_resource_table = true;
-    } else if (s == "--memory") {
-      a.memory = parse_memory(value("memory"));
-    } else if (s.rfind("--", 0) == 0) {
-      usage_error("unknown option " + s);
-    } else {
-      a.positional.push_back(s);
-    }
-  }
-  if (a.driver != "sysfs") {
-    usage_error(
-        "the lifecycle commands drive remotes that outlive ampctl: --driver sysfs (the process driver's "
-        "remote lives only as long as 'ampctl run')");
-  }
-  return a;
-}
-
 std::vector<amp::rproc::MemoryRange> parse_memory(const std::string& text) {
   std::vector<amp::rproc::MemoryRange> out;
   std::size_t pos = 0;
@@ -92,22 +51,12 @@ std::vector<amp::rproc::MemoryRange> parse_memory(const std::string& text) {
 }
 
 /// The ELF checks a firmware file passes before it is handed over; "" when it is fine.
-std::string check_firmware(const Args& a, std::span<const std::byte> image) {
+std::string check_firmware(const LifecycleOptions& a, std::span<const std::byte> image) {
   auto elf = amp::rproc::ElfImage::parse(image);
   if (!elf) return amp::rproc::to_string(elf.error());
-  if (!a.machine.empty()) {
-    static constexpr std::pair<const char*, std::uint16_t> kMachines[] = {
-        {"arm", amp::rproc::elf::kMachineArm},
-        {"aarch64", amp::rproc::elf::kMachineAarch64},
-        {"x86_64", amp::rproc::elf::kMachineX86_64},
-        {"riscv", amp::rproc::elf::kMachineRiscv}};
-    const auto* m = std::find_if(std::begin(kMachines), std::end(kMachines),
-                                 [&](const auto& e) { return a.machine == e.first; });
-    if (m == std::end(kMachines))
-      usage_error("--machine is arm, aarch64, x86_64 or riscv, not '" + a.machine + "'");
-    if (elf->machine() != m->second) {
-      return "built for machine " + std::to_string(elf->machine()) + ", not " + a.machine;
-    }
+  if (a.machine != elf::kMachineNone && elf->machine() != a.machine) {
+    return std::string("built for ") + elf::machine_name(elf->machine()).c_str() + ", not " +
+           elf::machine_name(a.machine).c_str() + " (--machine " + a.machine_name + ")";
   }
   if (a.need_resource_table) {
     if (auto rsc = elf->resource_table(); !rsc) return amp::rproc::to_string(rsc.error());
@@ -130,29 +79,34 @@ std::string check_firmware(const Args& a, std::span<const std::byte> image) {
 }
 
 int fail(const std::string& msg) {
-  std::fprintf(stderr, "ampctl: %s\n", msg.c_str());
-  return 1;
+  print_error(msg);
+  return kExitFailed;
 }
 
 /// A command's outcome: with --json also one object on stdout. Returns the exit code.
-int outcome(const Args& a, const std::string& cmd, const std::string& remote, const std::string& error) {
-  if (a.json) {
-    std::printf("{\"command\":\"%s\",\"remote\":%s,\"ok\":%s%s%s}\n", cmd.c_str(),
-                json_string(remote).c_str(), error.empty() ? "true" : "false",
-                error.empty() ? "" : ",\"error\":", error.empty() ? "" : json_string(error).c_str());
+int outcome(const LifecycleOptions& a, const std::string& cmd, const std::string& remote,
+            const std::string& error) {
+  if (a.common.json) {
+    Json j;
+    j["command"] = cmd;
+    j["remote"] = json_bytes(remote);
+    j["ok"] = error.empty();
+    if (!error.empty()) j["error"] = json_bytes(error);
+    print_json(j);
   }
   return error.empty() ? 0 : fail(error);
 }
 
-int status(const Args& a) {
+int status(const LifecycleOptions& a) {
+  // No remoteproc at all: an error like any other command's (with --json: the error object).
   if (auto ok_class = amp::rproc::SysfsRemoteproc::available(a.roots); !ok_class)
-    return fail(ok_class.error().message);
+    die(ok_class.error().message);
   std::vector<std::string> names = a.positional;
   if (names.empty()) names = amp::rproc::SysfsRemoteproc::list(a.roots);
   int rc = 0;
-  if (a.json) std::printf("[");
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    auto r = amp::rproc::SysfsRemoteproc::open(names[i], a.roots);
+  Json list = Json::array();
+  for (const std::string& wanted : names) {
+    auto r = amp::rproc::SysfsRemoteproc::open(wanted, a.roots);
     if (!r) {
       rc = fail(r.error().message);
       continue;
@@ -161,25 +115,32 @@ int status(const Args& a) {
     const auto state = r->state();
     const auto fw = r->firmware();
     const std::string state_text = state ? amp::rproc::to_string(*state) : "unknown";
-    if (a.json) {
-      std::printf("%s{\"node\":%s,\"name\":%s,\"state\":\"%s\",\"firmware\":%s}", i == 0 ? "" : ",",
-                  json_string(r->node()).c_str(), json_string(name ? *name : "").c_str(), state_text.c_str(),
-                  json_string(fw ? *fw : "").c_str());
+    if (a.common.json) {
+      Json j;
+      j["node"] = json_bytes(r->node());
+      j["name"] = json_bytes(name ? *name : "");
+      j["state"] = state_text;
+      j["firmware"] = json_bytes(fw ? *fw : "");
+      list.push_back(std::move(j));
     } else {
-      std::printf("%-14s %-16s %-9s %s\n", r->node().c_str(), name ? name->c_str() : "?", state_text.c_str(),
-                  fw ? fw->c_str() : "?");
+      std::printf("%-14s %-16s %-9s %s\n", printable(r->node()).c_str(),
+                  name ? printable(*name).c_str() : "?", state_text.c_str(),
+                  fw ? printable(*fw).c_str() : "?");
     }
   }
-  if (a.json) std::printf("]\n");
-  if (names.empty() && !a.json) std::printf("no remote processors\n");
+  if (a.common.json) {
+    print_json(list);
+  } else if (names.empty()) {
+    std::printf("no remote processors\n");
+  }
   return rc;
 }
 
 /// Prints the remote's trace buffers, which the kernel exposes in debugfs as remoteproc/<node>/trace<N>.
-int trace(const Args& a, const amp::rproc::SysfsRemoteproc& r) {
+int trace(const LifecycleOptions& a, const amp::rproc::SysfsRemoteproc& r) {
   const std::string dir = a.debugfs + "/remoteproc/" + r.node();
-  int printed = 0;
-  std::string json = "{\"remote\":" + json_string(r.node()) + ",\"traces\":[";
+  Json traces = Json::array();
+  std::string text_out;
   for (int i = 0; i < 16; ++i) {
     std::string text;
     if (!read_whole_file(dir + "/trace" + std::to_string(i), text)) {
@@ -187,52 +148,29 @@ int trace(const Args& a, const amp::rproc::SysfsRemoteproc& r) {
       return fail("cannot read " + dir + "/trace" + std::to_string(i) + ": " + std::strerror(errno));
     }
     if (const auto nul = text.find('\0'); nul != std::string::npos) text.resize(nul);  // the unused rest
-    if (a.json) {
-      if (printed != 0) json += ',';
-      json += json_string(text);
-    } else {
-      std::fputs(text.c_str(), stdout);
-      if (!text.empty() && text.back() != '\n') std::fputc('\n', stdout);
-    }
-    ++printed;
+    traces.push_back(json_bytes(text));
+    // The firmware wrote it: line breaks stay, escape sequences do not reach the terminal.
+    text_out += printable_lines(text);
+    if (!text.empty() && text.back() != '\n') text_out += '\n';
   }
-  if (printed == 0) return fail("no trace buffers for " + r.node() + " in " + dir + " (is debugfs mounted?)");
-  if (a.json) std::printf("%s]}\n", json.c_str());
+  if (traces.empty())
+    return fail("no trace buffers for " + r.node() + " in " + dir + " (is debugfs mounted?)");
+  if (a.common.json) {
+    Json j;
+    j["remote"] = json_bytes(r.node());
+    j["traces"] = std::move(traces);
+    print_json(j);
+  } else {
+    std::fputs(text_out.c_str(), stdout);
+  }
   return 0;
 }
 
-}  // namespace
-
-bool is_lifecycle_command(const std::string& cmd) {
-  return cmd == "status" || cmd == "load" || cmd == "start" || cmd == "stop" || cmd == "attach" ||
-         cmd == "detach" || cmd == "trace";
-}
-
-void lifecycle_help(const std::string& cmd) {
-  std::printf(
-      "usage: ampctl status [REMOTE...] [--json]\n"
-      "       ampctl load REMOTE FIRMWARE [--machine arm|aarch64|x86_64|riscv] [--need-resource-table]\n"
-      "                   [--memory ADDR:SIZE[,ADDR:SIZE...]]  (every segment must fit the remote's memory)\n"
-      "       ampctl start|stop|attach|detach REMOTE\n"
-      "       ampctl trace REMOTE [--debugfs ROOT]  (trace buffers; default root /sys/kernel/debug)\n"
-      "all take --json: one JSON object on stdout ({\"command\",\"remote\",\"ok\"[,\"error\"]}; status: a "
-      "list;\n"
-      "trace: {\"remote\",\"traces\":[...]}).\n"
-      "options: --driver sysfs (the default and, for these commands, the only one), --sys ROOT (default "
-      "/sys),\n"
-      "         --firmware-dir DIR (default /lib/firmware)\n\n"
-      "REMOTE is a remoteproc node (remoteproc0) or its name. These commands drive the kernel's remoteproc\n"
-      "through /sys/class/remoteproc; 'load' installs FIRMWARE in the firmware directory and names it.\n%s",
-      cmd.empty() ? "" : "");
-}
-
-int run_lifecycle_command(const std::string& cmd, int argc, char** argv) {
-  const Args a = parse(argc, argv);
+int run_lifecycle(const std::string& cmd, const LifecycleOptions& a) {
   if (cmd == "status") return status(a);
   const std::size_t want = cmd == "load" ? 2 : 1;
-  if (a.positional.size() != want) {
+  if (a.positional.size() != want)
     usage_error(cmd == "load" ? "load wants REMOTE FIRMWARE" : cmd + " wants REMOTE");
-  }
   auto r = amp::rproc::SysfsRemoteproc::open(a.positional[0], a.roots);
   if (!r) return outcome(a, cmd, a.positional[0], r.error().message);
   if (cmd == "trace") return trace(a, *r);
@@ -259,6 +197,69 @@ int run_lifecycle_command(const std::string& cmd, int argc, char** argv) {
     s = driver.detach();
   }
   return outcome(a, cmd, r->node(), ok(s) ? "" : cmd + " " + r->node() + ": " + driver.last_error());
+}
+
+const char* const kLifecycleHelp = R"(usage: ampctl status [REMOTE...] [--json]
+       ampctl load REMOTE FIRMWARE [--machine arm|aarch64|x86_64|riscv] [--need-resource-table]
+                   [--memory ADDR:SIZE[,ADDR:SIZE...]]  (every segment must fit the remote's memory)
+       ampctl start|stop|attach|detach REMOTE
+       ampctl trace REMOTE [--debugfs ROOT]  (trace buffers; default root /sys/kernel/debug)
+all take --json: one JSON object on stdout ({"command","remote","ok"[,"error"]}; status: a list, or the
+error object when there is no remoteproc; trace: {"remote","traces":[...]}). Strings in JSON are their
+bytes, each byte >= 0x80 as the character U+0080..U+00FF; in text, control characters and bytes >= 0x80
+are shown as \xNN.
+options: --driver sysfs (the default and, for these commands, the only one), --sys ROOT (default /sys),
+         --firmware-dir DIR (default /lib/firmware), -v/--verbose (amp's warnings on stderr)
+
+REMOTE is a remoteproc node (remoteproc0) or its name. These commands drive the kernel's remoteproc
+through /sys/class/remoteproc; 'load' installs FIRMWARE in the firmware directory and names it.
+)";
+
+}  // namespace
+
+void add_lifecycle_commands(CLI::App& root, std::vector<Command>& commands) {
+  const std::pair<const char*, const char*> kCommands[] = {{"status", "the kernel's remote processors"},
+                                                           {"load", "install and name a remote's firmware"},
+                                                           {"start", "start a remote"},
+                                                           {"stop", "stop a remote"},
+                                                           {"attach", "attach to a running remote"},
+                                                           {"detach", "detach from a remote"},
+                                                           {"trace", "print a remote's trace buffers"}};
+  for (const auto& [name, summary] : kCommands) {
+    const std::string cmd = name;
+    auto o = std::make_shared<LifecycleOptions>();
+    CLI::App* app = add_command(root, cmd, summary, kLifecycleHelp, o->common);
+    app->add_option("remote", o->positional);
+    add_parsed(*app, "--sys", "ROOT", [o](const std::string& s) { o->roots.sys = s; });
+    add_parsed(*app, "--firmware-dir", "DIR", [o](const std::string& s) { o->roots.firmware_dir = s; });
+    add_parsed(*app, "--driver", "sysfs", [](const std::string& s) {
+      if (s != "sysfs") {
+        usage_error(
+            "the lifecycle commands drive remotes that outlive ampctl: --driver sysfs (the process driver's "
+            "remote lives only as long as 'ampctl run')");
+      }
+    });
+    if (cmd == "load") {
+      add_parsed(*app, "--machine", "arm|aarch64|x86_64|riscv", [o](const std::string& s) {
+        static constexpr std::pair<const char*, std::uint16_t> kMachines[] = {
+            {"arm", elf::kMachineArm},
+            {"aarch64", elf::kMachineAarch64},
+            {"x86_64", elf::kMachineX86_64},
+            {"riscv", elf::kMachineRiscv}};
+        const auto* m = std::find_if(std::begin(kMachines), std::end(kMachines),
+                                     [&](const auto& e) { return s == e.first; });
+        if (m == std::end(kMachines))
+          usage_error("--machine is arm, aarch64, x86_64 or riscv, not '" + s + "'");
+        o->machine_name = s;
+        o->machine = m->second;
+      });
+      app->add_flag("--need-resource-table", o->need_resource_table);
+      add_parsed(*app, "--memory", "ADDR:SIZE[,...]",
+                 [o](const std::string& s) { o->memory = parse_memory(s); });
+    }
+    if (cmd == "trace") add_text(*app, "--debugfs", o->debugfs, "ROOT");
+    commands.push_back({app, &o->common, [cmd, o] { return run_lifecycle(cmd, *o); }});
+  }
 }
 
 }  // namespace ampctl

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// ampctl's lifecycle commands (status, load, start, stop, attach, detach).
+// ampctl's lifecycle commands (status, load, start, stop, attach, detach, trace).
 #pragma once
 
-#include <string>
+#include <vector>
+
+#include "cli.hpp"
 
 namespace ampctl {
 
-bool is_lifecycle_command(const std::string& cmd);
-void lifecycle_help(const std::string& cmd);
-/// Returns the process exit code: 0, 1 (the operation failed) or 2 (bad arguments).
-int run_lifecycle_command(const std::string& cmd, int argc, char** argv);
+/// Exit codes: 0, 1 (the operation failed) or 2 (bad arguments).
+void add_lifecycle_commands(CLI::App& root, std::vector<Command>& commands);
 
 }  // namespace ampctl

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <functional>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -17,6 +18,10 @@
 #include "amp/rproc/linux/sysfs.hpp"
 #include "amp/rproc/linux/vdev_host.hpp"
 #include "common.hpp"
+#include "link_options.hpp"
+#include "ping.hpp"
+#include "signals.hpp"
+#include "text.hpp"
 
 namespace ampctl {
 
@@ -25,7 +30,41 @@ namespace {
 using amp::Status;
 using amp::rpmsg::Endpoint;
 using amp::rpmsg::Link;
+using amp::rpmsg::NotifyMode;
 using amp::rproc::State;
+namespace elf = amp::rproc::elf;
+
+struct RunOptions {
+  CommonOptions common;
+  std::string driver = "process";
+  std::string firmware;
+  std::vector<std::string> args;  // after FIRMWARE (or after --): the native firmware's arguments
+  std::string ping;
+  long rounds = 1;
+  long duration = 0;
+  long timeout = 10000;
+  long buffer_size = 512;
+  bool echo = false;
+  // process
+  bool recover = false;
+  long max_recoveries = 3;
+  NotifyMode notify = NotifyMode::kEventFd;
+  long memory = 4L << 20;
+  // sysfs
+  std::string remote;
+  std::string uio;
+  std::string pool;
+  std::string kick;
+  bool poll = false;
+  std::string sys = "/sys";
+  std::string dev = "/dev";
+  std::string firmware_dir = "/lib/firmware";
+
+  struct Given {
+    CLI::Option *recover, *max_recoveries, *notify, *memory;                    // process only
+    CLI::Option *remote, *uio, *pool, *kick, *poll, *sys, *dev, *firmware_dir;  // sysfs only
+  } given{};
+};
 
 /// What the remote announced, and the host's echo endpoints (--echo).
 struct Services {
@@ -44,21 +83,28 @@ class Reporter {
   void state(State from, State to, const std::string& why) {
     std::lock_guard lock(m_);
     if (json_) {
-      std::printf("{\"event\":\"state\",\"from\":\"%s\",\"to\":\"%s\"%s%s}\n", to_string(from), to_string(to),
-                  why.empty() ? "" : ",\"why\":", why.empty() ? "" : json_string(why).c_str());
-      std::fflush(stdout);
+      Json j;
+      j["event"] = "state";
+      j["from"] = to_string(from);
+      j["to"] = to_string(to);
+      if (!why.empty()) j["why"] = json_bytes(why);
+      print_json(j);
     } else {
       std::fprintf(stderr, "ampctl run: remote %s -> %s%s%s\n", to_string(from), to_string(to),
-                   why.empty() ? "" : ": ", why.c_str());
+                   why.empty() ? "" : ": ", printable(why).c_str());
     }
   }
+  /// `name` is the remote's: escaped for a terminal, lossless in JSON.
   void service(const std::string& name, std::uint32_t addr) {
     std::lock_guard lock(m_);
     if (json_) {
-      std::printf("{\"event\":\"service\",\"name\":%s,\"address\":%u}\n", json_string(name).c_str(), addr);
-      std::fflush(stdout);
+      Json j;
+      j["event"] = "service";
+      j["name"] = json_bytes(name);
+      j["address"] = addr;
+      print_json(j);
     } else {
-      std::printf("service '%s' at address %u\n", name.c_str(), addr);
+      std::printf("service '%s' at address %u\n", printable(name).c_str(), addr);
       std::fflush(stdout);
     }
   }
@@ -75,70 +121,57 @@ std::vector<std::byte> read_firmware(const std::string& path) {
   return {bytes.begin(), bytes.end()};
 }
 
-}  // namespace
+const char* const kRunHelp = R"(usage: ampctl run [--driver process] FIRMWARE [OPTIONS] [-- FIRMWARE-ARGS...]
+       ampctl run --driver sysfs --remote NODE|NAME --uio NODE|NAME FIRMWARE [OPTIONS]
 
-void run_help() {
-  std::printf(
-      "usage: ampctl run [--driver process] FIRMWARE [OPTIONS] [-- FIRMWARE-ARGS...]\n"
-      "       ampctl run --driver sysfs --remote NODE|NAME --uio NODE|NAME FIRMWARE [OPTIONS]\n\n"
-      "Brings a remote up and keeps it up: loads FIRMWARE, starts it, creates its virtio devices from its\n"
-      "resource table and runs rpmsg with it; prints each state change and each service the remote\n"
-      "announces; serves until interrupted (SIGINT/SIGTERM), then stops the remote.\n\n"
-      "drivers:\n"
-      "  process               FIRMWARE is a native firmware: a Linux program built with amp (its\n"
-      "                        .resource_table declares an rpmsg vdev), run as a child process\n"
-      "  sysfs                 the kernel's remoteproc loads and starts FIRMWARE; amp then runs the host's "
-      "side\n"
-      "                        of its rpmsg vdev in userspace, over the remote's memory as UIO maps:\n"
-      "      --remote NODE|NAME    the remoteproc (see ampctl status)\n"
-      "      --uio NODE|NAME|DEVICE  the UIO device (uio0, its name, or the platform device bound to it, "
-      "e.g.\n"
-      "                            3ed00000.shm) whose maps are the remote's memory, table included\n"
-      "      --pool ADDR:SIZE      memory for vrings at ANY and the rpmsg buffers (default: the map named\n"
-      "                            vdev0buffer)\n"
-      "      --kick MAP:OFFSET[:VALUE]  how to interrupt the remote: a 32-bit store into a map (the notify "
-      "id\n"
-      "                            when no VALUE)\n"
-      "      --poll                poll the rings instead of waiting for the UIO interrupt\n"
-      "      --sys DIR --dev DIR --firmware-dir DIR   other roots (tests)\n"
-      "options:\n"
-      "  --ping SERVICE        once SERVICE is announced, send messages of every size 1..MTU (--rounds N\n"
-      "                        times), check every echo, print a summary, stop; the exit code says if all "
-      "matched\n"
-      "  --echo                answer each service the remote announces with an endpoint of the same name,\n"
-      "                        announced back, that echoes every message the remote sends it\n"
-      "  --recover             (process) on a crash, reload and restart the firmware\n"
-      "  --max-recoveries N    with --recover: give up after N recoveries (default 3)\n"
-      "  --duration MS         stop after MS milliseconds instead of waiting for a signal\n"
-      "  --notify eventfd|socket|poll|adaptive   (process) notifications (default eventfd)\n"
-      "  --buffer-size N       bytes per rpmsg buffer (default 512)\n"
-      "  --memory BYTES        (process) the remote's shared memory (default 4 MiB)\n"
-      "  --timeout MS          how long bringing rpmsg up may take (default 10000)\n"
-      "  --json                events and the summary as JSON lines on stdout\n"
-      "exit code: 0 when the run ended as asked; 1 when the remote could not start, crashed for good or a\n"
-      "ping failed; 2 for bad arguments.\n");
-}
+Brings a remote up and keeps it up: loads FIRMWARE, starts it, creates its virtio devices from its
+resource table and runs rpmsg with it; prints each state change and each service the remote
+announces; serves until interrupted (SIGINT/SIGTERM), then stops the remote.
 
-namespace {
+drivers:
+  process               FIRMWARE is a native firmware: a Linux program built with amp (its
+                        .resource_table declares an rpmsg vdev), run as a child process
+  sysfs                 the kernel's remoteproc loads and starts FIRMWARE; amp then runs the host's side
+                        of its rpmsg vdev in userspace, over the remote's memory as UIO maps:
+      --remote NODE|NAME    the remoteproc (see ampctl status)
+      --uio NODE|NAME|DEVICE  the UIO device (uio0, its name, or the platform device bound to it, e.g.
+                            3ed00000.shm) whose maps are the remote's memory, table included
+      --pool ADDR:SIZE      memory for vrings at ANY and the rpmsg buffers (default: the map named
+                            vdev0buffer)
+      --kick MAP:OFFSET[:VALUE]  how to interrupt the remote: a 32-bit store into a map (the notify id
+                            when no VALUE)
+      --poll                poll the rings instead of waiting for the UIO interrupt
+      --sys DIR --dev DIR --firmware-dir DIR   other roots (tests)
+  an option of one driver given with the other is refused.
+options:
+  --ping SERVICE        once SERVICE is announced, send messages of every size 1..MTU (--rounds N
+                        times), check every echo, print a summary, stop; the exit code says if all matched
+  --echo                answer each service the remote announces with an endpoint of the same name,
+                        announced back, that echoes every message the remote sends it
+  --recover             (process) on a crash, reload and restart the firmware
+  --max-recoveries N    (process) with --recover: give up after N recoveries (default 3)
+  --duration MS         stop after MS milliseconds instead of waiting for a signal
+  --notify eventfd|socket|poll|adaptive   (process) notifications (default eventfd)
+  --buffer-size N       bytes per rpmsg buffer (default 512)
+  --memory BYTES        (process) the remote's shared memory (default 4 MiB)
+  --timeout MS          how long bringing rpmsg up may take (default 10000)
+  --json                events and the summary as JSON lines on stdout
+  -v, --verbose         amp's warnings on stderr; twice: debug messages too
+The remote's strings (service names, exit reasons) are shown with control characters and bytes >= 0x80
+as \xNN; in JSON they are their bytes, each byte >= 0x80 as the character U+0080..U+00FF.
+exit code: 0 when the run ended as asked; 1 when the remote could not start, crashed for good or a
+ping failed; 2 for bad arguments; 128 + N when signal N interrupted a ping.
+)";
 
 /// What every driver's run shares: the options, the report, the services seen, the exercise.
 struct Run {
-  const Options& o;
+  const RunOptions& o;
   Reporter report;
   Services services;
   Wake crashed;
-  long rounds;
-  long duration;
-  std::string ping_service;
   std::chrono::milliseconds timeout;
 
-  explicit Run(const Options& opts)
-      : o(opts),
-        report(opts.has("json")),
-        rounds(opts.number("rounds", 1, 1, 1000000)),
-        duration(opts.number("duration", 0, 0, 86400000)),
-        ping_service(opts.get("ping")),
-        timeout(opts.number("timeout", 10000, 1, 3600000)) {}
+  explicit Run(const RunOptions& opts) : o(opts), report(opts.common.json), timeout(opts.timeout) {}
 
   /// On each new rpmsg device: report the services the remote announces, answer them with --echo.
   void watch(amp::rpmsg::Device& device) {
@@ -147,7 +180,7 @@ struct Run {
           report.service(std::string(name), addr);
           std::lock_guard lock(services.m);
           services.seen.emplace_back(std::string(name), addr);
-          if (o.has("echo")) {
+          if (o.echo) {
             Endpoint& ep = services.echoes.emplace_back();
             // Unbound and named: announced back, so the remote's endpoint learns where the host is.
             const Status s = dev.create_endpoint(ep, name, amp::rpmsg::kAddrAny, amp::rpmsg::kAddrAny,
@@ -174,38 +207,40 @@ struct Run {
   /// services.using_link. Returns the exit code.
   int exercise(const std::function<amp::rpmsg::Device*(std::function<bool()>* gone)>& device,
                const std::function<bool()>& still_up) {
-    if (ping_service.empty()) {
+    if (o.ping.empty()) {
       bool woken = true;
-      if (duration > 0) {
-        woken = g_wake.wait_for(std::chrono::milliseconds(duration));
+      if (o.duration > 0) {
+        woken = g_wake.wait_for(std::chrono::milliseconds(o.duration));
       } else {
         g_wake.wait();
       }
-      if (woken && !g_interrupted.load()) return 1;  // down for good
+      if (woken && !interrupted()) return 1;  // down for good
       return !woken && !still_up() ? 1 : 0;
     }
+    const InterruptHook hook([this] {
+      std::lock_guard lock(services.m);
+      services.cv.notify_all();
+    });
     std::unique_lock lock(services.m);
     std::optional<std::uint32_t> addr;
-    auto found_it = [&] {
+    const bool found = services.cv.wait_for(lock, timeout, [&] {
       for (const auto& [name, a] : services.seen)
-        if (name == ping_service) addr = a;
-      return addr.has_value() || g_interrupted.load();
-    };
-    // In short slices, so that Ctrl-C (which sets g_interrupted, not this condition) ends the wait soon.
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    bool found = found_it();
-    while (!found && std::chrono::steady_clock::now() < until) {
-      found = services.cv.wait_for(lock, std::chrono::milliseconds(100), found_it);
-    }
+        if (name == o.ping) addr = a;
+      return addr.has_value() || interrupted();
+    });
     // The address belongs to this generation of the link: a link-down after this shows as a new one.
     const std::uint64_t generation = services.generation;
     lock.unlock();
     Summary sum;
     double secs = 0;
     bool remote_left = false;
-    if (!found || !addr) {
-      ++sum.errors;
-      sum.first_error = "no '" + ping_service + "' service was announced";
+    if (!addr) {
+      if (found) {
+        sum.interrupted = true;
+      } else {
+        ++sum.errors;
+        sum.first_error = "no '" + o.ping + "' service was announced";
+      }
     } else {
       // The device first (the driver's lock; its link-down takes using_link under that lock, so never the
       // other way round), then using_link; a link-down in between shows as a new generation.
@@ -221,35 +256,51 @@ struct Run {
         sum.first_error = "the remote went away";
       } else {
         const auto t0 = std::chrono::steady_clock::now();
-        sum = ping_device(*dev, ping_service, *addr, rounds, false, gone);
+        sum = ping_device(*dev, o.ping, *addr, o.rounds, false, gone);
         secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        remote_left = gone();
+        remote_left = gone() || !dev->running();
       }
     }
     // The remote hung up during the ping: let the driver see it end (a crash) before stopping it.
     if (remote_left) (void)crashed.wait_for(std::chrono::seconds(2));
-    print_summary("run", sum, secs, o.has("json"), ",\"service\":" + json_string(ping_service));
-    return sum.errors == 0 && sum.messages > 0 ? 0 : 1;
+    Json extra;
+    extra["service"] = json_bytes(o.ping);
+    print_summary("run", sum, secs, o.common.json, extra);
+    return exit_code(sum);
   }
 };
 
-int run_process(const Options& o) {
-  if (o.positional.empty()) die("run wants a FIRMWARE (see --help)", 2);
+/// The native firmware's ELF checks that ampctl makes itself, so that the message names the file and the
+/// machines (the process driver checks the rest).
+void check_native_firmware(const std::string& path, std::span<const std::byte> image) {
+  auto elf_image = amp::rproc::ElfImage::parse(image, {.allow_position_independent = true});
+  if (!elf_image) die("firmware " + path + ": " + amp::rproc::to_string(elf_image.error()));
+  const std::uint16_t here = host_machine();
+  if (here != elf::kMachineNone && elf_image->machine() != here) {
+    die("firmware " + path + ": built for " + elf::machine_name(elf_image->machine()).c_str() +
+        ", this machine is " + elf::machine_name(here).c_str());
+  }
+}
+
+int run_process(const RunOptions& o) {
+  if (o.firmware.empty()) usage_error("run wants a FIRMWARE");
+  refuse_given({o.given.remote, o.given.uio, o.given.pool, o.given.kick, o.given.poll, o.given.sys,
+                o.given.dev, o.given.firmware_dir},
+               "only for --driver sysfs");
+  if (o.buffer_size % 8 != 0) usage_error("--buffer-size must be a multiple of 8");
   Run run(o);
-  const std::string firmware_path = o.positional.front();
   amp::rproc::ProcessConfig config;
-  config.args.assign(o.positional.begin() + 1, o.positional.end());
-  config.name = firmware_path.substr(firmware_path.find_last_of('/') + 1);
-  config.link.notify = parse_notify(o.get("notify", "eventfd"));
-  config.link.buffer_size = static_cast<std::uint32_t>(o.number("buffer-size", 512, 24, 65552));
-  if (config.link.buffer_size % 8 != 0) die("--buffer-size must be a multiple of 8", 2);
+  config.args = o.args;
+  config.name = o.firmware.substr(o.firmware.find_last_of('/') + 1);
+  config.link.notify = o.notify;
+  config.link.buffer_size = static_cast<std::uint32_t>(o.buffer_size);
   config.link.timeout = run.timeout;
-  config.memory_size = static_cast<std::size_t>(o.number("memory", 4L << 20, 0x10000, 1L << 30));
-  const long max_recoveries = o.number("max-recoveries", 3, 1, 1000);
-  const std::vector<std::byte> firmware = read_firmware(firmware_path);
+  config.memory_size = static_cast<std::size_t>(o.memory);
+  const std::vector<std::byte> firmware = read_firmware(o.firmware);
+  check_native_firmware(o.firmware, firmware);
 
   amp::rproc::ProcessRemote remote(config);
-  remote.set_recovery(o.has("recover"), static_cast<std::uint32_t>(max_recoveries));
+  remote.set_recovery(o.recover, static_cast<std::uint32_t>(o.max_recoveries));
   remote.on_transition([&](const amp::rproc::Transition& t) {
     std::string why;
     if (t.to == State::kCrashed) why = remote.last_exit();
@@ -260,8 +311,13 @@ int run_process(const Options& o) {
   remote.on_link_up([&](Link& link) { run.watch(link.device()); });
   remote.on_link_down([&](Link&) { run.unwatch(); });
 
-  g_interruptible = true;  // a signal from here on stops the remote cleanly
-  if (auto r = remote.start(firmware); !r) die(r.error().message);
+  set_interruptible(true);  // a signal from here on stops the remote cleanly
+  if (auto r = remote.start(firmware); !r) {
+    // The driver's messages say "firmware: ...": name the file.
+    std::string msg = r.error().message;
+    if (msg.rfind("firmware: ", 0) == 0) msg = "firmware " + o.firmware + msg.substr(8);
+    die(msg);
+  }
   int code = run.exercise(
       [&](std::function<bool()>* gone) -> amp::rpmsg::Device* {
         Link* link = remote.driver().link();
@@ -271,30 +327,31 @@ int run_process(const Options& o) {
       },
       [&] { return remote.state() == State::kRunning; });
   if (auto r = remote.stop(); !r) {
-    std::fprintf(stderr, "ampctl: stopping the remote: %s\n", r.error().message.c_str());
+    print_error("stopping the remote: " + r.error().message);
     code = 1;
   }
   return code;
 }
 
-int run_sysfs(const Options& o) {
-  if (o.positional.size() != 1) die("run --driver sysfs wants one FIRMWARE (see --help)", 2);
-  if (o.get("remote").empty()) die("run --driver sysfs wants --remote NODE|NAME (see ampctl status)", 2);
-  if (o.get("uio").empty())
-    die("run --driver sysfs wants --uio NODE|NAME: the remote's memory as UIO maps", 2);
+int run_sysfs(const RunOptions& o) {
+  if (o.firmware.empty() || !o.args.empty()) usage_error("run --driver sysfs wants one FIRMWARE");
+  refuse_given({o.given.recover, o.given.max_recoveries, o.given.notify, o.given.memory},
+               "only for --driver process");
+  if (o.remote.empty()) usage_error("run --driver sysfs wants --remote NODE|NAME (see ampctl status)");
+  if (o.uio.empty()) usage_error("run --driver sysfs wants --uio NODE|NAME: the remote's memory as UIO maps");
+  if (o.buffer_size % 8 != 0) usage_error("--buffer-size must be a multiple of 8");
   Run run(o);
-  const std::string firmware_path = o.positional.front();
-  const std::uint32_t buffer_size = static_cast<std::uint32_t>(o.number("buffer-size", 512, 24, 65552));
-  if (buffer_size % 8 != 0) die("--buffer-size must be a multiple of 8", 2);
+  const std::string& firmware_path = o.firmware;
+  const auto buffer_size = static_cast<std::uint32_t>(o.buffer_size);
   amp::rproc::SysfsRoots rroots;
-  rroots.sys = o.get("sys", "/sys");
-  rroots.firmware_dir = o.get("firmware-dir", "/lib/firmware");
-  amp::metal::SysfsRoots mroots{o.get("sys", "/sys"), o.get("dev", "/dev")};
+  rroots.sys = o.sys;
+  rroots.firmware_dir = o.firmware_dir;
+  amp::metal::SysfsRoots mroots{o.sys, o.dev};
 
   std::optional<std::pair<std::uint64_t, std::uint64_t>> pool_range;
-  if (!o.get("pool").empty()) {
-    pool_range = parse_address_range(o.get("pool"));
-    if (!pool_range) die("--pool is ADDRESS:SIZE (e.g. 0x3ed10000:0xf0000), not '" + o.get("pool") + "'", 2);
+  if (!o.pool.empty()) {
+    pool_range = parse_address_range(o.pool);
+    if (!pool_range) usage_error("--pool is ADDRESS:SIZE (e.g. 0x3ed10000:0xf0000), not '" + o.pool + "'");
   }
 
   // The firmware says where its resource table will be: amp reads it there once the kernel started it.
@@ -305,7 +362,7 @@ int run_sysfs(const Options& o) {
   if (!rsc) die("firmware " + firmware_path + ": " + amp::rproc::to_string(rsc.error()));
 
   // The remote's memory: every map of the UIO device.
-  const std::string uio_name = o.get("uio");
+  const std::string& uio_name = o.uio;
   auto uio = amp::metal::find_uio(uio_name, mroots);
   if (!uio) die(uio.error().message);
   std::vector<amp::metal::SharedMemory> maps;
@@ -329,26 +386,29 @@ int run_sysfs(const Options& o) {
     config.pool_da = (*pool)->addr;
     config.pool_size = (*pool)->size;
   } else {
-    die("say where the host may put vrings and buffers: --pool ADDRESS:SIZE (or give the UIO device a map "
-        "named vdev0buffer)",
-        2);
+    usage_error(
+        "say where the host may put vrings and buffers: --pool ADDRESS:SIZE (or give the UIO device a map "
+        "named "
+        "vdev0buffer)");
   }
   std::optional<amp::rproc::RegisterKick> kick;
-  if (!o.get("kick").empty()) {  // MAP:OFFSET[:VALUE]
-    const std::string k = o.get("kick");
+  if (!o.kick.empty()) {  // MAP:OFFSET[:VALUE]
+    const std::string& k = o.kick;
     const auto c1 = k.find(':');
     const auto c2 = c1 == std::string::npos ? c1 : k.find(':', c1 + 1);
     auto map = c1 == std::string::npos ? uio->map(k) : uio->map(k.substr(0, c1));
-    if (!map || c1 == std::string::npos) die("--kick is MAP:OFFSET[:VALUE] with a map of " + uio_name, 2);
+    if (!map || c1 == std::string::npos)
+      usage_error("--kick is MAP:OFFSET[:VALUE] with a map of " + uio_name);
     auto number = [&](std::size_t from, std::size_t to, std::uint64_t max) {
       const std::string text = k.substr(from, to == std::string::npos ? std::string::npos : to - from);
       auto v = amp::metal::parse_sysfs_number(text);
-      if (!v || *v > max) die("--kick is MAP:OFFSET[:VALUE]; '" + text + "' is not a number in range", 2);
+      if (!v || *v > max)
+        usage_error("--kick is MAP:OFFSET[:VALUE]; '" + text + "' is not a number in range");
       return *v;
     };
     const std::size_t map_size = (*map)->size;
     const std::uint64_t offset = number(c1 + 1, c2, map_size >= 4 ? map_size - 4 : 0);
-    if (offset % 4 != 0) die("--kick: the register offset must be a multiple of 4", 2);
+    if (offset % 4 != 0) usage_error("--kick: the register offset must be a multiple of 4");
     std::optional<std::uint32_t> value;
     if (c2 != std::string::npos)
       value = static_cast<std::uint32_t>(number(c2 + 1, std::string::npos, 0xFFFFFFFFU));
@@ -358,14 +418,14 @@ int run_sysfs(const Options& o) {
     config.kick = &*kick;
   }
   amp::metal::UniqueFd irq;
-  if (!o.has("poll")) {
+  if (!o.poll) {
     auto fd = uio->open_irq();
     if (!fd) die(fd.error().message);
     irq = std::move(*fd);
     config.irq_fd = irq.get();
   }
 
-  auto rproc = amp::rproc::SysfsRemoteproc::open(o.get("remote"), rroots);
+  auto rproc = amp::rproc::SysfsRemoteproc::open(o.remote, rroots);
   if (!rproc) die(rproc.error().message);
   amp::rproc::SysfsDriver driver(*rproc);
   amp::rproc::Lifecycle lifecycle(driver);
@@ -375,13 +435,13 @@ int run_sysfs(const Options& o) {
   };
   if (!ok(lifecycle.load(firmware))) fail_with("loading the firmware");
   if (!ok(lifecycle.start())) fail_with("starting the remote");
-  g_interruptible = true;
+  set_interruptible(true);
   // The kernel reports running once it has loaded and booted the remote.
   const auto deadline = std::chrono::steady_clock::now() + run.timeout;
   for (;;) {
     auto st = rproc->state();
     if (st && *st == State::kRunning) break;
-    if (g_interrupted.load()) {
+    if (interrupted()) {
       (void)lifecycle.stop();
       die("interrupted while waiting for " + rproc->node() + " to run");
     }
@@ -411,16 +471,34 @@ int run_sysfs(const Options& o) {
 
 }  // namespace
 
-int run_command(int argc, char** argv) {
-  const Options o =
-      parse(argc, argv, 2,
-            {"driver", "ping", "rounds", "max-recoveries", "duration", "notify", "buffer-size", "memory",
-             "timeout", "remote", "uio", "pool", "kick", "sys", "dev", "firmware-dir"},
-            {"echo", "json", "recover", "poll"}, true);
-  const std::string driver = o.get("driver", "process");
-  if (driver == "process") return run_process(o);
-  if (driver == "sysfs") return run_sysfs(o);
-  die("--driver is process or sysfs, not '" + driver + "'", 2);
+void add_run_command(CLI::App& root, std::vector<Command>& commands) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* app = add_command(root, "run", "bring a remote up and serve it", kRunHelp, o->common);
+  auto& g = o->given;
+  add_choice<std::string>(*app, "--driver", o->driver, {{"process", "process"}, {"sysfs", "sysfs"}},
+                          "process or sysfs");
+  app->add_option("firmware", o->firmware);
+  app->add_option("args", o->args);
+  add_text(*app, "--ping", o->ping, "SERVICE");
+  add_number(*app, "--rounds", o->rounds, 1, 1000000);
+  add_number(*app, "--duration", o->duration, 0, 86400000);
+  add_number(*app, "--timeout", o->timeout, 1, 3600000);
+  add_number(*app, "--buffer-size", o->buffer_size, 24, 65552);
+  app->add_flag("--echo", o->echo);
+  g.recover = app->add_flag("--recover", o->recover);
+  g.max_recoveries = add_number(*app, "--max-recoveries", o->max_recoveries, 1, 1000);
+  g.notify = add_notify_option(*app, o->notify);
+  g.memory = add_number(*app, "--memory", o->memory, 0x10000, 1L << 30);
+  g.remote = add_text(*app, "--remote", o->remote, "NODE|NAME");
+  g.uio = add_text(*app, "--uio", o->uio, "NODE|NAME|DEVICE");
+  g.pool = add_text(*app, "--pool", o->pool, "ADDR:SIZE");
+  g.kick = add_text(*app, "--kick", o->kick, "MAP:OFFSET[:VALUE]");
+  g.poll = app->add_flag("--poll", o->poll);
+  g.sys = add_text(*app, "--sys", o->sys, "DIR");
+  g.dev = add_text(*app, "--dev", o->dev, "DIR");
+  g.firmware_dir = add_text(*app, "--firmware-dir", o->firmware_dir, "DIR");
+  commands.push_back(
+      {app, &o->common, [o] { return o->driver == "sysfs" ? run_sysfs(*o) : run_process(*o); }});
 }
 
 }  // namespace ampctl

@@ -3,10 +3,13 @@
 // show the services it announces, optionally exercise one, serve until interrupted.
 #pragma once
 
+#include <vector>
+
+#include "cli.hpp"
+
 namespace ampctl {
 
-void run_help();
-/// Returns the process exit code: 0, 1 (the remote or the exercise failed) or 2 (bad arguments).
-int run_command(int argc, char** argv);
+/// Exit codes: 0, 1 (the remote or the exercise failed), 2 (bad arguments), 128 + N (a ping interrupted).
+void add_run_command(CLI::App& root, std::vector<Command>& commands);
 
 }  // namespace ampctl
