@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
+"""ampctl run as a user would, where a test needs more than one command line: signals at a chosen moment,
+peers that misbehave or die, output that must be valid JSON or free of escape sequences.
+
+    ampctl_process_test.py CASE --ampctl PATH --work DIR [--peer PATH] [--firmware PATH]
+
+Each CASE is one CTest (tests/CMakeLists.txt); it prints what it checked and exits 0, or says what failed.
+The processes are started with subprocess (not from a shell in the background, which would start them
+with SIGINT ignored).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ARGS = None
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def work(name):
+    path = os.path.join(ARGS.work, name)
+    if os.path.lexists(path):
+        os.unlink(path)
+    return path
+
+
+def start(*argv):
+    return subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc, timeout=60):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        fail("%s did not end within %d s\nstdout:\n%s\nstderr:\n%s" % (proc.args, timeout, out, err))
+    return proc.returncode, out, err
+
+
+def wait_for_path(path, proc, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            fail("%s ended (%d) before %s appeared: %s" % (proc.args, proc.returncode, path, proc.stderr.read()))
+        if time.monotonic() > deadline:
+            fail("%s did not appear" % path)
+        time.sleep(0.01)
+
+
+def ampctl(*argv):
+    return start(ARGS.ampctl, *argv)
+
+
+def one_json(out, what):
+    try:
+        return json.loads(out.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        fail("%s: not one UTF-8 JSON document (%s):\n%r" % (what, e, out))
+
+
+# ---- --listen leaves no socket file behind ------------------------------------------------------------------
+
+
+def case_listen_interrupted():
+    sock = work("interrupted.sock")
+    echo = ampctl("echo", "--listen", sock, "--timeout", "60000")
+    wait_for_path(sock, echo)
+    time.sleep(0.2)  # let it reach its wait for the peer
+    echo.send_signal(signal.SIGINT)
+    code, _, err = finish(echo)
+    check(not os.path.lexists(sock), "the socket file %s is left behind" % sock)
+    check(code == 130, "echo interrupted while listening: exit %d, expected 130; %s" % (code, err))
+    check(b"interrupted while waiting for a peer on " + sock.encode() in err, "stderr: %r" % err)
+
+
+def case_listen_timeout():
+    sock = work("timeout.sock")
+    code, _, err = finish(ampctl("echo", "--listen", sock, "--timeout", "300"))
+    check(not os.path.lexists(sock), "the socket file %s is left behind" % sock)
+    check(code == 1, "echo whose wait timed out: exit %d, expected 1; %s" % (code, err))
+    check(b"none connected within 300 ms" in err, "stderr: %r" % err)
+
+
+def case_listen_failed_handshake():
+    # The peer connects and says nothing: the set-up after it arrived stays bounded (the default 10 s)
+    # even when the wait for the peer has no limit, and the socket file goes anyway.
+    sock = work("stall.sock")
+    echo = ampctl("echo", "--listen", sock, "--timeout", "forever")
+    wait_for_path(sock, echo)
+    peer = start(ARGS.peer, "stall", sock)
+    code, _, err = finish(echo, timeout=40)
+    finish(peer)
+    check(not os.path.lexists(sock), "the socket file %s is left behind" % sock)
+    check(code == 1, "echo whose peer never said hello: exit %d, expected 1; %s" % (code, err))
+
+
+# ---- waiting for the peer as long as asked ---------------------------------------------------------------
+
+
+def case_wait_forever():
+    # --timeout 0 and forever are accepted and mean "until the peer comes": ping waits for an echo that
+    # starts later, echo for a ping that starts later.
+    sock = work("forever.sock")
+    ping = ampctl("ping", "--connect", sock, "--timeout", "forever", "--json")
+    time.sleep(1.0)
+    if ping.poll() is not None:
+        fail("ping --timeout forever gave up: %r" % ping.stderr.read())
+    echo = ampctl("echo", "--listen", sock, "--timeout", "0", "--json")
+    code, out, err = finish(ping)
+    check(code == 0, "ping: exit %d; %s" % (code, err))
+    check(one_json(out, "ping --json")["messages"] == 496, "ping: %r" % out)
+    code, out, err = finish(echo)
+    check(code == 0, "echo: exit %d; %s" % (code, err))
+    sock2 = work("forever2.sock")
+    echo = ampctl("echo", "--listen", sock2, "--timeout", "0")
+    wait_for_path(sock2, echo)
+    time.sleep(1.0)
+    if echo.poll() is not None:
+        fail("echo --timeout 0 gave up: %r" % echo.stderr.read())
+    code, _, err = finish(ampctl("ping", "--connect", sock2, "--shutdown"))
+    check(code == 0, "ping: exit %d; %s" % (code, err))
+    code, _, err = finish(echo)
+    check(code == 0, "echo: exit %d; %s" % (code, err))
+
+
+# ---- Ctrl-C during ping and demo ------------------------------------------------------------------------
+
+
+def interrupted_summary(proc, what):
+    time.sleep(0.5)  # set up and pinging by now (a signal during the bounded set-up ends it at once)
+    proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc)
+    check(code == 130, "%s interrupted: exit %d, expected 130; %s" % (what, code, err))
+    return out
+
+
+def case_demo_interrupted():
+    out = interrupted_summary(ampctl("demo", "--rounds", "1000000", "--json"), "demo --json")
+    summary = one_json(out, "demo --json")
+    check(summary.get("interrupted") is True, "demo --json: not marked interrupted: %r" % summary)
+    out = interrupted_summary(ampctl("demo", "--rounds", "1000000"), "demo")
+    check(b"\ninterrupted: " in out, "demo: no 'interrupted' note:\n%s" % out.decode())
+
+
+def case_ping_interrupted():
+    sock = work("ping-interrupted.sock")
+    echo = ampctl("echo", "--listen", sock, "--json")
+    wait_for_path(sock, echo)
+    ping = ampctl("ping", "--connect", sock, "--rounds", "1000000", "--json")
+    summary = one_json(interrupted_summary(ping, "ping --json"), "ping --json")
+    check(summary.get("interrupted") is True, "ping --json: not marked interrupted: %r" % summary)
+    code, out, err = finish(echo)
+    check(code == 0, "echo: exit %d; %s" % (code, err))
+
+
+# ---- the remote goes away --------------------------------------------------------------------------------
+
+
+def case_ping_remote_killed():
+    sock = work("killed.sock")
+    peer = start(ARGS.peer, "die-after", sock, "100")
+    wait_for_path(sock, peer)
+    t0 = time.monotonic()
+    code, out, err = finish(ampctl("ping", "--connect", sock))
+    elapsed = time.monotonic() - t0
+    finish(peer)
+    check(code == 1, "ping whose remote was killed: exit %d, expected 1; %s" % (code, err))
+    check(b"first error: the remote went away" in out, "ping: %s" % out.decode())
+    # Its echo timeout is 5 s: noticing the hang-up at once, not by that timeout, ends it well before.
+    check(elapsed < 3.0, "ping took %.1f s to notice that the remote went away" % elapsed)
+
+
+def case_echo_sees_host_endpoint():
+    # ping announces its endpoint and, at its end, destroys it: echo's endpoint is unbound by that
+    # name-service message (it ends with "unbind", not with the hang-up that follows).
+    sock = work("announce.sock")
+    echo = ampctl("echo", "--listen", sock, "--json")
+    wait_for_path(sock, echo)
+    code, _, err = finish(ampctl("ping", "--connect", sock))
+    check(code == 0, "ping: exit %d; %s" % (code, err))
+    code, out, err = finish(echo)
+    check(code == 0, "echo: exit %d; %s" % (code, err))
+    summary = one_json(out, "echo --json")
+    check(summary["ended"] == "unbind", "echo did not see the host's endpoint destroyed: %r" % summary)
+    check(summary["received"] == 496 and summary["echoed"] == 496, "echo: %r" % summary)
+
+
+# ---- what a misbehaving peer makes the device drop -------------------------------------------------------
+
+
+def misbehaving_peer(*echo_args):
+    sock = work("misbehave.sock")
+    echo = ampctl("echo", "--listen", sock, "--json", *echo_args)
+    wait_for_path(sock, echo)
+    code, _, err = finish(start(ARGS.peer, "misbehave", sock))
+    check(code == 0, "rpmsg_test_peer misbehave: exit %d; %s" % (code, err))
+    code, out, err = finish(echo)
+    check(code == 0, "echo: exit %d; %s" % (code, err))
+    summary = one_json(out, "echo --json")
+    want = {"received": 4, "echoed": 3, "rx_malformed": 1, "rx_unroutable": 1, "ended": "shutdown"}
+    for key, value in want.items():
+        check(summary.get(key) == value, "echo --json: %s is %r, expected %r: %r" % (key, summary.get(key), value,
+                                                                                    summary))
+    return err
+
+
+def case_echo_stats():
+    err = misbehaving_peer()
+    check(b"malformed" not in err and b"name-service" not in err, "warnings without --verbose: %r" % err)
+
+
+def case_echo_verbose():
+    err = misbehaving_peer("--verbose")
+    check(b"dropped a 3-byte name-service message" in err, "--verbose shows no warning: %r" % err)
+    err = misbehaving_peer("-v", "-v")  # debug: the message for no endpoint too
+    check(b"no endpoint at address %d" % 0x7777 in err, "-v -v shows no debug message: %r" % err)
+
+
+# ---- strings the remote chose ----------------------------------------------------------------------------
+
+
+def case_run_hostile_name():
+    name = b"\x1b[31mevil\x1b]0;title\x07\xff\xfe"
+    argv = [ARGS.ampctl.encode(), b"run", ARGS.firmware.encode(), b"--duration", b"1000"]
+    text = subprocess.run(argv + [b"--", b"--service", name], capture_output=True, timeout=60)
+    check(text.returncode == 0, "run: exit %d; %s" % (text.returncode, text.stderr))
+    check(b"\x1b" not in text.stdout + text.stderr and b"\xff" not in text.stdout + text.stderr,
+          "raw bytes of the name reach the terminal:\n%r" % (text.stdout + text.stderr))
+    check(b"service '\\x1b[31mevil\\x1b]0;title\\x07\\xff\\xfe' at address" in text.stdout,
+          "the name is not shown escaped:\n%r" % text.stdout)
+    js = subprocess.run(argv + [b"--json", b"--", b"--service", name], capture_output=True, timeout=60)
+    check(js.returncode == 0, "run --json: exit %d; %s" % (js.returncode, js.stderr))
+    check(max(js.stdout) < 0x80, "run --json is not ASCII: %r" % js.stdout)
+    names = []
+    for line in js.stdout.decode("utf-8").splitlines():
+        event = json.loads(line)
+        if event.get("event") == "service":
+            names.append(event["name"])
+    check(len(names) == 1, "run --json: %d service events:\n%s" % (len(names), js.stdout.decode()))
+    check(names[0].encode("latin-1") == name, "the name's bytes do not come back: %r" % names[0])
+
+
+def case_run_foreign_machine():
+    # The native firmware with e_machine (bytes 18-19) set to EM_SPARC: named in the message, with the file.
+    fw = work("sparc-firmware")
+    shutil.copyfile(ARGS.firmware, fw)
+    with open(fw, "r+b") as f:
+        f.seek(18)
+        f.write(bytes([2, 0]))
+    code, _, err = finish(ampctl("run", fw, "--duration", "100"))
+    check(code == 1, "run of a SPARC firmware: exit %d; %s" % (code, err))
+    want = b"ampctl: firmware " + fw.encode() + b": built for EM_SPARC, this machine is EM_"
+    check(err.startswith(want), "stderr %r does not start with %r" % (err, want))
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("case")
+    parser.add_argument("--ampctl", required=True)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--peer")
+    parser.add_argument("--firmware")
+    ARGS = parser.parse_args()
+    os.makedirs(ARGS.work, exist_ok=True)
+    case = globals().get("case_" + ARGS.case)
+    if case is None:
+        fail("no case " + ARGS.case)
+    case()
+    print("ampctl %s: passed" % ARGS.case)
+
+
+if __name__ == "__main__":
+    main()
