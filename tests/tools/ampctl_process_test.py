@@ -138,6 +138,27 @@ def case_wait_forever():
     check(code == 0, "echo: exit %d; %s" % (code, err))
 
 
+def case_preset_wait_forever():
+    # The same with OpenAMP's layout: index 1 (ping, the client) waits for index 0 (echo, the server).
+    sock = work("openamp.event.0")
+    shm = "amp-test-%d.shm" % os.getpid()  # a name of this run's own
+    preset = ["--preset", "openamp-linux", "--socket", sock, "--shm", shm]
+    try:
+        ping = ampctl("ping", *preset, "--timeout", "forever", "--shutdown")
+        time.sleep(1.0)
+        if ping.poll() is not None:
+            fail("ping --preset --timeout forever gave up: %r" % ping.stderr.read())
+        echo = ampctl("echo", *preset, "--json")
+        code, out, err = finish(ping)
+        check(code == 0, "ping: exit %d; %s %s" % (code, out, err))
+        code, out, err = finish(echo)
+        check(code == 0, "echo: exit %d; %s" % (code, err))
+        check(one_json(out, "echo --json")["echoed"] == 496, "echo: %r" % out)
+    finally:
+        if os.path.exists("/dev/shm/" + shm):
+            os.unlink("/dev/shm/" + shm)
+
+
 # ---- Ctrl-C during ping and demo ------------------------------------------------------------------------
 
 

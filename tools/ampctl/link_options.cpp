@@ -22,9 +22,6 @@ constexpr const char* kDefaultService = "amp-echo";
 constexpr const char* kOpenAmpService = "rpmsg-openamp-demo-channel";
 /// The handshake once the peer is there, when the wait for the peer has no limit.
 constexpr milliseconds kHandshakeTimeout{10000};
-/// "Forever" for Link::openamp_linux, whose one timeout covers both the wait for the peer and the
-/// handshake: 100 years (std::chrono's nanoseconds reach 292).
-constexpr milliseconds kPresetForever = std::chrono::hours(24 * 365 * 100);
 
 /// Waits for the peer on a new listening socket at `path`. The wait wakes on a signal (ending with
 /// 128 + N), and the listener's destructor removes the socket file on every way out: a peer, a timeout, a
@@ -63,17 +60,9 @@ amp::metal::UnixSocket wait_for_peer(const std::string& path, std::optional<mill
 /// Connects to the peer's socket at `path`, retrying while nobody listens there yet: for `timeout`, or
 /// as long as it takes.
 amp::metal::UnixSocket connect_to_peer(const std::string& path, std::optional<milliseconds> timeout) {
-  if (timeout) {
-    auto conn = amp::metal::UnixSocket::connect(path, *timeout);
-    if (!conn) die(conn.error().message);
-    return std::move(*conn);
-  }
-  for (;;) {
-    auto conn = amp::metal::UnixSocket::connect(path, std::chrono::seconds(1));
-    if (conn) return std::move(*conn);
-    const int err = conn.error().sys_errno;
-    if (err != ENOENT && err != ECONNREFUSED) die(conn.error().message);
-  }
+  auto conn = amp::metal::UnixSocket::connect(path, timeout.value_or(amp::rpmsg::kWaitForever));
+  if (!conn) die(conn.error().message);
+  return std::move(*conn);
 }
 
 /// --timeout MS, or 0 / forever.
@@ -111,7 +100,7 @@ link options:
   --ring-size N            entries per vring (default 256)     --buffer-size N   bytes per buffer (default 512)
                            (--ring-size, --buffer-size: the creator's choice, --listen)
   --timeout MS|forever     how long to wait for the peer (default 10000; 0 or forever: as long as it takes;
-                           the set-up after it arrived stays bounded; for the preset it covers the whole set-up)
+                           the set-up after it arrived stays bounded: 10000 then)
   --service NAME           the echo service's name (default amp-echo; rpmsg-openamp-demo-channel for the preset)
   -v, --verbose            amp's warnings on stderr (a dropped malformed message...); twice: debug messages too
 )";
@@ -177,10 +166,14 @@ void check_link_options(const LinkOptions& o) {
 
 std::unique_ptr<Link> open_link(const LinkOptions& o) {
   if (!o.preset.empty()) {
-    const long index = o.index >= 0 ? o.index : (o.role == Role::kDevice ? 0 : 1);
-    // Link::openamp_linux has one timeout for the wait for the peer and the handshake: it gets --timeout.
-    auto link = Link::openamp_linux(static_cast<unsigned>(index), o.role, o.timeout.value_or(kPresetForever),
-                                    o.socket, o.shm.empty() ? "openamp.shm" : o.shm);
+    amp::rpmsg::OpenAmpLinuxConfig cfg;
+    cfg.index = static_cast<unsigned>(o.index >= 0 ? o.index : (o.role == Role::kDevice ? 0 : 1));
+    cfg.role = o.role;
+    cfg.timeout = o.timeout.value_or(kHandshakeTimeout);
+    cfg.peer_wait = o.timeout.value_or(amp::rpmsg::kWaitForever);
+    cfg.socket_path = o.socket;
+    if (!o.shm.empty()) cfg.shm_name = o.shm;
+    auto link = Link::openamp_linux(cfg);
     if (!link) die(link.error().message);
     return std::move(*link);
   }
