@@ -217,6 +217,9 @@ class EmulatedRemote {
 };
 
 int run_demo(const DemoOptions& o) {
+  // Every step before the ping is bounded (the remote is ours): a signal during them, too, ends the demo
+  // with a summary marked interrupted.
+  set_interruptible(true);
   auto socks = amp::metal::UnixSocket::pair();
   if (!socks) die(socks.error().message);
   EmulatedRemote remote(std::move(socks->second), o.common.verbose);
