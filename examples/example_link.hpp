@@ -27,15 +27,13 @@ inline std::unique_ptr<amp::rpmsg::Link> remote_link(const std::string& path,
     std::fprintf(stderr, "%s\n", listener.error().message.c_str());
     return nullptr;
   }
-  auto conn = listener->accept(wait);
-  if (!conn) {
-    std::fprintf(stderr, "no host connected to %s: %s\n", path.c_str(), conn.error().message.c_str());
-    return nullptr;
-  }
   amp::rpmsg::LinkConfig cfg;
   cfg.role = amp::rpmsg::Role::kDevice;
-  auto link = amp::rpmsg::Link::create(std::move(*conn), cfg);
+  // A client that connects and leaves without joining does not end the wait.
+  auto link = amp::rpmsg::Link::accept(*listener, cfg, wait);
   if (!link) {
+    if (link.error().status == amp::Status::kTimeout)
+      std::fprintf(stderr, "no host connected to %s: ", path.c_str());
     std::fprintf(stderr, "%s\n", link.error().message.c_str());
     return nullptr;
   }

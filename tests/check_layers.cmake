@@ -2,6 +2,7 @@
 # cmake -P script: enforces the layering rules of docs/architecture.md on every header and source.
 #  - a layer includes only itself and the layers below it: metal < virtio < rpmsg < rproc < (tools, examples)
 #  - the core (everything outside a linux/ or baremetal/ folder) includes no port header and no OS header
+#  - nothing in the library (include/amp, src) includes CLI11 or nlohmann/json, which only the tools use
 set(order metal virtio rpmsg rproc)
 set(os_headers "unistd.h|sys/|fcntl.h|pthread.h|linux/|iostream|filesystem|thread>|mutex>|condition_variable>|stdexcept|functional>|string>|vector>|map>|memory>")
 set(errors "")
@@ -20,6 +21,10 @@ foreach(f IN LISTS files)
   endif()
   file(STRINGS ${f} includes REGEX "^#include")
   foreach(inc IN LISTS includes)
+    # The tools' libraries stay in the tools: the library itself needs neither.
+    if(inc MATCHES "[<\"](CLI/|nlohmann/)")
+      string(APPEND errors "${rel}: the library includes a tools-only library: ${inc}\n")
+    endif()
     if(inc MATCHES "\"amp/([a-z]+)/")
       list(FIND order "${CMAKE_MATCH_1}" inc_rank)
       if(inc_rank GREATER rank)

@@ -97,16 +97,55 @@ def case_listen_timeout():
 
 
 def case_listen_failed_handshake():
-    # The peer connects and says nothing: the set-up after it arrived stays bounded (the default 10 s)
-    # even when the wait for the peer has no limit, and the socket file goes anyway.
+    # A peer that connects and says nothing: the handshake with it stays bounded (the default 10 s) even
+    # when the wait for a peer has no limit; then the server goes back to waiting (a stray client cannot end
+    # it) and serves the next host. The socket file goes at the end.
     sock = work("stall.sock")
-    echo = ampctl("echo", "--listen", sock, "--timeout", "forever")
+    echo = ampctl("echo", "--listen", sock, "--timeout", "forever", "--verbose")
     wait_for_path(sock, echo)
     peer = start(ARGS.peer, "stall", sock)
+    time.sleep(0.5)
+    # The host waits in the backlog while the server gives the silent one its 10 s.
+    code, _, err = finish(ampctl("ping", "--connect", sock, "--timeout", "30000", "--shutdown"), timeout=40)
+    check(code == 0, "ping after a silent client: exit %d; %s" % (code, err))
     code, _, err = finish(echo, timeout=40)
     finish(peer)
+    check(code == 0, "echo that outlived a silent client: exit %d, expected 0; %s" % (code, err))
+    check(b"went away without joining" in err, "stderr: %r" % err)
     check(not os.path.lexists(sock), "the socket file %s is left behind" % sock)
-    check(code == 1, "echo whose peer never said hello: exit %d, expected 1; %s" % (code, err))
+
+
+def case_second_listen_keeps_the_first():
+    # A second --listen on a busy socket is refused, and its probe connection does not end the first.
+    sock = work("busy.sock")
+    echo = ampctl("echo", "--listen", sock, "--timeout", "forever")
+    wait_for_path(sock, echo)
+    code, _, err = finish(ampctl("echo", "--listen", sock, "--timeout", "1000"))
+    check(code == 1, "a second listen on a busy socket: exit %d, expected 1; %s" % (code, err))
+    check(b"listening" in err or b"in use" in err, "stderr: %r" % err)
+    time.sleep(0.3)
+    if echo.poll() is not None:
+        fail("the first server ended: %r" % echo.stderr.read())
+    code, _, err = finish(ampctl("ping", "--connect", sock, "--shutdown"))
+    check(code == 0, "ping to the first server: exit %d; %s" % (code, err))
+    code, _, err = finish(echo)
+    check(code == 0, "the first server: exit %d; %s" % (code, err))
+
+
+def case_role_clash():
+    # Both sides in one role: both fail at once, non-zero, with the reason.
+    for role in ("driver", "device"):
+        sock = work("clash-%s.sock" % role)
+        t0 = time.monotonic()
+        echo = ampctl("echo", "--listen", sock, "--role", role)
+        wait_for_path(sock, echo)
+        code, _, err = finish(ampctl("ping", "--connect", sock, "--role", role))
+        check(code == 1, "ping with a role clash (%s): exit %d; %s" % (role, code, err))
+        check(("both sides asked for the %s role" % role).encode() in err, "ping stderr: %r" % err)
+        code, _, err = finish(echo)
+        check(code == 1, "echo with a role clash (%s): exit %d; %s" % (role, code, err))
+        check(("both sides asked for the %s role" % role).encode() in err, "echo stderr: %r" % err)
+        check(time.monotonic() - t0 < 5, "the %s clash took %.1f s" % (role, time.monotonic() - t0))
 
 
 # ---- waiting for the peer as long as asked ---------------------------------------------------------------

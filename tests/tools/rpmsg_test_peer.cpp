@@ -124,8 +124,8 @@ int misbehave(const std::string& path) {
 int stall(const std::string& path) {
   auto conn = amp::metal::UnixSocket::connect(path, 10s);
   if (!conn) return fail(conn.error().message);
-  pollfd p{conn->fd(), POLLIN | POLLRDHUP, 0};
-  (void)::poll(&p, 1, 60000);  // the peer gives up on us and hangs up
+  pollfd p{conn->fd(), POLLRDHUP, 0};  // not POLLIN: what the peer sends is ignored, unread
+  (void)::poll(&p, 1, 60000);          // until the peer gives up on us and hangs up
   return 0;
 }
 

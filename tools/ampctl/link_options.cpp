@@ -23,38 +23,21 @@ constexpr const char* kOpenAmpService = "rpmsg-openamp-demo-channel";
 /// The handshake once the peer is there, when the wait for the peer has no limit.
 constexpr milliseconds kHandshakeTimeout{10000};
 
-/// Waits for the peer on a new listening socket at `path`. The wait wakes on a signal (ending with
-/// 128 + N), and the listener's destructor removes the socket file on every way out: a peer, a timeout, a
-/// signal.
-amp::metal::UnixSocket wait_for_peer(const std::string& path, std::optional<milliseconds> timeout) {
+/// Serves on a new listening socket at `path`: waits for a peer (for `timeout`, or without a limit) and
+/// creates the link with it; a client that leaves without joining (a probe, a stray client) does not end
+/// the wait (Link::accept). The wait wakes on a signal (ending with 128 + N), and the listener's destructor
+/// removes the socket file on every way out: a peer, a timeout, a signal.
+std::unique_ptr<Link> serve_on(const std::string& path, std::optional<milliseconds> timeout,
+                               const LinkConfig& cfg) {
   auto listener = amp::metal::UnixListener::listen(path);
   if (!listener) die(listener.error().message);
-  set_interruptible(true);
-  const auto deadline = std::chrono::steady_clock::now() + timeout.value_or(milliseconds(0));
-  for (;;) {
-    int wait_ms = -1;
-    if (timeout) {
-      const auto left = std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0)
-        die("waiting for a peer on " + path + ": none connected within " + std::to_string(timeout->count()) +
-            " ms");
-      wait_ms = static_cast<int>(std::min<long long>(left.count(), 1 << 30));
-    }
-    pollfd p[2] = {{listener->fd(), POLLIN, 0}, {interrupt_fd(), POLLIN, 0}};
-    const int rc = ::poll(p, 2, wait_ms);
-    if (rc < 0 && errno != EINTR) die("waiting for a peer on " + path + ": poll: " + std::strerror(errno));
-    if (interrupted())
-      throw Failure{"interrupted while waiting for a peer on " + path, interrupted_exit_code(), true};
-    if (rc <= 0 || (p[0].revents & POLLIN) == 0) continue;
-    auto conn = listener->accept(milliseconds(0));
-    if (conn) {
-      set_interruptible(false);  // the handshake is bounded: a signal during it ends the process at once
-      return std::move(*conn);
-    }
-    // The client gave up before we took it: wait for the next.
-    if (conn.error().status != amp::Status::kTimeout)
-      die("waiting for a peer on " + path + ": " + conn.error().message);
-  }
+  set_interruptible(true);  // a signal during a handshake is taken when it ends (it is bounded)
+  auto link = Link::accept(*listener, cfg, timeout.value_or(amp::rpmsg::kWaitForever), interrupt_fd());
+  if (interrupted())
+    throw Failure{"interrupted while waiting for a peer on " + path, interrupted_exit_code(), true};
+  set_interruptible(false);
+  if (!link) die(link.error().message);
+  return std::move(*link);
 }
 
 /// Connects to the peer's socket at `path`, retrying while nobody listens there yet: for `timeout`, or
@@ -184,14 +167,11 @@ std::unique_ptr<Link> open_link(const LinkOptions& o) {
   cfg.ring_size = static_cast<std::uint32_t>(o.ring_size);
   cfg.buffer_size = static_cast<std::uint32_t>(o.buffer_size);
   cfg.posix_shm_name = o.shm;
-  amp::metal::SysResult<std::unique_ptr<Link>> link = amp::metal::sys_fail(amp::Status::kInvalidArgument, "");
-  if (!o.listen.empty()) {
-    link = Link::create(wait_for_peer(o.listen, o.timeout), cfg);
-  } else if (!o.connect.empty()) {
-    link = Link::join(connect_to_peer(o.connect, o.timeout), cfg);
-  } else {
-    link = Link::join(amp::metal::UnixSocket(amp::metal::UniqueFd(static_cast<int>(o.join_fd))), cfg);
-  }
+  if (!o.listen.empty()) return serve_on(o.listen, o.timeout, cfg);
+  auto link =
+      !o.connect.empty()
+          ? Link::join(connect_to_peer(o.connect, o.timeout), cfg)
+          : Link::join(amp::metal::UnixSocket(amp::metal::UniqueFd(static_cast<int>(o.join_fd))), cfg);
   if (!link) die(link.error().message);
   return std::move(*link);
 }

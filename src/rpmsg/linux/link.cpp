@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <vector>
 
@@ -575,22 +576,30 @@ SysResult<std::unique_ptr<Link>> Link::create_in(metal::UnixSocket socket, const
 }
 
 SysResult<std::unique_ptr<Link>> Link::accept(metal::UnixListener& listener, const LinkConfig& config,
-                                              std::chrono::milliseconds peer_wait) {
+                                              std::chrono::milliseconds peer_wait, int interrupt_fd) {
   using Clock = std::chrono::steady_clock;
   const bool forever = peer_wait.count() < 0;
   const Clock::time_point deadline = Clock::now() + (forever ? std::chrono::milliseconds(0) : peer_wait);
   for (;;) {
-    auto left = std::chrono::milliseconds(-1);
+    int wait_ms = -1;
     if (!forever) {
-      left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) left = std::chrono::milliseconds(0);
-    }
-    auto conn = listener.accept(left);
-    if (!conn) {
-      if (conn.error().status == Status::kTimeout) {
-        return sys_fail(Status::kTimeout, "no peer came to " + listener.path() + " within " +
-                                              std::to_string(peer_wait.count()) + " ms");
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) {
+        return sys_fail(Status::kTimeout, "waiting for a peer on " + listener.path() +
+                                              ": none connected within " + std::to_string(peer_wait.count()) +
+                                              " ms");
       }
+      wait_ms = static_cast<int>(std::min<std::int64_t>(left.count(), INT_MAX));
+    }
+    pollfd p[2] = {{listener.fd(), POLLIN, 0}, {interrupt_fd, POLLIN, 0}};
+    const int rc = ::poll(p, interrupt_fd >= 0 ? 2 : 1, wait_ms);
+    if (rc < 0 && errno != EINTR) return sys_fail("waiting for a peer on " + listener.path() + ": poll");
+    if (interrupt_fd >= 0 && (p[1].revents & POLLIN) != 0)
+      return sys_fail(Status::kClosed, "interrupted while waiting for a peer on " + listener.path());
+    if (rc <= 0 || (p[0].revents & POLLIN) == 0) continue;
+    auto conn = listener.accept(std::chrono::milliseconds(0));
+    if (!conn) {
+      if (conn.error().status == Status::kTimeout) continue;  // the client gave up before we took it
       return Unexpected<SysError>(std::move(conn).error());
     }
     auto link = create(std::move(*conn), config);

@@ -240,8 +240,9 @@ Status ProcessDriver::load(std::span<const std::byte> firmware) noexcept {
   auto image = ElfImage::parse(firmware, {.allow_position_independent = true});
   if (!image) return fail(to_status(image.error()), std::string("firmware: ") + to_string(image.error()));
   if (kHostMachine != elf::kMachineNone && image->machine() != kHostMachine) {
-    return fail(Status::kNotSupported, "firmware: built for machine " + std::to_string(image->machine()) +
-                                           ", not this one (" + std::to_string(kHostMachine) + ")");
+    return fail(Status::kNotSupported, std::string("firmware: built for ") +
+                                           elf::machine_name(image->machine()).c_str() +
+                                           ", this machine is " + elf::machine_name(kHostMachine).c_str());
   }
   auto rsc = image->resource_table();
   if (!rsc) {

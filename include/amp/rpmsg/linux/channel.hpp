@@ -4,7 +4,9 @@
 // into its own epoll/asio/Qt loop.
 //
 // Received messages stay in their shared-memory buffers (held, zero-copy) until read, so a slow reader
-// slows the sender down instead of losing messages. A read into a buffer smaller than the next message fails
+// slows the sender down instead of losing messages: the queue is bounded by the peer's buffers, whatever
+// the peer does (the rings record which buffers this side holds, and a peer that offers a held buffer again
+// breaks the device instead of growing the queue). A read into a buffer smaller than the next message fails
 // with kTooLarge and keeps the message, instead of truncating it as rpmsg_char does.
 //
 // Thread-safety: all methods may be called from any thread; reads from several threads each get whole,

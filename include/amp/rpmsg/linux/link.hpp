@@ -138,10 +138,13 @@ class Link {
   /// A server: waits on `listener` up to `peer_wait` (kWaitForever: no limit) for a peer and creates the
   /// link with it. A client that connects and leaves, never answers the hello (config.timeout) or answers
   /// garbage is logged and the wait goes on, so a probe or a stray client cannot end a server. A peer that
-  /// refuses the link (a role clash...) ends the wait with its reason.
+  /// refuses the link (a role clash...) ends the wait with its reason. When `interrupt_fd` (if >= 0)
+  /// becomes readable, the wait ends with kClosed ("interrupted"), e.g. an eventfd set on Ctrl-C; a
+  /// handshake under way is finished first (it is bounded by config.timeout).
   static metal::SysResult<std::unique_ptr<Link>> accept(metal::UnixListener& listener,
                                                         const LinkConfig& config,
-                                                        std::chrono::milliseconds peer_wait);
+                                                        std::chrono::milliseconds peer_wait,
+                                                        int interrupt_fd = -1);
 
   /// OpenAMP's two-process PC setup: POSIX shm `shm_name` (0x80000 bytes), the UNIX stream socket
   /// `socket_path`, one byte per notification. Two amp processes that would take the same index on the same
