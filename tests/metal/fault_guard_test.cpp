@@ -70,12 +70,19 @@ TEST(FaultGuard, AFaultOutsideEveryWatchedMappingStillKillsAsBefore) {
   }
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer runs the handlers itself: the fault taken again after ours passes it on is a "nested
+  // bug", and it exits with its exit code.
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 66);
+#else
   ASSERT_TRUE(WIFSIGNALED(status)) << "exit status " << WEXITSTATUS(status);
 #if defined(__SANITIZE_ADDRESS__)
   // The handler there before ours is AddressSanitizer's: it reports the fault and aborts.
   EXPECT_EQ(WTERMSIG(status), SIGABRT);
 #else
   EXPECT_EQ(WTERMSIG(status), SIGBUS);
+#endif
 #endif
 }
 

@@ -15,7 +15,9 @@
 
 namespace ampctl {
 
-Wake g_wake;
+// What the detached signal thread touches lives as long as the process: a signal may come while main()
+// returns and static destructors run.
+Wake& g_wake = *new Wake;
 
 namespace {
 
@@ -24,8 +26,8 @@ std::atomic<bool> g_interruptible{false};
 std::atomic<int> g_signal{0};
 int g_interrupt_fd = -1;
 
-std::mutex g_hooks_mutex;
-std::vector<const std::function<void()>*> g_hooks;
+std::mutex& g_hooks_mutex = *new std::mutex;
+std::vector<const std::function<void()>*>& g_hooks = *new std::vector<const std::function<void()>*>;
 
 }  // namespace
 

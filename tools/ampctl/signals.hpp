@@ -29,7 +29,7 @@ class Wake {
 };
 
 /// Set when a signal arrives while the main thread is interruptible.
-extern Wake g_wake;
+extern Wake& g_wake;  // never destroyed (see signals.cpp)
 
 /// Blocks SIGINT/SIGTERM in every thread and takes them on a thread of its own. Call first in main.
 void watch_signals();
