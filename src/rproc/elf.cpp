@@ -156,9 +156,10 @@ const char* to_string(ElfError e) noexcept {
 namespace elf {
 
 MachineName machine_name(std::uint16_t machine) noexcept {
+  // Names in fixed arrays, copied whole: the freestanding core links no libc string function but mem*.
   static constexpr struct {
     std::uint16_t value;
-    const char* name;
+    char name[sizeof MachineName::text];
   } kNames[] = {{kMachineNone, "EM_NONE"},       {kMachineSparc, "EM_SPARC"},
                 {kMachine386, "EM_386"},         {kMachineMips, "EM_MIPS"},
                 {kMachinePpc, "EM_PPC"},         {kMachinePpc64, "EM_PPC64"},
@@ -170,8 +171,7 @@ MachineName machine_name(std::uint16_t machine) noexcept {
   MachineName out;
   for (const auto& n : kNames) {
     if (n.value != machine) continue;
-    static_assert(sizeof "EM_MICROBLAZE" <= sizeof out.text);
-    std::memcpy(out.text, n.name, std::strlen(n.name) + 1);
+    std::memcpy(out.text, n.name, sizeof out.text);
     return out;
   }
   constexpr char kPrefix[] = "machine ";
