@@ -57,6 +57,9 @@ class Block {
   /// Puts the pristine state back, all of it: a target's peer may write any byte, and the code under test
   /// writes wherever the (scribbled) rings point, so no smaller range is known to suffice.
   void restore() { std::memcpy(mem_.get(), pristine_.get(), size_); }
+  /// The pristine bytes, and whether the block still holds them.
+  const std::byte* pristine() const { return pristine_.get(); }
+  bool unchanged() const { return std::memcmp(mem_.get(), pristine_.get(), size_) == 0; }
 
  private:
   std::size_t size_;
