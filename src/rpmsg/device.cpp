@@ -183,13 +183,17 @@ Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::
     tx_size_ = tx_size;
     tx_free_ = tx_free;
     tx_free_head_ = tx_free_count_ = 0;
+    // A stop() before the first start (the peer left while we set up) makes start fail; a device that ran
+    // and was stopped may start again.
+    if (!ever_started_ && stop_requested_.load(std::memory_order_relaxed)) return Status::kClosed;
+    if (ever_started_) stop_requested_.store(false, std::memory_order_relaxed);
     stopped_ = false;
-    stop_requested_.store(false, std::memory_order_relaxed);
     fault_ = virtio::Fault::kNone;
     stats_ = Stats{};
     received_.store(0, std::memory_order_relaxed);
     Status s = config.role == Role::kDriver ? start_driver(slots) : start_device(in_flight);
     if (!ok(s)) return s;
+    ever_started_ = true;
     running_.store(true, std::memory_order_release);
   }
   if (config.role == Role::kDriver && config.notify_peer) kick(notify_rx_);
@@ -295,6 +299,7 @@ Status Device::start_device(std::span<std::uint64_t> in_flight) noexcept {
     const std::uint8_t st = t.status();
     if ((st & virtio::kStatusFailed) != 0) return Status::kClosed;
     if ((st & virtio::kStatusDriverOk) != 0) break;
+    if (stop_requested_.load(std::memory_order_relaxed)) return Status::kClosed;  // the peer left meanwhile
     if (metal::monotonic_ns() >= deadline) return Status::kTimeout;
     Unlocked u(*this);
     metal::sleep_ns(1'000'000);
@@ -391,12 +396,12 @@ Status Device::process(bool rearm) noexcept {
     if (!more) return s;
     if (config_.reschedule != nullptr) {
       // Let the caller's loop serve what else waits, and come back.
-      if (const Status r = config_.reschedule->notify(notify_rx_); !ok(r)) {
-        AMP_LOG_WARNING("rpmsg: asking to be processed again failed: %s", to_string(r));
-      }
-      return s;
+      const Status r = config_.reschedule->notify(notify_rx_);
+      if (ok(r)) return s;
+      AMP_LOG_WARNING("rpmsg: asking to be processed again failed (%s); going on here", to_string(r));
     }
-    // No one to ask: go on here, the lock released in between (senders and stop() had their turn).
+    // No one to ask (or asking failed): go on here, the lock released in between (senders and stop() had
+    // their turn).
   }
 }
 
@@ -430,8 +435,10 @@ Status Device::process_batch(bool rearm, bool& more) noexcept {
 Status Device::drain_driver(bool rearm, std::uint32_t budget, bool& more) noexcept {
   driver_rx_.disable_interrupts();
   for (std::uint32_t taken = 0;; ++taken) {
-    if (taken == budget || stop_requested_.load(std::memory_order_relaxed)) {
-      more = true;  // the peer's interrupts stay off: the next call looks, then re-arms them
+    // A ring's worth taken and more waiting, or a stop() waiting for the lock: leave now. The peer's
+    // interrupts stay off; the next call looks, then re-arms them.
+    if (stop_requested_.load(std::memory_order_relaxed) || (taken >= budget && driver_rx_.has_used())) {
+      more = true;
       return Status::kOk;
     }
     virtio::DriverQueue::Used u;
@@ -452,9 +459,17 @@ Status Device::drain_driver(bool rearm, std::uint32_t budget, bool& more) noexce
 Status Device::drain_device(bool rearm, std::uint32_t budget, bool& more) noexcept {
   device_rx_.disable_notifications();
   for (std::uint32_t taken = 0;; ++taken) {
-    if (taken == budget || stop_requested_.load(std::memory_order_relaxed)) {
+    if (stop_requested_.load(std::memory_order_relaxed)) {
       more = true;
       return Status::kOk;
+    }
+    if (taken >= budget) {
+      auto waiting = device_rx_.has_available();
+      if (!waiting) return waiting.error();
+      if (*waiting) {
+        more = true;
+        return Status::kOk;
+      }
     }
     virtio::DeviceQueue::Chain c;
     Buffer b;

@@ -233,6 +233,12 @@ Result<bool> DriverQueue::pop_used(Used& out) noexcept {
   return true;
 }
 
+bool DriverQueue::has_used() const noexcept {
+  if (broken() || layout_.num == 0) return false;
+  if (last_used_ != used_seen_) return true;
+  return read<std::uint16_t>(layout_.used_idx(), std::memory_order_acquire) != last_used_;
+}
+
 Buffer DriverQueue::head_buffer(std::uint16_t head) const noexcept {
   if (head >= slots_.size()) return {};
   const Slot& s = slots_[head];

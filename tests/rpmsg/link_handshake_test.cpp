@@ -191,11 +191,11 @@ TEST(LinkAccept, AServerOutlivesClientsThatLeaveWithoutJoining) {
   std::thread serve([&] {
     LinkConfig cfg;
     cfg.role = Role::kDevice;
-    cfg.timeout = 2s;
+    cfg.timeout = 1s;
     server = Link::accept(*listener, cfg, 20s);
   });
-  // A probe (what a second listen on a busy socket does), a client that sends garbage, then one that
-  // connects and says nothing but hangs up.
+  // A probe (what a second listen on a busy socket does), a client that answers garbage, and one that
+  // connects and stays silent past the handshake timeout.
   {
     auto probe = metal::UnixSocket::connect(path, 2s);
     ASSERT_TRUE(probe);
@@ -208,6 +208,12 @@ TEST(LinkAccept, AServerOutlivesClientsThatLeaveWithoutJoining) {
     ASSERT_TRUE(ok(junk->receive_exact(hello, &fds, 4, 2000ms)));
     const std::array<std::byte, 128> garbage{std::byte{'X'}};
     ASSERT_TRUE(ok(junk->send_all(garbage)));
+  }
+  {
+    // One that stays connected and never answers: the server gives it its 1 s, then goes on.
+    auto silent = metal::UnixSocket::connect(path, 2s);
+    ASSERT_TRUE(silent);
+    std::this_thread::sleep_for(1500ms);
   }
   auto second = metal::UnixListener::listen(path);  // refused: the first server is alive
   ASSERT_FALSE(second);

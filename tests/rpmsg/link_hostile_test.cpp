@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "amp/rpmsg/linux/link.hpp"
+#include "amp/virtio/ring.hpp"
 
 namespace amp::rpmsg {
 namespace {
@@ -124,6 +125,35 @@ TEST(LinkHostile, AShrunkenPosixShmFaultingInASenderEndsTheLinkToo) {
   ASSERT_TRUE(link.wait_peer_gone(5s));
   EXPECT_NE(link.failure().find("shrank the shared memory"), std::string::npos) << link.failure();
   EXPECT_EQ(ep.send(std::span(&one, 1), 100'000'000), Status::kClosed);
+}
+
+TEST(LinkHostile, ARingProtocolFaultEndsTheLink) {
+  // After joining, the peer moves the driver's receive used index far past what the driver gave it, and
+  // kicks: the link must go down (peer_gone, sends kClosed), not just stop processing.
+  LinkConfig cfg;
+  cfg.notify = NotifyMode::kEventFd;
+  cfg.timeout = 2s;
+  Hostile h(cfg);
+  ASSERT_EQ(h.fds.size(), 3U);
+  const auto layout = LinkLayout::compute(cfg.ring_size, cfg.buffer_size);
+  ASSERT_TRUE(layout);
+  void* mem = ::mmap(nullptr, layout->size, PROT_READ | PROT_WRITE, MAP_SHARED, h.fds[0].get(), 0);
+  ASSERT_NE(mem, MAP_FAILED);
+  h.answer_joined();
+  ASSERT_NO_FATAL_FAILURE(h.wait_created());
+  Link& link = **h.link;
+  const auto ring = *virtio::RingLayout::compute(cfg.ring_size, layout->ring_align);
+  const std::uint16_t runaway = 0x8000;
+  std::memcpy(static_cast<std::byte*>(mem) + layout->vring0 + ring.used_idx(), &runaway, 2);
+  const std::uint64_t one = 1;
+  ASSERT_EQ(::write(h.fds[2].get(), &one, sizeof one), 8);  // our kick to the creator
+  ASSERT_TRUE(link.wait_peer_gone(5s));
+  EXPECT_NE(link.failure().find("ring protocol"), std::string::npos) << link.failure();
+  Endpoint ep;
+  ASSERT_EQ(link.device().create_endpoint(ep, "", 0x500, 0x400, nullptr), Status::kOk);
+  const std::byte b{1};
+  EXPECT_EQ(ep.send(std::span(&b, 1), 100'000'000), Status::kClosed);
+  ::munmap(mem, layout->size);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "amp/metal/log.hpp"
 #include "amp/rpmsg/device.hpp"
 #include "amp/rpmsg/linux/channel.hpp"
 #include "loopback_fixture.hpp"
@@ -175,30 +176,35 @@ class CountingReschedule final : public Notifier {
   int calls = 0;
 };
 
-TEST_F(ScriptedDriver, OneProcessCallTakesAtMostARingsWorth) {
+TEST_F(ScriptedDriver, OneProcessCallTakesAtMostItsBudget) {
+  // A budget of 4 and 16 messages waiting (for an address nobody has: dropped, counted).
   CountingReschedule again;
-  start_device(&again);
-  // Fill the ring with messages for an address nobody has (dropped, counted), then one more ring's worth
-  // as the device returns them: the peer keeps the ring full.
+  DeviceConfig c = config(Role::kDevice);
+  c.process_budget = 4;
+  c.reschedule = &again;
+  ASSERT_EQ(device_.start(c, device_storage_), Status::kOk);
   for (std::uint32_t i = 0; i < kRingNum; ++i) {
     write_message(tx_buffer(i), 0x999, "x", 1);
     offer(tx_buffer(i), kHeaderSize + 1);
   }
+  for (int call = 1; call <= 3; ++call) {
+    ASSERT_EQ(device_.process(), Status::kOk);
+    EXPECT_EQ(device_.stats().rx_unroutable, 4U * static_cast<unsigned>(call));
+    EXPECT_EQ(again.calls, call) << "it stopped at its budget and asked to be called again";
+  }
+  // The last four: the ring is empty after them, so there is nothing to come back for.
   ASSERT_EQ(device_.process(), Status::kOk);
   EXPECT_EQ(device_.stats().rx_unroutable, kRingNum);
-  EXPECT_EQ(again.calls, 1);  // it stopped at its budget and asked to be called again
+  EXPECT_EQ(again.calls, 3);
+  // A peer that keeps the ring full: each ring's worth it offers again costs one bounded call more.
   for (std::uint32_t i = 0; i < kRingNum; ++i) {
     virtio::DriverQueue::Used u;
     ASSERT_TRUE(*tx_.pop_used(u));
     offer(tx_.head_buffer(u.head).addr, kHeaderSize + 1);
   }
   ASSERT_EQ(device_.process(), Status::kOk);
-  EXPECT_EQ(device_.stats().rx_unroutable, 2U * kRingNum);
-  EXPECT_EQ(again.calls, 2);
-  // Quiet now: a call finds nothing, re-arms, and does not ask again.
-  ASSERT_EQ(device_.process(), Status::kOk);
-  EXPECT_EQ(again.calls, 2);
-  EXPECT_EQ(device_.stats().rx_unroutable, 2U * kRingNum);
+  EXPECT_EQ(device_.stats().rx_unroutable, kRingNum + 4);
+  EXPECT_EQ(again.calls, 4);
 }
 
 TEST_F(ScriptedDriver, WithoutARescheduleOneCallGoesOnUntilTheRingIsDrained) {
@@ -214,40 +220,56 @@ TEST_F(ScriptedDriver, WithoutARescheduleOneCallGoesOnUntilTheRingIsDrained) {
   EXPECT_EQ(device_.stats().rx_unroutable, kRingNum);
 }
 
-TEST_F(ScriptedDriver, StopWinsOverAPeerThatKeepsTheRingFull) {
-  // A thread processes as a link's would (again and again), a flooder re-offers every buffer the device
-  // returns as fast as it can; stop() from a third thread must end it.
-  CountingReschedule again;
-  start_device(&again);
-  for (std::uint32_t i = 0; i < kRingNum; ++i) {
+TEST_F(ScriptedDriver, AStopWaitingForTheLockEndsTheDrainAtTheNextMessage) {
+  // process() holds the device's lock while it drops malformed and unroutable messages. A stop() from
+  // another thread must not wait for the whole ring (or, with a flooding peer, for ever): the drain looks
+  // for it at every message. The first message is malformed; its warning goes to a log sink that calls
+  // stop() from another thread, inside the drain, and returns once that stop() is under way (waiting for
+  // the lock). The 15 unroutable messages behind it must stay untaken.
+  DeviceConfig c = config(Role::kDevice);
+  c.process_budget = 64;  // more than the ring: only the stop can end the drain early
+  ASSERT_EQ(device_.start(c, device_storage_), Status::kOk);
+  write_message(tx_buffer(0), 0x999, "x", 200);  // claims more than its buffer holds
+  offer(tx_buffer(0), kHeaderSize + 1);
+  for (std::uint32_t i = 1; i < kRingNum; ++i) {
     write_message(tx_buffer(i), 0x999, "x", 1);
     offer(tx_buffer(i), kHeaderSize + 1);
   }
-  std::atomic<bool> flooding{true};
-  std::thread flooder([&] {  // the scripted driver's queues are this thread's only, from here on
-    while (flooding.load()) {
-      virtio::DriverQueue::Used u;
-      auto r = tx_.pop_used(u);
-      if (!r || !*r) continue;
-      const virtio::Buffer b = tx_.head_buffer(u.head);
-      (void)tx_.add(std::span(&b, 1));
-    }
+  std::thread stopper;
+  auto sink = metal::FunctionLogSink([&](metal::LogLevel, std::string_view) {
+    if (stopper.joinable()) return;
+    stopper = std::thread([this] { device_.stop(); });
+    while (!device_.stopping()) std::this_thread::yield();
   });
-  std::atomic<std::uint64_t> calls{0};
-  Status result = Status::kOk;
-  std::thread worker([&] {
-    do {
-      result = device_.process();
-      calls.fetch_add(1);
-    } while (result == Status::kOk);
-  });
-  while (device_.rx_count() < 10U * kRingNum) std::this_thread::yield();  // well into the flood
-  device_.stop();
-  worker.join();  // it returned: stop() won
-  flooding.store(false);
-  flooder.join();
+  const metal::LogLevel level = metal::log_level();
+  metal::set_log_level(metal::LogLevel::kWarning);
+  metal::set_log_sink(&sink);
+  const Status result = device_.process();
+  metal::set_log_sink(nullptr);
+  metal::set_log_level(level);
+  ASSERT_TRUE(stopper.joinable()) << "no warning for the malformed message";
+  stopper.join();
   EXPECT_EQ(result, Status::kClosed);
-  EXPECT_GE(device_.stats().rx_unroutable, 10U * kRingNum);
+  EXPECT_EQ(device_.stats().rx_malformed, 1U);
+  EXPECT_EQ(device_.stats().rx_unroutable, 0U) << "the drain went on after stop() was called";
+}
+
+TEST_F(ScriptedDriver, AStopEndsTheWaitForDriverOk) {
+  driver_transport_.set_status(0);  // the driver never gets as far as DRIVER_OK
+  DeviceConfig c = config(Role::kDevice);
+  c.start_timeout_ns = 30'000'000'000;
+  Status started = Status::kOk;
+  std::thread starter([&] { started = device_.start(c, device_storage_); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  device_.stop();  // the peer left
+  starter.join();  // long before the 30 s
+  EXPECT_EQ(started, Status::kClosed);
+  EXPECT_FALSE(device_.running());
+}
+
+TEST_F(ScriptedDriver, AStopBeforeTheFirstStartMakesItFail) {
+  device_.stop();  // the peer left while we were still setting up
+  EXPECT_EQ(device_.start(config(Role::kDevice), device_storage_), Status::kClosed);
 }
 
 }  // namespace

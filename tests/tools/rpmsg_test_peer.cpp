@@ -124,6 +124,8 @@ int misbehave(const std::string& path) {
 int stall(const std::string& path) {
   auto conn = amp::metal::UnixSocket::connect(path, 10s);
   if (!conn) return fail(conn.error().message);
+  std::puts("connected");  // the test waits for this before it sends the next client
+  std::fflush(stdout);
   pollfd p{conn->fd(), POLLRDHUP, 0};  // not POLLIN: what the peer sends is ignored, unread
   (void)::poll(&p, 1, 60000);          // until the peer gives up on us and hangs up
   return 0;

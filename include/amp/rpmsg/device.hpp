@@ -273,7 +273,9 @@ class Device {
   ~Device();
 
   /// Brings the virtio device up in config.role: feature negotiation and the status handshake, queue
-  /// set-up, buffers (driver role). Device role waits (sleeping) up to start_timeout_ns for DRIVER_OK.
+  /// set-up, buffers (driver role). Device role waits (sleeping) up to start_timeout_ns for DRIVER_OK, and
+  /// gives up with kClosed when stop() is called meanwhile. kClosed too when stop() came before the first
+  /// start (a device that ran and was stopped may be started again).
   template <std::uint32_t MaxRing>
   [[nodiscard]] Status start(const DeviceConfig& config, DeviceStorage<MaxRing>& storage) noexcept {
     return start(config, storage.slots, storage.tx_free, storage.in_flight);
@@ -314,6 +316,9 @@ class Device {
   static constexpr std::size_t kMaxPendingAnnouncements = 16;
 
   bool running() const noexcept { return running_.load(std::memory_order_acquire); }
+  /// Whether stop() was called (it may still be waiting for the lock). A start() waiting for DRIVER_OK
+  /// gives up with kClosed when it is.
+  bool stopping() const noexcept { return stop_requested_.load(std::memory_order_relaxed); }
   Role role() const noexcept { return config_.role; }
   /// Largest payload one message can carry.
   std::uint32_t payload_size() const noexcept { return payload_size_; }
@@ -416,6 +421,7 @@ class Device {
   std::uint32_t idle_waiters_ = 0;  // destroy() calls waiting on idle_cv_
   std::atomic<bool> running_{false};
   std::atomic<bool> stop_requested_{false};  // set by stop() before it takes the lock: process() yields
+  bool ever_started_ = false;
   bool stopped_ = false;
   virtio::Fault fault_ = virtio::Fault::kNone;  // violations seen above the queues
   bool ns_ = false;

@@ -149,6 +149,8 @@ class DriverQueue : public detail::SplitRing {
 
   /// Takes the next chain the device returned. Ok(false) when there is none.
   [[nodiscard]] Result<bool> pop_used(Used& out) noexcept;
+  /// Whether the device has returned chains not taken yet (without taking or checking them).
+  [[nodiscard]] bool has_used() const noexcept;
 
   /// The first buffer of an in-flight (or just returned) chain, from the driver's private shadow.
   [[nodiscard]] Buffer head_buffer(std::uint16_t head) const noexcept;

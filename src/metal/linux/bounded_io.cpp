@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,11 +70,14 @@ class ThreadTimer {
   ThreadTimer& operator=(const ThreadTimer&) = delete;
 
   bool ok() const noexcept { return ok_; }
+  /// First expiry after `ns`, then every millisecond until disarmed: a signal that came just before the
+  /// call started to block (handled in user space, interrupting nothing) is followed by another.
   void arm(std::uint64_t ns) noexcept {
     itimerspec its{};
     its.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
     its.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
     if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;
+    its.it_interval.tv_nsec = 1'000'000;
     (void)::timer_settime(timer_, 0, &its, nullptr);
   }
   void disarm() noexcept {
@@ -109,13 +113,13 @@ ssize_t bounded(int fd, std::chrono::nanoseconds limit, Call call) noexcept {
     return rc;
   }
   const std::uint64_t deadline = deadline_after(limit_ns);
-  for (;;) {
+  for (bool first = true;; first = false) {
     const std::uint64_t now = monotonic_ns();
-    if (now >= deadline) {
+    if (!first && now >= deadline) {  // the call is always tried once, even with a limit of 0
       errno = ETIMEDOUT;
       return -1;
     }
-    timer.arm(deadline - now);
+    timer.arm(deadline > now ? deadline - now : 1);
     const ssize_t rc = call();
     const int err = errno;
     timer.disarm();
@@ -143,6 +147,16 @@ ssize_t bounded_write(int fd, const void* buf, std::size_t n, std::chrono::nanos
 
 ssize_t bounded_read(int fd, void* buf, std::size_t n, std::chrono::nanoseconds limit) noexcept {
   return bounded(fd, limit, [&] { return ::read(fd, buf, n); });
+}
+
+ssize_t read_nowait(int fd, void* buf, std::size_t n, std::chrono::nanoseconds limit) noexcept {
+  iovec iov{buf, n};
+  ssize_t rc;
+  do {
+    rc = ::preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+  } while (rc < 0 && errno == EINTR);
+  if (rc >= 0 || errno != EOPNOTSUPP) return rc;
+  return bounded_read(fd, buf, n, limit);  // a file (or kernel) that cannot do RWF_NOWAIT reads
 }
 
 }  // namespace amp::metal

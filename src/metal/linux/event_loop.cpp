@@ -79,7 +79,7 @@ int write_uio_control(int fd, std::uint32_t value) {
 SysResult<std::unique_ptr<EventLoop>> EventLoop::create() {
   UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
   if (!ep) return sys_fail("epoll_create1");
-  auto wake = EventFd::create();
+  auto wake = EventFd::create_private();
   if (!wake) return Unexpected<SysError>(std::move(wake).error());
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -360,9 +360,9 @@ bool EventLoop::dispatch(std::uint64_t id, std::uint32_t revents) {
     case Kind::kEventFd:
     case Kind::kTimer: {
       std::uint64_t count = 0;
-      // An eventfd may be shared with another process, which could have made it blocking: bound the read.
+      // An eventfd may be shared with another process, which could have made it blocking: never wait.
       const ssize_t n = src->kind == Kind::kEventFd
-                            ? bounded_read(src->fd, &count, sizeof count, kSharedFdLimit)
+                            ? read_nowait(src->fd, &count, sizeof count, kSharedFdLimit)
                             : read_retry(src->fd, &count, sizeof count);
       if (n == static_cast<ssize_t>(sizeof count)) {
         if (count == 0) return false;

@@ -12,14 +12,28 @@ namespace amp::metal {
 
 namespace {
 
-/// One watched mapping. The handler reads these without a lock: begin is published last (release) and
-/// cleared first, so a handler that sees it also sees a complete entry.
+/// One watched mapping. The handler reads these without a lock: begin is published last and cleared
+/// first, and a handler announces itself in `handlers` before it reads begin, so reset() (which clears
+/// begin, then waits for `handlers` to drop to 0) never returns while a handler may still act on the slot.
 struct Slot {
   std::atomic<std::uintptr_t> begin{0};
   std::atomic<std::uintptr_t> end{0};
   std::atomic<int> notify_fd{-1};
   std::atomic<bool> tripped{false};
   std::atomic<bool> taken{false};
+  std::atomic<int> handlers{0};
+};
+
+/// Counts a handler in a slot for a scope.
+class InHandler {
+ public:
+  explicit InHandler(Slot& s) noexcept : s_(s) { s_.handlers.fetch_add(1, std::memory_order_seq_cst); }
+  ~InHandler() { s_.handlers.fetch_sub(1, std::memory_order_release); }
+  InHandler(const InHandler&) = delete;
+  InHandler& operator=(const InHandler&) = delete;
+
+ private:
+  Slot& s_;
 };
 
 Slot g_slots[kMaxFaultGuards];
@@ -28,9 +42,11 @@ struct sigaction g_previous {};
 void on_sigbus(int sig, siginfo_t* info, void* context) {
   const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
   for (Slot& s : g_slots) {
-    const std::uintptr_t begin = s.begin.load(std::memory_order_acquire);
-    if (begin == 0 || addr < begin || addr >= s.end.load(std::memory_order_relaxed)) continue;
-    const std::uintptr_t end = s.end.load(std::memory_order_relaxed);
+    if (s.begin.load(std::memory_order_relaxed) == 0) continue;  // cheap skip of free slots
+    InHandler in(s);
+    const std::uintptr_t begin = s.begin.load(std::memory_order_seq_cst);
+    const std::uintptr_t end = s.end.load(std::memory_order_acquire);
+    if (begin == 0 || addr < begin || addr >= end) continue;
     // Zero-filled memory in place of the whole mapping: the faulting access is retried and succeeds.
     void* p = ::mmap(reinterpret_cast<void*>(begin), end - begin, PROT_READ | PROT_WRITE,
                      MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -98,7 +114,11 @@ FaultGuard& FaultGuard::operator=(FaultGuard&& o) noexcept {
 void FaultGuard::reset() noexcept {
   if (slot_ < 0) return;
   Slot& s = g_slots[slot_];
-  s.begin.store(0, std::memory_order_release);
+  s.begin.store(0, std::memory_order_seq_cst);
+  // A handler that saw the old begin may still be mapping zeros over the range: it must be done before the
+  // caller unmaps it (and the range can be someone else's).
+  while (s.handlers.load(std::memory_order_seq_cst) != 0) {
+  }
   s.notify_fd.store(-1, std::memory_order_relaxed);
   s.taken.store(false, std::memory_order_release);
   slot_ = -1;

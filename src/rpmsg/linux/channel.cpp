@@ -9,7 +9,7 @@ namespace amp::rpmsg {
 
 metal::SysResult<std::unique_ptr<Channel>> Channel::open(Device& dev, std::string_view name,
                                                          std::uint32_t local, std::uint32_t remote) {
-  auto ready = metal::EventFd::create();
+  auto ready = metal::EventFd::create_private();
   if (!ready) return metal::sys_fail(ready.error().status, ready.error().message);
   std::unique_ptr<Channel> ch(new Channel(std::move(*ready)));
   Channel* c = ch.get();

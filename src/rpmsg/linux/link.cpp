@@ -264,12 +264,12 @@ void Link::on_alarm() {
 }
 
 void Link::mark_peer_gone() {
+  device_.stop();  // first: once peer_gone() says so, sends fail
   {
     std::lock_guard lock(gone_mutex_);
     peer_gone_.store(true, std::memory_order_release);
   }
   gone_cv_.notify_all();
-  device_.stop();
 }
 
 bool Link::wait_peer_gone(std::chrono::milliseconds timeout) {
@@ -280,6 +280,7 @@ bool Link::wait_peer_gone(std::chrono::milliseconds timeout) {
 void Link::close() {
   if (closed_.exchange(true)) return;
   stopping_.store(true, std::memory_order_release);
+  shm_.notify_when_lost(-1);           // the alarm eventfd closes before the mapping goes
   if (alarm_) (void)alarm_->signal();  // wake an adaptive thread sleeping in poll()
   device_.stop();
   if (loop_) {
@@ -289,7 +290,7 @@ void Link::close() {
   if (thread_.joinable()) thread_.join();
 }
 
-SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) {
+SysResult<void> Link::prepare(const LinkLayout& layout) {
   const metal::IoRegion shm = shm_.region();
   auto table = shm.subregion(layout.table, layout.table_size);
   if (!table) return sys_fail(Status::kOutOfRange, "the shared memory is too small for the resource table");
@@ -309,12 +310,26 @@ SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) 
     max_ring = std::max(max_ring, info->num);
   }
   storage_ = RuntimeStorage(max_ring);
+  for (std::uint32_t q = 0; q < 2; ++q) {
+    // What Device::start will check again, checked here too so that a joiner refuses in its answer.
+    const virtio::QueueInfo info = *transport_.queue(q);
+    auto ring = virtio::RingLayout::compute(info.num, info.align);
+    if (!ring) return sys_fail(Status::kMalformed, "vring " + std::to_string(q) + ": bad size or alignment");
+    if (!shm.offset_of(info.da, ring->size)) {
+      return sys_fail(Status::kOutOfRange, "vring " + std::to_string(q) + " at " + metal::hex(info.da) +
+                                               " is outside the shared memory");
+    }
+  }
+  return {};
+}
 
+SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) {
+  const metal::IoRegion shm = shm_.region();
   kicker_.mode = notify_;
   kicker_.eventfd = kick_out_ ? &*kick_out_ : nullptr;
   kicker_.socket_fd = socket_.fd();
   kicker_.link = this;
-  auto alarm = metal::EventFd::create();
+  auto alarm = metal::EventFd::create_private();
   if (!alarm) return sys_fail(alarm.error().status, alarm.error().message);
   alarm_.emplace(std::move(*alarm));
   shm_.notify_when_lost(alarm_->fd());
@@ -339,25 +354,37 @@ SysResult<void> Link::start(const LinkConfig& config, const LinkLayout& layout) 
   // Process before the handshake completes too: the device side announces its endpoints from start(),
   // and the notifications for those must not be lost.
   if (auto s = start_processing(config.own_thread, config.adaptive_spin); !s) return s;
-  rescheduler_ = ProcessOnLoop(loop_.get(), &device_);
+  rescheduler_.bind(loop_.get(), [this] { (void)process_now(); });
   dc.reschedule = &rescheduler_;
   if (const Status s = storage_.start(device_, dc); !ok(s)) {
+    if (s == Status::kClosed) return sys_fail(s, "the peer hung up during the virtio handshake");
     return sys_fail(s,
                     std::string("rpmsg start (") + to_string(config.role) + " role): " + amp::to_string(s));
   }
   // Anything that arrived while we were starting.
   // (kClosed: the peer already hung up, which the caller sees through peer_gone().)
-  if (const Status s = device_.process(); !ok(s) && s != Status::kClosed) {
+  if (const Status s = process_now(); !ok(s) && s != Status::kClosed) {
     return sys_fail(s, std::string("rpmsg: first processing failed: ") + amp::to_string(s));
   }
   return {};
 }
 
+Status Link::process_now(bool rearm) {
+  const Status s = device_.process(rearm);
+  if (s == Status::kBroken && !failed_.load(std::memory_order_acquire)) {
+    fail(failure());  // the ring fault, in words
+    on_alarm();
+  }
+  return s;
+}
+
 void Link::on_socket_readable() {
-  char buf[256];
-  for (;;) {
+  char buf[4096];
+  // At most 64 KiB per dispatch (the loop comes back while more is there): a peer that floods the socket
+  // cannot keep this thread, and with it close(), here.
+  for (int chunk = 0; chunk < 16; ++chunk) {
     const ssize_t n = ::recv(socket_.fd(), buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) continue;  // kicks (socket mode): drain them all, then process once
+    if (n > 0) continue;  // kicks (socket mode): drain them, then process once
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
       if (!peer_gone_.load()) {
         AMP_LOG_INFO("link: the peer hung up");
@@ -368,7 +395,7 @@ void Link::on_socket_readable() {
     if (errno == EINTR) continue;
     break;
   }
-  if (notify_ == NotifyMode::kSocket) (void)device_.process();
+  if (notify_ == NotifyMode::kSocket) (void)process_now();
 }
 
 SysResult<void> Link::start_processing(bool own_thread, std::chrono::microseconds spin) {
@@ -392,7 +419,7 @@ SysResult<void> Link::start_processing(bool own_thread, std::chrono::microsecond
         on_alarm();
         return;
       }
-      (void)device_.process();
+      (void)process_now();
     });
     if (!id) return sys_fail(id.error().status, id.error().message);
   }
@@ -412,7 +439,7 @@ SysResult<void> Link::start_processing(bool own_thread, std::chrono::microsecond
 SysResult<int> Link::poll_events(std::chrono::milliseconds timeout) {
   if (!loop_) {
     if (!healthy()) return sys_fail(Status::kBroken, failure());
-    const Status s = device_.process();
+    const Status s = process_now();
     if (!ok(s)) return sys_fail(s, std::string("rpmsg: ") + amp::to_string(s));
     return 1;
   }
@@ -431,7 +458,7 @@ bool Link::check_hangup() {
 void Link::poll_loop() {
   std::uint64_t next_check = 0;
   for (std::uint32_t turn = 0; !stopping_.load(std::memory_order_acquire); ++turn) {
-    const Status s = device_.process();
+    const Status s = process_now();
     if (s == Status::kBroken || s == Status::kClosed || !healthy()) break;
     metal::cpu_relax();
     // Look for a hang-up about every 10 ms; read the clock (a vDSO call) only every 1024 turns.
@@ -458,7 +485,7 @@ void Link::adaptive_loop(std::chrono::microseconds spin) {
   };
   while (!stopping_.load(std::memory_order_acquire)) {
     // While traffic flows, keep the peer's kicks off and poll.
-    Status s = device_.process(false);
+    Status s = process_now(false);
     if (s == Status::kBroken || s == Status::kClosed || !healthy()) break;
     const std::uint64_t now = metal::monotonic_ns();
     if (worked()) last_work = now;
@@ -471,7 +498,7 @@ void Link::adaptive_loop(std::chrono::microseconds spin) {
       continue;
     }
     // Quiet for a while: ask for kicks again (this re-checks the rings), then sleep until one comes.
-    s = device_.process(true);
+    s = process_now(true);
     if (s == Status::kBroken || s == Status::kClosed) break;
     if (worked()) {
       last_work = metal::monotonic_ns();
@@ -534,6 +561,8 @@ SysResult<std::unique_ptr<Link>> Link::create_in(metal::UnixSocket socket, const
   link->socket_ = std::move(socket);
   link->notify_ = config.notify;
   link->shm_ = std::move(memory);
+  if (auto prepared = link->prepare(layout); !prepared)
+    return Unexpected<SysError>(std::move(prepared).error());
   std::vector<int> fds;
   if (config.posix_shm_name.empty()) fds.push_back(link->shm_.fd());
   std::optional<metal::EventFd> to_peer;
@@ -690,6 +719,9 @@ SysResult<std::unique_ptr<Link>> Link::join(metal::UnixSocket socket, const Link
     link->kick_in_.emplace(std::move(*in));
     link->kick_out_.emplace(std::move(*out));
   }
+  // Everything that could still make us fail is checked before we say we joined.
+  if (auto prepared = link->prepare(layout); !prepared)
+    return refuse(peer, config.role, prepared.error().status, prepared.error().message);
   if (const Status s = send_reply(peer, config.role, Status::kOk, ""); !ok(s)) {
     return sys_fail(s, s == Status::kClosed ? std::string("the peer hung up before we joined the link")
                                             : std::string("answering the link hello: ") + amp::to_string(s));
@@ -802,6 +834,7 @@ SysResult<std::unique_ptr<Link>> Link::openamp_linux(const OpenAmpLinuxConfig& o
       metal::sleep_ns(5'000'000);
     }
   }
+  if (auto p = link->prepare(layout); !p) return Unexpected<SysError>(std::move(p).error());
   if (auto s = link->start(config, layout); !s) return sys_fail(s.error().status, s.error().message);
   return link;
 }

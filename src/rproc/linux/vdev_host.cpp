@@ -150,7 +150,7 @@ SysResult<void> VdevHost::run() {
     if (!loop) return Unexpected<metal::SysError>(std::move(loop).error());
     loop_ = std::move(*loop);
   }
-  rescheduler_ = rpmsg::ProcessOnLoop(loop_.get(), &device_);  // the polling thread needs none
+  rescheduler_.bind(loop_.get(), [this] { (void)device_.process(); });  // the polling thread needs none
   dc.reschedule = &rescheduler_;
   if (const Status s = storage_.start(device_, dc); !ok(s)) {
     return sys_fail(s, std::string("rpmsg start (driver role): ") + amp::to_string(s));

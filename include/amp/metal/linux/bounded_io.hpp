@@ -5,16 +5,20 @@
 // with it, and with that the O_NONBLOCK flag: the peer can clear the flag and then fill (or drain) the
 // eventfd's counter, and a plain write (or read) blocks for as long as the peer likes. These calls arm a
 // per-thread CLOCK_MONOTONIC timer around the system call; if the call is still blocked when the limit
-// passes, the timer's signal interrupts it and the call fails with errno ETIMEDOUT. On a descriptor that is
-// really non-blocking the timer never fires: the cost is two timer_settime(2) calls.
+// passes, the timer's signal interrupts it (again every millisecond until the call returns) and the call
+// fails with errno ETIMEDOUT. On a descriptor that is really non-blocking the timer never fires: the cost
+// is two timer_settime(2) calls. Reads that must never wait at all have a cheaper way: read_nowait(), one
+// preadv2(RWF_NOWAIT), which ignores the file's O_NONBLOCK.
 //
-// The signal is bounded_io_signal() (SIGRTMAX - 2). amp installs a handler that does nothing for it the first
-// time a bounded call runs, unless the program has its own handler there already; then, and in a thread that
-// blocks the signal and cannot unblock it, the calls fall back to checking O_NONBLOCK first (which a peer
-// racing with us can still defeat) and bounded_io_guarded() says false.
+// What it takes from the process, once: a handler that does nothing for the realtime signal
+// bounded_io_signal() (SIGRTMAX - 2), installed the first time a bounded call runs, unless the program has
+// a handler of its own there (then the calls fall back to checking O_NONBLOCK first, which a peer racing
+// with us can still defeat, and bounded_io_guarded() says false). And per thread that makes a bounded call:
+// the signal unblocked in its mask, and a POSIX timer (deleted when the thread ends). A program that later
+// blocks the signal in such a thread, or installs its own handler for it (SA_RESTART would restart the
+// blocked call; SIG_DFL would end the process), loses the bound: leave SIGRTMAX - 2 to amp.
 //
-// Thread-safety: any thread may call these at any time; each thread has its own timer (deleted when the
-// thread ends).
+// Thread-safety: any thread may call these at any time.
 #pragma once
 
 #include <sys/types.h>
@@ -33,6 +37,9 @@ inline constexpr std::chrono::milliseconds kSharedFdLimit{100};
 ssize_t bounded_write(int fd, const void* buf, std::size_t n, std::chrono::nanoseconds limit) noexcept;
 /// ::read(fd, buf, n), likewise.
 ssize_t bounded_read(int fd, void* buf, std::size_t n, std::chrono::nanoseconds limit) noexcept;
+/// A read that never waits, whatever O_NONBLOCK says: -1 with EAGAIN when nothing is there. One
+/// preadv2(RWF_NOWAIT) where the file supports it (eventfds on current kernels), else bounded_read().
+ssize_t read_nowait(int fd, void* buf, std::size_t n, std::chrono::nanoseconds limit) noexcept;
 
 /// The realtime signal that interrupts a bounded call.
 int bounded_io_signal() noexcept;

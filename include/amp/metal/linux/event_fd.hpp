@@ -2,8 +2,9 @@
 // EventFd: an eventfd(2) counter, the Linux userspace "doorbell". signal() adds to the counter (a kick, one
 // write(2)); consume() reads and resets it. The descriptor is non-blocking and close-on-exec, and it can be
 // registered with an EventLoop or passed to another process over a UNIX socket. A process it was passed to
-// shares its O_NONBLOCK flag and could clear it: signal() and consume() are therefore bounded in time
-// (bounded_io.hpp) and fail with kBroken when that happened, instead of blocking.
+// shares its O_NONBLOCK flag and could clear it: signal() is therefore bounded in time and consume() never
+// waits (bounded_io.hpp); they fail with kBroken when the peer made them block. An eventfd made with
+// create_private() is never passed on: its signal() is a plain write.
 //
 // Thread-safety: signal(), consume() and fd() may be called from any number of threads at once (the kernel
 // serialises the counter). Moving or destroying an EventFd must not race with any other use of it.
@@ -18,12 +19,15 @@ namespace amp::metal {
 
 class EventFd {
  public:
-  /// A new eventfd (EFD_CLOEXEC | EFD_NONBLOCK) whose counter starts at `initial`.
+  /// A new eventfd (EFD_CLOEXEC | EFD_NONBLOCK) whose counter starts at `initial`, to share with a peer.
   static SysResult<EventFd> create(std::uint64_t initial = 0);
+  /// The same, for this process alone (an event loop's wake-up): never pass its descriptor on.
+  static SysResult<EventFd> create_private(std::uint64_t initial = 0);
 
   /// Takes ownership of an existing eventfd, e.g. one received over a UNIX socket. Fails with
   /// kInvalidArgument (closing `fd`) if it is not an open eventfd. Sets O_NONBLOCK and FD_CLOEXEC on it; note
-  /// that O_NONBLOCK belongs to the open file, so it also applies to other descriptors sharing it.
+  /// that O_NONBLOCK belongs to the open file, so it also applies to other descriptors sharing it. A
+  /// semaphore eventfd (EFD_SEMAPHORE) is refused too.
   static SysResult<EventFd> adopt(UniqueFd fd);
 
   EventFd(EventFd&&) noexcept = default;
@@ -44,9 +48,11 @@ class EventFd {
   int fd() const noexcept { return fd_.get(); }
 
  private:
-  explicit EventFd(UniqueFd fd) noexcept : fd_(std::move(fd)) {}
+  EventFd(UniqueFd fd, bool shared) noexcept : fd_(std::move(fd)), shared_(shared) {}
+  static SysResult<EventFd> make(std::uint64_t initial, bool shared);
 
   UniqueFd fd_;
+  bool shared_ = true;  // someone else may hold the open file: bound the writes
 };
 
 }  // namespace amp::metal

@@ -11,7 +11,8 @@
 // there before (or the default action: the process dies as it would have).
 //
 // The handler is installed the first time a mapping is watched. Up to kMaxFaultGuards mappings are watched
-// at once.
+// at once. A SIGBUS handler the program installs after that replaces amp's and turns every guard off (the
+// program's handler is then on its own); one installed before is kept and called for faults not ours.
 //
 // Thread-safety: watch(), destruction and notify_on_trip() may be called from any thread; tripped() too (an
 // atomic load). The fault itself may happen on any thread.

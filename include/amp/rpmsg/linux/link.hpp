@@ -19,7 +19,9 @@
 // true, endpoints are unbound, sends fail with kClosed, and failure() says what happened.
 //
 // Thread-safety: the Link's methods may be called from any thread; device() follows rpmsg::Device's rules.
-// Receive callbacks run on the link's own thread.
+// Receive callbacks run on the link's own thread. A thread that kicks the peer through an eventfd (any
+// sender, in the eventfd and adaptive modes) gets a POSIX timer of its own and SIGRTMAX-2 unblocked, what
+// bounds the write (metal/linux/bounded_io.hpp): leave that signal to amp.
 #pragma once
 
 #include <atomic>
@@ -179,7 +181,11 @@ class Link {
 
  private:
   Link() : socket_(metal::UniqueFd()) {}
+  /// Finds the rpmsg vdev in the table and checks its vrings (before a joiner answers).
+  metal::SysResult<void> prepare(const LinkLayout& layout);
   metal::SysResult<void> start(const LinkConfig& config, const LinkLayout& layout);
+  /// device_.process(), and a ring fault ends the link.
+  Status process_now(bool rearm = true);
   metal::SysResult<void> start_processing(bool own_thread, std::chrono::microseconds spin);
   void on_socket_readable();
   /// Records why the link failed (the first reason wins) and has the link's thread take it down.
