@@ -13,6 +13,23 @@
 
 namespace amp::fuzz {
 
+/// For LLVMFuzzerInitialize: adds `-max_len=N` to libFuzzer's arguments unless the caller gave one. An
+/// input of a target that interprets operations costs in proportion to its length; a cap keeps the rate up
+/// (more, shorter sequences) without hiding anything a longer sequence of the same operations reaches.
+/// Files given one by one are still run whole (libFuzzer truncates only what it loads from a corpus dir).
+inline void default_max_len(int* argc, char*** argv, const char* flag) {
+  for (int i = 1; i < *argc; ++i) {
+    if (std::strncmp((*argv)[i], "-max_len=", 9) == 0) return;
+  }
+  static char** args = nullptr;  // lives for the run, as libFuzzer keeps using it
+  args = static_cast<char**>(std::calloc(static_cast<std::size_t>(*argc) + 2, sizeof(char*)));
+  if (args == nullptr) return;
+  for (int i = 0; i < *argc; ++i) args[i] = (*argv)[i];
+  args[*argc] = const_cast<char*>(flag);
+  *argc += 1;
+  *argv = args;
+}
+
 /// Takes values from the input front to back; past its end, missing bytes read as zero.
 class Input {
  public:
