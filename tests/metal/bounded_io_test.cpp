@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -10,6 +11,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "amp/metal/linux/event_fd.hpp"
@@ -43,11 +47,11 @@ TEST(BoundedIo, AWriteThatWouldBlockForEverFailsAfterTheLimit) {
 }
 
 TEST(BoundedIo, EvenTinyLimitsBound) {
-  // A limit that can run out before the call starts to block: the timer fires again every millisecond, so
-  // the call is interrupted all the same (a one-shot timer left it blocked for ever).
+  // A limit that runs out before the call starts to block: the watchdog signals the thread at every tick
+  // while the call is in progress, so one signal that came too early does not leave it blocked for ever.
   UniqueFd fd = blocking_full_eventfd();
   const std::uint64_t one = 1;
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 20; ++i) {
     const auto limit = std::chrono::nanoseconds(1 + (i % 10) * 1000);
     EXPECT_EQ(bounded_write(fd.get(), &one, sizeof one, limit), -1) << i;
     EXPECT_EQ(errno, ETIMEDOUT) << i;
@@ -107,6 +111,61 @@ TEST(BoundedIo, EveryThreadIsGuarded) {
   });
   t.join();
   EXPECT_TRUE(guarded);
+}
+
+/// The watchdog thread's voluntary context switches (one per tick while it runs), or -1 if not found.
+long watchdog_switches() {
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(t.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "amp-io-watch") continue;
+    std::ifstream status(t.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stol(line.substr(24));
+    }
+  }
+  return -1;
+}
+
+TEST(BoundedIo, TheWatchdogSleepsWhenNoCallIsMade) {
+  UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  const std::uint64_t one = 1;
+  // Calls keep it looking (a tick every 50 ms)...
+  ASSERT_EQ(bounded_write(fd.get(), &one, sizeof one, 50ms), 8);
+  const long before = watchdog_switches();
+  ASSERT_GE(before, 0) << "no amp-io-watch thread";
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(bounded_write(fd.get(), &one, sizeof one, 50ms), 8);
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GE(watchdog_switches() - before, 4);
+  // ...and 200 ms after the last one it sleeps until the next: idle is 0% CPU.
+  std::this_thread::sleep_for(1000ms);
+  const long idle = watchdog_switches();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_LE(watchdog_switches() - idle, 1) << "it kept ticking with nothing to watch";
+  // The next call wakes it, and is bounded again.
+  UniqueFd stuck = blocking_full_eventfd();
+  EXPECT_EQ(bounded_write(stuck.get(), &one, sizeof one, 20ms), -1);
+  EXPECT_EQ(errno, ETIMEDOUT);
+}
+
+TEST(BoundedIo, AForkedChildIsBoundedToo) {
+  UniqueFd warm(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  const std::uint64_t one = 1;
+  ASSERT_EQ(bounded_write(warm.get(), &one, sizeof one, 50ms), 8);  // the parent's watchdog runs
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    UniqueFd fd = blocking_full_eventfd();
+    const ssize_t rc = bounded_write(fd.get(), &one, sizeof one, 20ms);
+    ::_exit(rc == -1 && errno == ETIMEDOUT ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);  // a child whose write stayed blocked would hang here
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(EventFdInterference, APeerThatClearsNonBlockAndFillsTheCounterCannotBlockSignal) {

@@ -20,8 +20,8 @@
 //
 // Thread-safety: the Link's methods may be called from any thread; device() follows rpmsg::Device's rules.
 // Receive callbacks run on the link's own thread. A thread that kicks the peer through an eventfd (any
-// sender, in the eventfd and adaptive modes) gets a POSIX timer of its own and SIGRTMAX-2 unblocked, what
-// bounds the write (metal/linux/bounded_io.hpp): leave that signal to amp.
+// sender, in the eventfd and adaptive modes) is registered with amp's bounded-I/O watchdog and gets
+// SIGRTMAX-2 unblocked (metal/linux/bounded_io.hpp): leave that signal to amp.
 #pragma once
 
 #include <atomic>
