@@ -83,7 +83,9 @@ class Watchdog {
     std::lock_guard lock(mutex_);
     if (!started_) {
       try {
-        std::thread([this] { run(); }).detach();
+        std::thread t([this] { run(); });
+        (void)::pthread_setname_np(t.native_handle(), "amp-io-watch");  // named before anyone looks
+        t.detach();
       } catch (...) {
         return false;
       }
@@ -124,7 +126,6 @@ class Watchdog {
   }
 
   void run() {
-    (void)::pthread_setname_np(::pthread_self(), "amp-io-watch");
     std::uint64_t last_activity = activity_.load();
     std::uint64_t quiet_since = monotonic_ns();
     for (;;) {
