@@ -76,12 +76,32 @@ struct Services {
   std::uint64_t generation = 0;  // links gone so far (under m)
 };
 
-/// One line per event: text on stderr, or a JSON object per line on stdout.
+/// One line per event: text on stderr, or a JSON object per line on stdout. A remote announces its
+/// services while it starts, before the lifecycle reports it running: those wait for that line, so the
+/// events come in the order they mean.
 class Reporter {
  public:
   explicit Reporter(bool json) : json_(json) {}
   void state(State from, State to, const std::string& why) {
     std::lock_guard lock(m_);
+    print_state(from, to, why);
+    up_ = to == State::kRunning || to == State::kAttached;
+    if (!up_) return;
+    for (const auto& [name, addr] : early_) print_service(name, addr);
+    early_.clear();
+  }
+  /// `name` is the remote's: escaped for a terminal, lossless in JSON.
+  void service(const std::string& name, std::uint32_t addr) {
+    std::lock_guard lock(m_);
+    if (!up_) {
+      early_.emplace_back(name, addr);
+      return;
+    }
+    print_service(name, addr);
+  }
+
+ private:
+  void print_state(State from, State to, const std::string& why) {
     if (json_) {
       Json j;
       j["event"] = "state";
@@ -94,9 +114,7 @@ class Reporter {
                    why.empty() ? "" : ": ", printable(why).c_str());
     }
   }
-  /// `name` is the remote's: escaped for a terminal, lossless in JSON.
-  void service(const std::string& name, std::uint32_t addr) {
-    std::lock_guard lock(m_);
+  void print_service(const std::string& name, std::uint32_t addr) {
     if (json_) {
       Json j;
       j["event"] = "service";
@@ -109,9 +127,10 @@ class Reporter {
     }
   }
 
- private:
   std::mutex m_;
   bool json_;
+  bool up_ = false;  // the last state reported is running or attached
+  std::vector<std::pair<std::string, std::uint32_t>> early_;
 };
 
 std::vector<std::byte> read_firmware(const std::string& path) {
