@@ -356,12 +356,13 @@ TEST(LinkLayoutTest, OpenAmpTableGoldenBytes) {
   // What process 0 of the preset writes at the start of openamp.shm.
   const std::string shm_name = "amp-test-golden-" + std::to_string(getpid());
   const std::string sock_path = ::testing::TempDir() + "amp-golden-" + std::to_string(getpid()) + ".sock";
-  std::thread client([&] {
-    auto l = Link::openamp_linux(1, Role::kDriver, 10s, sock_path, shm_name);
-    ASSERT_TRUE(l) << l.error().message;
-  });
+  // The client's link lives until the server's is made: a client that hung up as soon as its own
+  // side was ready could end the server's handshake before it is done.
+  metal::SysResult<std::unique_ptr<Link>> client_link = metal::sys_fail(Status::kInternal, "unset");
+  std::thread client([&] { client_link = Link::openamp_linux(1, Role::kDriver, 10s, sock_path, shm_name); });
   auto server = Link::openamp_linux(0, Role::kDevice, 10s, sock_path, shm_name);
   client.join();
+  ASSERT_TRUE(client_link) << client_link.error().message;
   ASSERT_TRUE(server) << server.error().message;
   const std::byte* t = (*server)->memory().bytes().data();
   // clang-format off
