@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Matrix multiply, OpenAMP's demo: the host sends two matrices in one message, the remote returns their
-// product (the protocol is in matrix.hpp). Both sides in one program:
+// product (the protocol is in matrix_protocol.hpp). Both sides in one program:
 //   matrix_multiply remote [--preset openamp-linux [--shm NAME]] [SOCKET_PATH]
 //   matrix_multiply host   [--preset openamp-linux [--shm NAME]] [--rounds N] [SOCKET_PATH]
 // amp's link over SOCKET_PATH (default /tmp/amp-matrix.sock), service "amp-matrix"; or with the preset
