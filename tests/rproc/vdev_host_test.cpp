@@ -7,6 +7,7 @@
 // brings rpmsg up and exchanges messages; garbage in the table is refused with a clear error.
 #include "amp/rproc/linux/vdev_host.hpp"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -278,6 +279,40 @@ TEST_F(VdevHostTest, FixedVringsAreUsedWhereTheFirmwareWantsThem) {
   EXPECT_EQ(mailbox_->region().load<std::uint32_t>(0x10).value_or(0), 0x5aU) << "the doorbell's fixed value";
   (*host)->close();
   emulated->stop();
+}
+
+std::chrono::microseconds process_cpu_time() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return std::chrono::seconds(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         std::chrono::microseconds(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+TEST_F(VdevHostTest, DoorbellSocketBytesAreTheRemotesInterrupts) {
+  // The remote's notifications as bytes on a socket (what an emulator's serial line carries): the host
+  // discards them and processes its rings, with no UIO re-arm written back.
+  load_table(rpmsg_firmware_table({.vring_num = 64}));
+  kick_ = RegisterKick(mailbox_->region(), 0x10);
+  auto emulated = remote();
+  emulated->start();
+  VdevHostConfig c = config();
+  c.irq_source = IrqSource::kSocket;
+  auto host = VdevHost::start(c);
+  ASSERT_TRUE(host) << host.error().message;
+  ASSERT_NO_FATAL_FAILURE(expect_echoes(**host, 20, *emulated));
+  emulated->stop();
+  EXPECT_EQ(emulated->result(), 0);
+  char left = 0;
+  EXPECT_LT(::recv(irq_->second.fd(), &left, 1, MSG_DONTWAIT), 0) << "the host wrote into the doorbell";
+
+  // The remote's end goes: the source stops instead of reporting the end again and again.
+  irq_->second = metal::UnixSocket(metal::UniqueFd());
+  std::this_thread::sleep_for(50ms);
+  const auto cpu0 = process_cpu_time();
+  std::this_thread::sleep_for(300ms);
+  const auto used = process_cpu_time() - cpu0;
+  EXPECT_LT(used, 60ms) << "the host's thread is busy after the doorbell closed";
+  (*host)->close();
 }
 
 TEST_F(VdevHostTest, GarbageAndMisfitsAreClearErrors) {

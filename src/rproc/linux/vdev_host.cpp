@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "amp/rproc/linux/vdev_host.hpp"
 
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "amp/metal/log.hpp"
@@ -156,8 +161,11 @@ SysResult<void> VdevHost::run() {
     return sys_fail(s, std::string("rpmsg start (driver role): ") + amp::to_string(s));
   }
   if (c.irq_fd >= 0) {
-    auto id = loop_->add_uio(c.irq_fd, [this](std::uint32_t) { (void)device_.process(); });
+    auto id = c.irq_source == IrqSource::kSocket
+                  ? loop_->add_fd(c.irq_fd, EPOLLIN, [this](std::uint32_t) { on_doorbell(); })
+                  : loop_->add_uio(c.irq_fd, [this](std::uint32_t) { (void)device_.process(); });
     if (!id) return Unexpected<metal::SysError>(std::move(id).error());
+    irq_ = *id;
     if (const Status s = loop_->start_thread(); !ok(s)) return sys_fail(s, "starting the vdev host's thread");
   } else {
     poller_ = std::thread([this] {
@@ -173,6 +181,27 @@ SysResult<void> VdevHost::run() {
                hex(plan_.vdev.vrings[0].da).c_str(), hex(plan_.vdev.vrings[1].da).c_str(), plan_.buffers_size,
                hex(plan_.buffers).c_str());
   return {};
+}
+
+void VdevHost::on_doorbell() {
+  // Each byte is one notification; how many came does not matter, only that the rings changed.
+  constexpr std::size_t kMaxDrain = 64 * 1024;  // then the loop serves its other sources first
+  std::array<std::byte, 512> bytes;
+  for (std::size_t drained = 0; drained < kMaxDrain;) {
+    const ssize_t n = ::recv(config_.irq_fd, bytes.data(), bytes.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      drained += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    // The remote's end is gone (or the socket broke): no notification can come any more.
+    AMP_LOG_WARNING("rproc: the doorbell socket %s; its notifications stop",
+                    n == 0 ? "was closed by the remote" : std::strerror(errno));
+    (void)loop_->disable(irq_);  // from its own handler: returns at once
+    break;
+  }
+  (void)device_.process();
 }
 
 void VdevHost::close() {

@@ -4,8 +4,9 @@
 // resource table where the firmware put it, checks it, places what the firmware left to the host (vrings at
 // ANY) in a pool, assigns notify ids, writes that back, and runs the virtio driver role of rpmsg over it. The
 // remote's memory is given as IoRegions at the remote's device addresses, typically UIO maps
-// (metal::shm::open_uio); its interrupts arrive through a UIO device (the UIO read/re-arm protocol) and it is
-// kicked through a Notifier, such as RegisterKick for a mailbox register.
+// (metal::shm::open_uio); its interrupts arrive through a UIO device (the UIO read/re-arm protocol) or a
+// doorbell socket (one byte per notification, as an emulator's serial line carries them), and it is kicked
+// through a Notifier, such as RegisterKick for a mailbox register.
 //
 //   auto uio = metal::UioDevice::find_by_name("rproc-mem");             // the remote's memory, as UIO maps
 //   auto mem = metal::shm::open_uio(*uio, 0);
@@ -78,6 +79,17 @@ class RegisterKick final : public rpmsg::Notifier {
   std::optional<std::uint32_t> value_;
 };
 
+/// What VdevHostConfig::irq_fd is.
+enum class IrqSource : std::uint8_t {
+  /// A UIO device (UioDevice::open_irq()): read the interrupt count, write 1 to unmask it again.
+  kUio,
+  /// A stream socket on which each byte (any value) is one notification from the remote: a doorbell. The
+  /// bytes there are read and discarded without waiting (64 KiB at most per wake-up), then the rings are
+  /// processed. Its end (the remote gone) or an error disables the source, so that a closed socket does not
+  /// keep the thread busy.
+  kSocket,
+};
+
 struct VdevHostConfig {
   /// The remote's memory, at its device addresses. The vrings and the buffers must lie in one region.
   std::vector<metal::IoRegion> memory{};
@@ -91,9 +103,10 @@ struct VdevHostConfig {
   bool event_idx = true;
   /// Interrupts the remote; null when the remote polls the rings.
   rpmsg::Notifier* kick = nullptr;
-  /// The remote's interrupts, as a UIO device descriptor (UioDevice::open_irq()); -1 to poll the rings
-  /// instead (a thread of its own, no syscalls).
+  /// The remote's interrupts (borrowed: keep it open until close()), of the kind irq_source says; -1 to poll
+  /// the rings instead (a thread of its own, no syscalls).
   int irq_fd = -1;
+  IrqSource irq_source = IrqSource::kUio;
   /// For the virtio handshake.
   std::chrono::milliseconds timeout{10000};
 };
@@ -115,6 +128,7 @@ class VdevHost {
  private:
   VdevHost() = default;
   metal::SysResult<void> run();
+  void on_doorbell();
 
   VdevHostConfig config_;
   RpmsgPlan plan_;
@@ -124,6 +138,7 @@ class VdevHost {
   rpmsg::ProcessOnLoop rescheduler_;
   rpmsg::Device device_;
   std::unique_ptr<metal::EventLoop> loop_;
+  metal::SourceId irq_{};
   std::thread poller_;
   std::atomic<bool> stopping_{false};
   bool closed_ = false;
