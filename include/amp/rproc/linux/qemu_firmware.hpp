@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// What a firmware for a board QEMU emulates must be, checked before any QEMU is started: an ELF executable
+// of the board's class and machine, little-endian, every PT_LOAD segment inside guest RAM and out of the
+// part QEMU owns (the device tree it writes at the start of RAM), an entry point in RAM, and a
+// `.resource_table` inside a loaded segment that declares
+//   - an rpmsg vdev with two vrings,
+//   - the carveout "vdev0buffer" at a fixed address in guest RAM, overlapping no segment: the host's pool for
+//     the vrings left at ANY and the rpmsg buffers,
+//   - optionally a trace buffer (the host reads "amp-trace", else the first one),
+//   - the vendor entry "amp doorbell" (type 128, body {u32 mode; u32 reserved}), required for poll mode:
+//     the host writes the mode (0 interrupt, 1 poll) before the CPU starts; an image without it is run in
+//     interrupt mode, its default.
+// Every failure is one line that says what is wrong and what was expected.
+//
+// Thread-safety: plain values and a pure function.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "amp/metal/io_region.hpp"
+#include "amp/metal/linux/sys_error.hpp"
+#include "amp/rproc/elf.hpp"
+#include "amp/rproc/resource_table.hpp"
+#include "amp/rproc/resources.hpp"
+
+namespace amp::rproc {
+
+/// The vendor resource entry "amp doorbell": body { u32 mode; u32 reserved; }.
+inline constexpr std::uint32_t kRscAmpDoorbell = kRscVendorStart;  // 128
+inline constexpr std::uint32_t kDoorbellInterrupt = 0;
+inline constexpr std::uint32_t kDoorbellPoll = 1;
+/// The carveout the host takes as its pool for vrings and rpmsg buffers.
+inline constexpr const char* kRpmsgPoolCarveout = "vdev0buffer";
+/// The trace buffer the driver reads by default.
+inline constexpr const char* kAmpTraceName = "amp-trace";
+
+/// A board QEMU emulates, as far as amp needs to know it.
+struct QemuBoard {
+  std::string name;           ///< "virt-a15"
+  std::string binary;         ///< the QEMU program: "qemu-system-arm"
+  std::string package;        ///< the Debian package that has it
+  std::string machine;        ///< -M: "virt,secure=on" (secure=on adds the second UART: the doorbell)
+  std::string cpu;            ///< -cpu: "cortex-a15"
+  std::uint16_t elf_machine;  ///< e_machine of its firmware: EM_ARM
+  unsigned elf_class;         ///< 32 or 64
+  metal::DeviceAddress ram_base;
+  std::size_t ram_size;
+  /// Bytes at the start of RAM that QEMU owns (the device tree it writes at each reset): no image there.
+  std::size_t reserved;
+
+  /// qemu-system-arm -M virt,secure=on -cpu cortex-a15, 64 MiB at 0x40000000, the first MiB QEMU's.
+  static QemuBoard virt_a15();
+};
+
+/// What the host takes from a checked image.
+struct QemuFirmware {
+  metal::DeviceAddress entry = 0;
+  /// The resource table: where it is loaded, and its bytes as the image has them.
+  metal::DeviceAddress table_da = 0;
+  std::vector<std::byte> table;
+  /// The vdev0buffer carveout.
+  metal::DeviceAddress pool_da = 0;
+  std::size_t pool_size = 0;
+  /// The trace buffer the host reads, if there is one.
+  std::optional<TraceBuffer> trace;
+  /// Where the amp doorbell entry's mode word is, from the table's start, if there is one.
+  std::optional<std::size_t> doorbell_mode_offset;
+};
+
+/// Checks `image` for `board` (see the top of this file); `poll` requires the amp doorbell entry.
+/// kNotSupported for a wrong class, machine or byte order; kOutOfRange for a segment, entry point, table or
+/// carveout outside where it may be; kNotFound for a missing table, vdev or carveout; kMalformed for a table
+/// that does not parse.
+metal::SysResult<QemuFirmware> check_qemu_firmware(const QemuBoard& board, std::span<const std::byte> image,
+                                                   bool poll);
+
+}  // namespace amp::rproc

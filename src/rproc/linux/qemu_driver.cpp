@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "amp/metal/log.hpp"
+#include "amp/rproc/linux/qemu.hpp"
+#include "amp/rproc/linux/qemu_process.hpp"
+
+namespace amp::rproc {
+
+using metal::hex;
+using metal::sys_fail;
+using metal::SysResult;
+
+struct QemuDriver::Image {
+  QemuFirmware fw;
+};
+
+struct QemuDriver::Watch {
+  metal::SourceId source{};
+  metal::UniqueFd pidfd;  // a copy of QEMU's, so that the watch outlives the QemuProcess
+};
+
+QemuDriver::QemuDriver(QemuConfig config) : config_(std::move(config)) {
+  auto loop = metal::EventLoop::create();
+  if (!loop) {
+    error_ = "qemu driver: " + loop.error().message;
+    return;
+  }
+  loop_ = std::move(*loop);
+  if (!ok(loop_->start_thread())) {
+    error_ = "qemu driver: cannot start its thread";
+    loop_.reset();
+  }
+}
+
+QemuDriver::~QemuDriver() {
+  shutdown();
+}
+
+void QemuDriver::shutdown() {
+  {
+    std::lock_guard lock(mutex_);
+    if (shutting_down_) return;
+    shutting_down_ = true;  // exit reports stop here
+  }
+  if (loop_) {
+    loop_->stop();
+    loop_->join();  // a report in progress (a recovery, even) finishes first
+  }
+  std::lock_guard op(op_mutex_);
+  stop_op();
+  std::unique_ptr<QemuProcess> gone;
+  {
+    std::lock_guard lock(mutex_);
+    gone = std::move(qemu_);
+  }
+}
+
+void QemuDriver::on_link_up(DeviceFn fn) {
+  std::lock_guard lock(mutex_);
+  link_up_ = std::move(fn);
+}
+
+void QemuDriver::on_link_down(DeviceFn fn) {
+  std::lock_guard lock(mutex_);
+  link_down_ = std::move(fn);
+}
+
+void QemuDriver::on_exit(ExitFn fn) {
+  std::lock_guard lock(mutex_);
+  exit_ = std::move(fn);
+}
+
+rpmsg::Device* QemuDriver::device() const {
+  std::lock_guard lock(mutex_);
+  return vdev_ ? &vdev_->device() : nullptr;
+}
+
+pid_t QemuDriver::pid() const {
+  std::lock_guard lock(mutex_);
+  return qemu_ && !qemu_->ended() ? qemu_->pid() : -1;
+}
+
+std::string QemuDriver::error() const {
+  std::lock_guard lock(mutex_);
+  return error_;
+}
+
+std::string QemuDriver::last_end() const {
+  std::lock_guard lock(mutex_);
+  return last_how_;
+}
+
+std::string QemuDriver::trace() const {
+  std::lock_guard lock(mutex_);
+  if (!qemu_ || !image_ || !image_->fw.trace) return {};
+  const std::array<metal::IoRegion, 1> ram{qemu_->ram()};
+  std::vector<char> text(image_->fw.trace->len);
+  auto n = read_trace(ram, *image_->fw.trace, text);
+  if (!n) return {};
+  return std::string(text.data(), *n);
+}
+
+std::string QemuDriver::console() const {
+  std::lock_guard lock(mutex_);
+  return qemu_ ? qemu_->console() : std::string();
+}
+
+std::string QemuDriver::qemu_output() const {
+  std::lock_guard lock(mutex_);
+  return qemu_ ? qemu_->output() : std::string();
+}
+
+std::optional<RpmsgPlan> QemuDriver::plan() const {
+  std::lock_guard lock(mutex_);
+  return plan_;
+}
+
+metal::IoRegion QemuDriver::memory() const {
+  std::lock_guard lock(mutex_);
+  return qemu_ ? qemu_->ram() : metal::IoRegion();
+}
+
+SysResult<std::string> QemuDriver::machine_status() {
+  std::lock_guard op(op_mutex_);
+  if (!qemu_ || qemu_->ended()) return sys_fail(Status::kNotFound, "no QEMU runs");
+  return qemu_->qmp().status(config_.qemu_timeout);
+}
+
+Status QemuDriver::fail(Status s, std::string message) {
+  AMP_LOG_DEBUG("rproc qemu: %s", message.c_str());  // the caller reports it
+  set_error(std::move(message));
+  return s;
+}
+
+void QemuDriver::set_error(std::string message) {
+  std::lock_guard lock(mutex_);
+  error_ = std::move(message);
+}
+
+Status QemuDriver::load(std::span<const std::byte> firmware) noexcept {
+  std::lock_guard op(op_mutex_);
+  if (!loop_) return fail(Status::kInternal, "qemu driver: no event loop");
+  // The image first: a firmware this board cannot run starts nothing.
+  auto fw = check_qemu_firmware(config_.board, firmware, config_.poll);
+  if (!fw) return fail(fw.error().status, fw.error().message);
+  stop_op();  // a QEMU of an earlier load (a reload without a start)
+
+  QemuLaunch launch;
+  launch.binary = config_.binary.empty() ? config_.board.binary : config_.binary;
+  launch.package = config_.board.package;
+  launch.machine = config_.board.machine;
+  launch.cpu = config_.board.cpu;
+  launch.ram_base = config_.board.ram_base;
+  launch.ram_size = config_.board.ram_size;
+  launch.entry = fw->entry;
+  launch.extra_args = config_.extra_args;
+  launch.ram_dir = config_.ram_dir;
+  launch.runtime_dir = config_.runtime_dir;
+  launch.timeout = config_.qemu_timeout;
+  auto qemu = QemuProcess::launch(launch);
+  if (!qemu) return fail(qemu.error().status, qemu.error().message);
+
+  // The image into the paused machine's RAM, then the doorbell mode into its table.
+  const std::array<metal::IoRegion, 1> ram{(*qemu)->ram()};
+  auto image = ElfImage::parse(firmware);
+  if (!image) return fail(Status::kInternal, "firmware: parsed once, not twice");
+  if (auto loaded = rproc::load(*image, ram, {.machine = config_.board.elf_machine}); !loaded)
+    return fail(to_status(loaded.error()), std::string("firmware: loading it: ") + to_string(loaded.error()));
+  if (fw->doorbell_mode_offset) {
+    const std::uint32_t mode = config_.poll ? kDoorbellPoll : kDoorbellInterrupt;
+    const std::size_t at =
+        static_cast<std::size_t>(fw->table_da - config_.board.ram_base) + *fw->doorbell_mode_offset;
+    if (!ok(ram[0].store<std::uint32_t>(at, mode, std::memory_order_release)))
+      return fail(Status::kInternal, "writing the doorbell mode");
+  }
+
+  // Watch for its end, from now on: a QEMU that dies while loaded is noticed too.
+  auto watch = std::make_unique<Watch>();
+  watch->pidfd = metal::UniqueFd(::fcntl((*qemu)->pidfd(), F_DUPFD_CLOEXEC, 0));
+  if (!watch->pidfd) return fail(Status::kIoError, std::string("dup: ") + std::strerror(errno));
+  const std::uint64_t gen = ++generation_;
+  auto source = loop_->add_fd(watch->pidfd.get(), EPOLLIN, [this, gen](std::uint32_t) { on_qemu_exit(gen); });
+  if (!source) return fail(source.error().status, source.error().message);
+  watch->source = *source;
+  watches_[gen] = std::move(watch);
+  kick_.set_fd((*qemu)->doorbell());
+  auto new_image = std::make_unique<Image>();
+  new_image->fw = std::move(*fw);
+  std::unique_ptr<QemuProcess> old;
+  {
+    std::lock_guard lock(mutex_);
+    old = std::move(qemu_);
+    qemu_ = std::move(*qemu);
+    image_ = std::move(new_image);
+    plan_.reset();
+    error_.clear();
+  }
+  started_ = false;
+  AMP_LOG_INFO("rproc qemu: loaded into QEMU (pid %d), entry %s, paused", static_cast<int>(qemu_->pid()),
+               hex(image_->fw.entry).c_str());
+  return Status::kOk;
+}
+
+Status QemuDriver::start() noexcept {
+  std::lock_guard op(op_mutex_);
+  if (!qemu_ || !image_) return fail(Status::kNotFound, "no firmware loaded");
+  if (qemu_->ended()) return fail(Status::kClosed, "QEMU ended before the start: it " + qemu_->how());
+  if (started_) return fail(Status::kBusy, "the firmware runs already");
+  if (auto r = qemu_->qmp().execute("cont", config_.qemu_timeout); !r) {
+    // A firmware that ends at once (a fault at boot) can end QEMU before its answer: then it did run, and
+    // its end is a crash that the watch reports right after this start.
+    pollfd p{qemu_->pidfd(), POLLIN, 0};
+    if (r.error().status == Status::kClosed && ::poll(&p, 1, 1000) > 0) {
+      AMP_LOG_INFO("rproc qemu: QEMU ended as its CPU started");
+      started_ = true;
+      set_error({});
+      return Status::kOk;
+    }
+    std::string why = r.error().message;
+    stop_op();
+    return fail(r.error().status, "starting the CPU: " + why);
+  }
+  started_ = true;
+  if (const Status st = open_vdev(); !ok(st)) {
+    std::string why = error();
+    stop_op();
+    return fail(st, why);
+  }
+  set_error({});
+  return Status::kOk;
+}
+
+Status QemuDriver::open_vdev() {
+  const QemuFirmware& fw = image_->fw;
+  const metal::IoRegion ram = qemu_->ram();
+  // The table as the image has it: vrings at ANY, no status, for the host to fill in again.
+  const std::size_t table_at = static_cast<std::size_t>(fw.table_da - config_.board.ram_base);
+  if (!ok(ram.write(table_at, fw.table))) return fail(Status::kInternal, "restoring the resource table");
+  if (fw.doorbell_mode_offset) {
+    const std::uint32_t mode = config_.poll ? kDoorbellPoll : kDoorbellInterrupt;
+    (void)ram.store<std::uint32_t>(table_at + *fw.doorbell_mode_offset, mode, std::memory_order_release);
+  }
+  VdevHostConfig vc;
+  vc.memory = {ram};
+  vc.table_da = fw.table_da;
+  vc.table_size = fw.table.size();
+  vc.pool_da = fw.pool_da;
+  vc.pool_size = fw.pool_size;
+  vc.buffer_size = config_.buffer_size;
+  vc.event_idx = config_.event_idx;
+  vc.timeout = config_.timeout;
+  if (!config_.poll) {
+    vc.kick = &kick_;
+    vc.irq_fd = qemu_->doorbell();
+    vc.irq_source = IrqSource::kSocket;
+  }
+  auto host = VdevHost::start(std::move(vc));
+  if (!host) return fail(host.error().status, "rpmsg: " + host.error().message);
+  DeviceFn up;
+  {
+    std::lock_guard lock(mutex_);
+    vdev_ = std::move(*host);
+    plan_ = vdev_->plan();
+    up = link_up_;
+  }
+  if (up) up(vdev_->device());               // without mutex_: it may call the getters
+  if (!config_.poll) (void)kick_.notify(0);  // the firmware waits for DRIVER_OK in WFI: wake it
+  return Status::kOk;
+}
+
+void QemuDriver::take_down_vdev() {
+  std::unique_ptr<VdevHost> host;
+  DeviceFn down;
+  {
+    std::lock_guard lock(mutex_);  // briefly: the getters must never wait for what follows
+    if (!vdev_) return;
+    host = std::move(vdev_);
+    down = link_down_;
+  }
+  host->close();  // endpoints get their unbind, sends fail with kClosed; the vdev is reset (status 0)
+  if (down) down(host->device());
+}
+
+void QemuDriver::drain_while_detached(bool on) {
+  if (!on) {
+    if (drain_) (void)loop_->remove(*drain_);
+    drain_.reset();
+    return;
+  }
+  if (drain_ || !qemu_ || qemu_->ended()) return;
+  // Nobody processes the rings, but the guest's bytes must still go: QEMU's UART waits for a full socket.
+  const int fd = qemu_->doorbell();
+  // The handler may run before add_fd returns: it finds its id through an atomic.
+  auto id = std::make_shared<std::atomic<std::uint64_t>>(0);
+  auto source = loop_->add_fd(fd, EPOLLIN, [this, fd, id](std::uint32_t) {
+    if (drain_doorbell(fd).closed) (void)loop_->disable(metal::SourceId{id->load()});
+  });
+  if (!source) {
+    AMP_LOG_WARNING("rproc qemu: cannot drain the doorbell while detached: %s",
+                    source.error().message.c_str());
+    return;
+  }
+  id->store(static_cast<std::uint64_t>(*source));
+  drain_ = *source;
+}
+
+Status QemuDriver::detach() noexcept {
+  std::lock_guard op(op_mutex_);
+  if (!vdev_) return fail(Status::kBusy, "detach: no running firmware with rpmsg up to detach from");
+  take_down_vdev();
+  if (!config_.poll) (void)kick_.notify(0);  // so that the firmware sees the reset
+  drain_while_detached(true);
+  AMP_LOG_INFO("rproc qemu: detached from QEMU (pid %d)", static_cast<int>(qemu_->pid()));
+  set_error({});
+  return Status::kOk;
+}
+
+Status QemuDriver::attach() noexcept {
+  std::lock_guard op(op_mutex_);
+  if (!qemu_ || qemu_->ended() || !started_) {
+    return fail(Status::kNotFound,
+                "attach: no QEMU of ours runs (the qemu driver attaches to a firmware it detached from)");
+  }
+  if (vdev_) return fail(Status::kBusy, "attach: attached already");
+  drain_while_detached(false);
+  if (const Status st = open_vdev(); !ok(st)) {
+    set_error("attach: " + error());
+    drain_while_detached(true);
+    return st;
+  }
+  AMP_LOG_INFO("rproc qemu: attached to QEMU (pid %d)", static_cast<int>(qemu_->pid()));
+  set_error({});
+  return Status::kOk;
+}
+
+void QemuDriver::stop_op() {
+  take_down_vdev();
+  drain_while_detached(false);
+  started_ = false;
+  if (!qemu_ || qemu_->ended()) return;
+  const std::string how = qemu_->stop(config_.stop_timeout);
+  std::lock_guard lock(mutex_);
+  last_how_ = how;
+}
+
+Status QemuDriver::stop() noexcept {
+  std::lock_guard op(op_mutex_);
+  stop_op();
+  return Status::kOk;
+}
+
+std::string QemuDriver::describe_end() {
+  std::string how = "QEMU " + qemu_->how();
+  const int status = qemu_->wait_status();
+  const std::string said = qemu_->output(1024);
+  std::string last;  // QEMU's last line, if it said anything
+  if (const auto end = said.find_last_not_of("\r\n "); end != std::string::npos) {
+    const auto begin = said.find_last_of('\n', end);
+    last = said.substr(begin == std::string::npos ? 0 : begin + 1,
+                       end - (begin == std::string::npos ? 0 : begin + 1) + 1);
+  }
+  if (!last.empty()) {
+    how += ": " + last;
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+    how += " (the firmware ended it through semihosting: a guest fault)";
+  }
+  return how;
+}
+
+void QemuDriver::on_qemu_exit(std::uint64_t generation) {
+  ExitFn report;
+  std::string how;
+  {
+    std::lock_guard op(op_mutex_);
+    auto it = watches_.find(generation);
+    if (it == watches_.end()) return;
+    (void)loop_->remove(it->second->source);  // from its own handler: returns at once
+    const bool current = qemu_ && generation == generation_ && !qemu_->ended();
+    watches_.erase(it);
+    if (!current) return;  // stopped already, or an earlier QEMU
+    // QEMU ended while nobody asked it to: a crash.
+    take_down_vdev();
+    drain_while_detached(false);
+    started_ = false;
+    (void)qemu_->reap();
+    how = describe_end();
+    std::lock_guard lock(mutex_);
+    last_how_ = qemu_->how();
+    if (shutting_down_) return;
+    report = exit_;
+  }
+  AMP_LOG_WARNING("rproc qemu: %s unexpectedly", how.c_str());
+  if (report) report(how);
+}
+
+// --- QemuRemote ---
+
+QemuRemote::QemuRemote(QemuConfig config) : driver_(std::move(config)) {
+  lifecycle_.set_listener([this](const Transition& t) {
+    {
+      std::lock_guard lock(mutex_);
+      state_ = t.to;
+    }
+    changed_.notify_all();
+    if (transition_) transition_(t);
+  });
+  driver_.on_exit([this](const std::string& how) {
+    std::string before;
+    {
+      std::lock_guard lock(mutex_);
+      before = std::exchange(last_exit_, how);  // for the transition callback to read
+    }
+    const Status s = lifecycle_.report_crash(Status::kClosed);
+    if (s == Status::kBusy) {  // not running: a stop got there first, or it was only loaded
+      std::lock_guard lock(mutex_);
+      last_exit_ = before;
+      return;
+    }
+    if (!ok(s) && down_) down_(how);
+  });
+}
+
+QemuRemote::~QemuRemote() {
+  driver_.shutdown();  // no more reports into lifecycle_, which goes first
+}
+
+void QemuRemote::on_transition(std::function<void(const Transition&)> fn) {
+  transition_ = std::move(fn);
+}
+
+SysResult<void> QemuRemote::result(Status s) const {
+  if (ok(s)) return {};
+  std::string why = driver_.error();
+  if (why.empty() || s == Status::kBusy)
+    why = std::string(amp::to_string(s)) + " (the remote is " + to_string(lifecycle_.state()) + ")";
+  return sys_fail(s, why);
+}
+
+SysResult<void> QemuRemote::load(std::vector<std::byte> firmware) {
+  // The Lifecycle keeps a view of the bytes for recovery: the old ones stay until the new ones loaded.
+  auto fresh = std::make_unique<std::vector<std::byte>>(std::move(firmware));
+  if (const Status s = lifecycle_.load(*fresh); !ok(s)) return result(s);
+  firmware_ = std::move(fresh);
+  return {};
+}
+
+SysResult<void> QemuRemote::start(std::vector<std::byte> firmware) {
+  if (auto r = load(std::move(firmware)); !r) return r;
+  return result(lifecycle_.start());
+}
+
+SysResult<void> QemuRemote::stop() {
+  const State s = lifecycle_.state();
+  if (s != State::kRunning && s != State::kAttached && s != State::kDetached) return {};
+  return result(lifecycle_.stop());
+}
+
+State QemuRemote::state() const {
+  std::lock_guard lock(mutex_);
+  return state_;
+}
+
+bool QemuRemote::wait_for(State s, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return state_ == s; });
+}
+
+std::string QemuRemote::last_exit() const {
+  std::lock_guard lock(mutex_);
+  return last_exit_;
+}
+
+}  // namespace amp::rproc
