@@ -6,8 +6,9 @@
 #include "amp/metal/log.hpp"
 #include "matrix_protocol.hpp"
 
-#ifndef AMP_FIRMWARE_VERSION
-#error "AMP_FIRMWARE_VERSION (a string) is set by the build"
+// Set per image by the build (this file is compiled once per image; the rest of the firmware is shared).
+#if !defined(AMP_FIRMWARE_VERSION) || !defined(AMP_FIRMWARE_FAULT_SERVICE)
+#error "AMP_FIRMWARE_VERSION (a string) and AMP_FIRMWARE_FAULT_SERVICE (0 or 1) are set by the build"
 #endif
 
 namespace amp::firmware {
@@ -98,9 +99,7 @@ void Services::stop() noexcept {
   matrix_.destroy();
   openamp_matrix_.destroy();
   version_.destroy();
-#if AMP_FIRMWARE_FAULT_SERVICE
   fault_.destroy();
-#endif
 }
 
 }  // namespace amp::firmware

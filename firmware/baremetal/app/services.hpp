@@ -36,9 +36,9 @@ class Services {
   rpmsg::Endpoint matrix_;
   rpmsg::Endpoint openamp_matrix_;
   rpmsg::Endpoint version_;
-#if AMP_FIRMWARE_FAULT_SERVICE
+  // Always here, used only by test images: this header is compiled into code shared by every image, so the
+  // class must have one layout for all of them.
   rpmsg::Endpoint fault_;
-#endif
 };
 
 }  // namespace amp::firmware

@@ -157,8 +157,11 @@ void uart_init(std::uintptr_t base, bool rx_interrupt) noexcept {
 }
 
 void on_doorbell(unsigned) noexcept {
-  uart_drain(kUart1);
+  // Clear, then drain: QEMU's PL011 raises RX only when its FIFO goes from empty to one byte, so a clear
+  // after the drain could erase the interrupt of a byte that arrived in between, and with that byte left in
+  // the FIFO no later byte would raise one again.
   write32(kUart1 + kUartIcr, kIntRx | kIntRxTimeout);
+  uart_drain(kUart1);
   g_kicked.store(true, std::memory_order_release);
 }
 class DoorbellIrq final : public metal::baremetal::IrqHandler {
@@ -196,8 +199,9 @@ void init(DoorbellMode mode, metal::baremetal::BoardHooks& hooks) noexcept {
   if (mode == DoorbellMode::kInterrupt) {
     (void)metal::baremetal::irq_register(kDoorbellIrq, g_doorbell_irq);
     (void)metal::baremetal::irq_enable(kDoorbellIrq);
-    // Bytes that came before the interrupt was on are in the FIFO (and raise it at once); count them as a
-    // kick in any case.
+    // Bytes that came before (the host may kick before the guest runs) sit in the FIFO with their interrupt
+    // cleared by uart_init: drain them, so that the next byte raises one, and count them as a kick.
+    uart_drain(kUart1);
     g_kicked.store(true, std::memory_order_release);
   }
   __asm__ __volatile__("cpsie i" ::: "memory");
