@@ -64,7 +64,7 @@ TEST(BaremetalTable, IsByteForByteLinuxsLayout) {
   want.u32(kRscCarveout).u32(0x4080'0000).u32(0x4080'0000).u32(0x10'0000).u32(0).u32(0).name("vdev0buffer");
   // fw_rsc_trace: type, da, len, reserved, name
   want.u32(kRscTrace).u32(0x407F'F000).u32(0x1000).u32(0).name("amp-trace");
-  want.u32(128).u32(kDoorbellModeInterrupt).u32(0);  // vendor: type, mode, reserved
+  want.u32(128).u32(kDoorbellModeInterrupt).u32(kDoorbellStateIdle);  // vendor: type, mode, state
   ASSERT_EQ(want.v.size(), sizeof kTable);
   std::vector<std::uint8_t> got(sizeof kTable);
   std::memcpy(got.data(), &kTable, sizeof kTable);
@@ -148,7 +148,7 @@ TEST(BaremetalTable, ParsesIntoItsFourEntries) {
   EXPECT_EQ(r.trace.da, 0x407F'F000U);
   EXPECT_EQ(r.trace.len, 0x1000U);
 
-  // The vendor body runs to the table's end: mode and reserved.
+  // The vendor body runs to the table's end: mode and state.
   EXPECT_EQ(r.vendor_type, 128U);
   EXPECT_EQ(r.vendor_body, (std::vector<std::uint8_t>{0, 0, 0, 0, 0, 0, 0, 0}));
 

@@ -4,9 +4,11 @@
 //
 // Lifecycle: the firmware waits (idle, woken by the doorbell) for DRIVER_OK in its vdev's status, starts an
 // rpmsg::Device over the vrings the host placed (read from the table each time), announces its services and
-// serves. When the host resets the vdev (a status without DRIVER_OK), it stops the Device and its endpoints,
-// acknowledges with a doorbell byte 'r' (interrupt mode), and waits for the next DRIVER_OK. A host that
-// breaks the ring protocol gets DEVICE_NEEDS_RESET set in the status, and the firmware waits for a reset.
+// serves. When the host resets the vdev (a status without DRIVER_OK), or puts the image's table back (which
+// clears the doorbell entry's state word, set to serving while a session runs), it stops the Device and its
+// endpoints, sets the state word to idle, acknowledges with a doorbell byte 'r' (interrupt mode), and waits
+// for the next DRIVER_OK. When the host breaks the ring protocol, the firmware stops serving and waits for
+// the session to end in one of those ways. The firmware never writes the vdev's status (the driver's).
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -120,8 +122,23 @@ std::uint8_t vdev_status(const virtio::RscVdevTransport& t) noexcept {
   return t.status();
 }
 
-/// Waits until the host has set DRIVER_OK in a status it has not reset since (no FAILED, no
-/// NEEDS_RESET); returns the transport over the vdev as it is now.
+/// The firmware's state word in the doorbell entry (rproc::kDoorbellState*).
+constexpr std::size_t kStateAt = offsetof(rproc::BaremetalFirmwareTable, doorbell.state);
+void set_state(std::uint32_t state) noexcept {
+  (void)table_region().store<std::uint32_t>(kStateAt, state);
+}
+std::uint32_t state() noexcept {
+  return table_region().load<std::uint32_t>(kStateAt).value_or(rproc::kDoorbellStateIdle);
+}
+
+/// Whether the session the firmware serves has ended: the host reset the vdev (no DRIVER_OK), or put the
+/// image's table back (the state word cleared), possibly with DRIVER_OK set again since.
+bool session_over(const virtio::RscVdevTransport& t) noexcept {
+  return (vdev_status(t) & virtio::kStatusDriverOk) == 0 || state() != rproc::kDoorbellStateServing;
+}
+
+/// Waits until the host has set DRIVER_OK (without FAILED or NEEDS_RESET); returns the transport over the
+/// vdev as it is now.
 virtio::RscVdevTransport wait_for_driver(DoorbellMode mode) noexcept {
   for (;;) {
     if (mode == DoorbellMode::kInterrupt) (void)board::doorbell_take();
@@ -137,18 +154,27 @@ virtio::RscVdevTransport wait_for_driver(DoorbellMode mode) noexcept {
   }
 }
 
-/// Waits until the status has no DRIVER_OK (the host reset the vdev).
+/// Waits until the session is over (see session_over).
 void wait_for_reset(const virtio::RscVdevTransport& t, DoorbellMode mode) noexcept {
   for (;;) {
     if (mode == DoorbellMode::kInterrupt) (void)board::doorbell_take();
-    if ((vdev_status(t) & virtio::kStatusDriverOk) == 0) return;
+    if (session_over(t)) return;
     wait_a_little(mode);
   }
+}
+
+/// Gives the vrings up: the state word says so, and in interrupt mode the doorbell too.
+void let_go(DoorbellMode mode) noexcept {
+  set_state(rproc::kDoorbellStateIdle);
+  if (mode == DoorbellMode::kInterrupt) board::doorbell_kick(board::kResetAckByte);
 }
 
 /// One session: from DRIVER_OK to the host's reset.
 void serve(Firmware& fw, virtio::RscVdevTransport& transport) noexcept {
   const bool interrupts = fw.mode == DoorbellMode::kInterrupt;
+  // Serving from here: the vrings are read after this, so a host that puts the table back from now on is
+  // noticed (it clears the word), and one that did so before has already placed the vrings we read.
+  set_state(rproc::kDoorbellStateServing);
   rpmsg::DeviceConfig dc;
   dc.role = rpmsg::Role::kDevice;
   dc.shm = shared_memory();
@@ -162,8 +188,8 @@ void serve(Firmware& fw, virtio::RscVdevTransport& transport) noexcept {
   if (const Status s = fw.device.start(dc, fw.storage); !ok(s)) {
     AMP_LOG(LogLevel::kError, "rpmsg: cannot start over the host's vrings: %s; waiting for a reset",
             to_string(s));
-    transport.set_status(static_cast<std::uint8_t>(vdev_status(transport) | virtio::kStatusNeedsReset));
     wait_for_reset(transport, fw.mode);
+    let_go(fw.mode);
     return;
   }
   {
@@ -180,25 +206,26 @@ void serve(Firmware& fw, virtio::RscVdevTransport& transport) noexcept {
   bool broken = false;
   for (;;) {
     if (interrupts) (void)board::doorbell_take();  // before looking, so that a kick meanwhile is not lost
-    if ((vdev_status(transport) & virtio::kStatusDriverOk) == 0) break;
+    if (session_over(transport)) break;
     const Status s = fw.device.process();
     if (s == Status::kBroken) {
+      // Often a host that started a new session before we noticed the reset: then the session is over.
+      if (session_over(transport)) break;
       AMP_LOG(LogLevel::kError, "rpmsg: the host broke the ring protocol; waiting for a reset");
       broken = true;
       break;
     }
     wait_a_little(fw.mode);
   }
+  const bool replaced = !broken && state() != rproc::kDoorbellStateServing;
   fw.device.stop();
   fw.services.stop();
-  if (broken) {
-    transport.set_status(static_cast<std::uint8_t>(vdev_status(transport) | virtio::kStatusNeedsReset));
-    wait_for_reset(transport, fw.mode);
-  }
+  if (broken) wait_for_reset(transport, fw.mode);
   const rpmsg::Stats st = fw.device.stats();
-  AMP_LOG(LogLevel::kInfo, "rpmsg: vdev reset by the host after %llu messages in, %llu out",
-          static_cast<unsigned long long>(st.rx_messages), static_cast<unsigned long long>(st.tx_messages));
-  if (interrupts) board::doorbell_kick(board::kResetAckByte);
+  AMP_LOG(LogLevel::kInfo, "rpmsg: vdev reset by the host%s after %llu messages in, %llu out",
+          replaced ? " (its table put back)" : "", static_cast<unsigned long long>(st.rx_messages),
+          static_cast<unsigned long long>(st.tx_messages));
+  let_go(fw.mode);
 }
 
 }  // namespace

@@ -4,8 +4,9 @@
 //   entry 0  RSC_VDEV      the rpmsg vdev with two vrings (see firmware_table.hpp)
 //   entry 1  RSC_CARVEOUT  the shared memory the host takes its vrings (at ANY) and rpmsg buffers from
 //   entry 2  RSC_TRACE     a text buffer the firmware logs into
-//   entry 3  vendor 128    amp's doorbell: { u32 mode; u32 reserved; } (kDoorbellModeInterrupt, or
-//                          kDoorbellModePoll written by the host before it starts the remote)
+//   entry 3  vendor 128    amp's doorbell: { u32 mode; u32 state; }: mode is kDoorbellModeInterrupt, or
+//                          kDoorbellModePoll written by the host before it starts the remote; state is the
+//                          firmware's (kDoorbellStateIdle in the image, see below)
 //
 // Byte for byte Linux's struct resource_table / fw_rsc_* (include/linux/remoteproc.h), as OpenAMP writes
 // them; every field is a little-endian word. Freestanding: constants and constexpr functions only.
@@ -35,6 +36,12 @@ inline constexpr std::uint32_t kRscVendorDoorbell = kRscVendorStart;
 /// Doorbell modes (FwRscDoorbell::mode).
 inline constexpr std::uint32_t kDoorbellModeInterrupt = 0;  ///< Kicks both ways (the image's default).
 inline constexpr std::uint32_t kDoorbellModePoll = 1;       ///< No kicks: both sides poll the rings.
+/// Firmware states (FwRscDoorbell::state), written by the firmware only. Idle: it does not use the vrings
+/// (at boot, and once it has let go of them after a vdev reset: a host waits for this before it sets
+/// DRIVER_OK again). Serving: it runs a session over the vrings it read after DRIVER_OK. A host that puts the
+/// image's table back clears it, which a serving firmware takes for the end of its session.
+inline constexpr std::uint32_t kDoorbellStateIdle = 0;
+inline constexpr std::uint32_t kDoorbellStateServing = 1;
 
 /// struct fw_rsc_carveout with its type word (also fw_rsc_devmem's layout).
 struct FwRscCarveout {
@@ -60,7 +67,7 @@ struct FwRscTrace {
 struct FwRscDoorbell {
   std::uint32_t type;
   std::uint32_t mode;
-  std::uint32_t reserved;
+  std::uint32_t state;
 };
 
 struct BaremetalFirmwareTable {
