@@ -217,10 +217,9 @@ bool doorbell_take() noexcept {
 
 void idle() noexcept {
   // Masked while looking, so that a kick between the look and the WFI is not lost: WFI wakes on a pending
-  // interrupt even when it is masked, and the handler runs once interrupts are on again.
-  __asm__ __volatile__("cpsid i" ::: "memory");
+  // interrupt even when it is masked, and the handler runs once the section ends.
+  metal::baremetal::CriticalSection section;
   if (!g_kicked.load(std::memory_order_acquire)) wait_for_interrupt();
-  __asm__ __volatile__("cpsie i" ::: "memory");
 }
 
 std::uint64_t now_ns() noexcept {
