@@ -371,7 +371,17 @@ TEST_F(QemuFirmwareTest, DetachAndAttachKeepTheFirmwareServing) {
     ASSERT_TRUE(remote->detach()) << remote->driver().error();
     EXPECT_EQ(remote->driver().pid(), pid) << "QEMU keeps running while detached";
     EXPECT_EQ(remote->driver().machine_status().value_or("?"), "running");
-    std::this_thread::sleep_for(200ms);  // the firmware sees the reset and waits for the next host
+    // The reset and the kick after it reach the firmware, which lets go of the vrings and says so.
+    auto resets = [&] {
+      const std::string trace = remote->driver().trace();
+      int n = 0;
+      for (auto at = trace.find("rpmsg: vdev reset by the host"); at != std::string::npos;
+           at = trace.find("rpmsg: vdev reset by the host", at + 1))
+        ++n;
+      return n;
+    };
+    for (int i = 0; i < 500 && resets() < round; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(resets(), round) << said();
     ASSERT_TRUE(remote->attach()) << remote->driver().error();
     ASSERT_NO_FATAL_FAILURE(expect_some_echoes("attached again"));
   }

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "amp/metal/log.hpp"
@@ -279,6 +280,26 @@ Status QemuDriver::open_vdev() {
   return Status::kOk;
 }
 
+void QemuDriver::wait_until_idle() {
+  // Until the firmware says it let go of the old vrings, it may still be working on them: a message it was
+  // handling then could reach the new ones. A firmware that never says so is noticed anyway (putting the
+  // table back resets its state), so the wait is bounded.
+  const QemuFirmware& fw = image_->fw;
+  if (!fw.doorbell_mode_offset) return;
+  const std::size_t at =
+      static_cast<std::size_t>(fw.table_da - config_.board.ram_base) + *fw.doorbell_mode_offset + 4;
+  const metal::IoRegion ram = qemu_->ram();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    const auto state = ram.load<std::uint32_t>(at, std::memory_order_acquire);
+    if (!state || *state == kDoorbellStateIdle) return;
+    pollfd ended{qemu_->pidfd(), POLLIN, 0};
+    if (std::chrono::steady_clock::now() >= deadline || ::poll(&ended, 1, 0) > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  AMP_LOG_WARNING("rproc qemu: the firmware did not let go of its vrings within 2 s; attaching anyway");
+}
+
 void QemuDriver::take_down_vdev() {
   std::unique_ptr<VdevHost> host;
   DeviceFn down;
@@ -334,6 +355,7 @@ Status QemuDriver::attach() noexcept {
   }
   if (vdev_) return fail(Status::kBusy, "attach: attached already");
   drain_while_detached(false);
+  wait_until_idle();
   if (const Status st = open_vdev(); !ok(st)) {
     set_error("attach: " + error());
     drain_while_detached(true);

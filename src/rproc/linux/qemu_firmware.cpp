@@ -192,7 +192,7 @@ SysResult<QemuFirmware> check_qemu_firmware(const QemuBoard& board, std::span<co
     if (found.doorbell_size < 8) {
       return sys_fail(Status::kMalformed, "firmware: its amp doorbell entry (type 128) holds " +
                                               std::to_string(found.doorbell_size) +
-                                              " bytes, not {u32 mode; u32 reserved}");
+                                              " bytes, not {u32 mode; u32 state}");
     }
     fw.doorbell_mode_offset = found.doorbell_offset;
   } else if (poll) {

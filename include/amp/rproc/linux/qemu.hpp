@@ -13,8 +13,8 @@
 // written down in docs/ and in QemuBoard: guest RAM 0x40000000..0x43FFFFFF (the first MiB is QEMU's device
 // tree), the image above it; a resource table with an rpmsg vdev, the carveout "vdev0buffer" (the host's
 // pool for the vrings left at ANY and the rpmsg buffers), a trace buffer and the vendor entry "amp doorbell"
-// (type 128, body {u32 mode; u32 reserved}: 0 interrupt, 1 poll), whose mode the host writes before the
-// CPU starts.
+// (type 128, body {u32 mode; u32 state}: mode 0 interrupt, 1 poll), whose mode the host writes before the
+// CPU starts, and whose state the firmware keeps (serving, or idle once it let go of the vrings).
 //
 // Each load is a new QEMU process (QEMU caches translated code: code written into the RAM of a QEMU that
 // ran old code may not be seen), started paused (-S); start() lets the CPU run (QMP "cont"). stop() resets
@@ -116,8 +116,9 @@ class QemuDriver final : public Driver {
   [[nodiscard]] Status stop() noexcept override;
   /// Takes rpmsg down (a virtio reset, then a kick so that the firmware sees it) and leaves QEMU running.
   [[nodiscard]] Status detach() noexcept override;
-  /// Brings rpmsg up again with a firmware detached from: the table is put back as the image had it (the
-  /// vrings at ANY again) and a new vdev host starts over the same memory. kNotFound without such a QEMU.
+  /// Brings rpmsg up again with a firmware detached from: waits (up to 2 s) for the firmware to have let go
+  /// of the old vrings (its doorbell state idle), puts the table back as the image had it (the vrings at ANY
+  /// again) and starts a new vdev host over the same memory. kNotFound without such a QEMU.
   [[nodiscard]] Status attach() noexcept override;
 
   /// The current rpmsg device, or null. Valid until on_link_down has returned.
@@ -155,6 +156,7 @@ class QemuDriver final : public Driver {
   // With op_mutex_ held:
   Status check_image(std::span<const std::byte> firmware, Image& out);
   Status open_vdev();
+  void wait_until_idle();
   void take_down_vdev();
   void drain_while_detached(bool on);
   void stop_op();
