@@ -85,17 +85,19 @@ std::chrono::microseconds cpu_of_process(pid_t pid) {
 class Client {
  public:
   void up(rpmsg::Device& dev) {
-    std::lock_guard lock(m_);
-    dev_ = &dev;
-    down_ = false;
-    services_.clear();
+    {
+      std::lock_guard lock(m_);
+      dev_ = &dev;
+      down_ = false;
+      services_.clear();
+      ++ups_;
+    }
+    // Without m_: announcements that came before are replayed to the handler right here.
     dev.set_name_service_handler([this](rpmsg::Device&, std::string_view name, std::uint32_t addr) {
       std::lock_guard l(m_);
       services_[std::string(name)] = addr;
       cv_.notify_all();
     });
-    ++ups_;
-    cv_.notify_all();
   }
   void down(rpmsg::Device&) {
     {

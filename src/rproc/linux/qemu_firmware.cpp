@@ -84,18 +84,18 @@ SysResult<QemuFirmware> check_qemu_firmware(const QemuBoard& board, std::span<co
     }
     return sys_fail(to_status(e), std::string("firmware: ") + to_string(e));
   }
-  if (image->elf_class() != board.elf_class) {
-    return sys_fail(Status::kNotSupported, "firmware: a " + std::to_string(image->elf_class()) +
-                                               "-bit ELF image; " + on + " runs " +
-                                               std::to_string(board.elf_class) + "-bit " +
-                                               elf::machine_name(board.elf_machine).c_str() + " code");
-  }
   if (image->machine() != board.elf_machine) {
     return sys_fail(Status::kNotSupported,
                     std::string("firmware: built for ") + elf::machine_name(image->machine()).c_str() + "; " +
                         on + " (" + board.cpu + ") runs " + elf::machine_name(board.elf_machine).c_str());
   }
 
+  if (image->elf_class() != board.elf_class) {
+    return sys_fail(Status::kNotSupported, "firmware: a " + std::to_string(image->elf_class()) +
+                                               "-bit ELF image; " + on + " runs " +
+                                               std::to_string(board.elf_class) + "-bit " +
+                                               elf::machine_name(board.elf_machine).c_str() + " code");
+  }
   // --- Every segment inside guest RAM, above QEMU's part of it. ---
   const metal::DeviceAddress usable = board.ram_base + board.reserved;
   const std::uint64_t usable_size = board.ram_size - board.reserved;
