@@ -34,8 +34,9 @@ commands:
           every size from 1 byte to the MTU, check every echo, print messages, bytes, round-trip p50/p99
   echo    serve an echo endpoint (stops on the peer's hang-up, its unbind, or OpenAMP's shutdown value)
   ping    find an echo service by name, send messages of every size, check every echo, print a summary
-  run     bring a remote up with its firmware (a native firmware, as a process), show the services it
-          announces, optionally ping one or echo them, serve until interrupted, recover from crashes
+  run     bring a remote up with its firmware (a native firmware as a process, a bare-metal one under
+          QEMU, or one the kernel runs), show the services it announces, optionally ping one or echo
+          them, serve until interrupted, recover from crashes
   status, load, start, stop, attach, detach, trace
           the lifecycle (and trace buffers) of remote processors the kernel runs (remoteproc, via sysfs)
 

@@ -15,6 +15,7 @@
 
 #include "amp/rproc/elf.hpp"
 #include "amp/rproc/linux/process.hpp"
+#include "amp/rproc/linux/qemu.hpp"
 #include "amp/rproc/linux/sysfs.hpp"
 #include "amp/rproc/linux/vdev_host.hpp"
 #include "common.hpp"
@@ -59,10 +60,16 @@ struct RunOptions {
   std::string sys = "/sys";
   std::string dev = "/dev";
   std::string firmware_dir = "/lib/firmware";
+  // qemu
+  std::string qemu;
+  bool trace = false;
 
   struct Given {
-    CLI::Option *recover, *max_recoveries, *notify, *memory;                    // process only
-    CLI::Option *remote, *uio, *pool, *kick, *poll, *sys, *dev, *firmware_dir;  // sysfs only
+    CLI::Option *recover, *max_recoveries;                               // process and qemu
+    CLI::Option *notify, *memory;                                        // process only
+    CLI::Option *remote, *uio, *pool, *kick, *sys, *dev, *firmware_dir;  // sysfs only
+    CLI::Option* poll;                                                   // sysfs and qemu
+    CLI::Option *qemu, *trace;                                           // qemu only
   } given{};
 };
 
@@ -142,6 +149,7 @@ std::vector<std::byte> read_firmware(const std::string& path) {
 
 const char* const kRunHelp = R"(usage: ampctl run [--driver process] FIRMWARE [OPTIONS] [-- FIRMWARE-ARGS...]
        ampctl run --driver sysfs --remote NODE|NAME --uio NODE|NAME FIRMWARE [OPTIONS]
+       ampctl run --driver qemu FIRMWARE.elf [OPTIONS]
 
 Brings a remote up and keeps it up: loads FIRMWARE, starts it, creates its virtio devices from its
 resource table and runs rpmsg with it; prints each state change and each service the remote
@@ -161,14 +169,21 @@ drivers:
                             when no VALUE)
       --poll                poll the rings instead of waiting for the UIO interrupt
       --sys DIR --dev DIR --firmware-dir DIR   other roots (tests)
-  an option of one driver given with the other is refused.
+  qemu                  FIRMWARE is a bare-metal ELF for QEMU's virt board with a Cortex-A15 (amp's
+                        firmware/baremetal): a new qemu-system-arm (Debian package qemu-system-arm) per
+                        load, paused until the image is in its RAM; rpmsg over the RAM, kicks through a
+                        doorbell serial line; QEMU ending (a guest fault ends it) is a crash:
+      --qemu PATH|NAME      the QEMU program (default qemu-system-arm, from PATH)
+      --poll                the firmware and the host poll the rings (no doorbell; a core each)
+      --trace               print the firmware's trace buffer at the end, and when it crashes
+  an option of another driver is refused.
 options:
   --ping SERVICE        once SERVICE is announced, send messages of every size 1..MTU (--rounds N
                         times), check every echo, print a summary, stop; the exit code says if all matched
   --echo                answer each service the remote announces with an endpoint of the same name,
                         announced back, that echoes every message the remote sends it
-  --recover             (process) on a crash, reload and restart the firmware
-  --max-recoveries N    (process) with --recover: give up after N recoveries (default 3)
+  --recover             (process, qemu) on a crash, reload and restart the firmware
+  --max-recoveries N    (process, qemu) with --recover: give up after N recoveries (default 3)
   --duration MS         stop after MS milliseconds instead of waiting for a signal
   --notify eventfd|socket|poll|adaptive   (process) notifications (default eventfd)
   --buffer-size N       bytes per rpmsg buffer (default 512)
@@ -303,9 +318,11 @@ void check_native_firmware(const std::string& path, std::span<const std::byte> i
 
 int run_process(const RunOptions& o) {
   if (o.firmware.empty()) usage_error("run wants a FIRMWARE");
-  refuse_given({o.given.remote, o.given.uio, o.given.pool, o.given.kick, o.given.poll, o.given.sys,
-                o.given.dev, o.given.firmware_dir},
+  refuse_given({o.given.remote, o.given.uio, o.given.pool, o.given.kick, o.given.sys, o.given.dev,
+                o.given.firmware_dir},
                "only for --driver sysfs");
+  refuse_given({o.given.poll}, "only for --driver sysfs or qemu");
+  refuse_given({o.given.qemu, o.given.trace}, "only for --driver qemu");
   if (o.buffer_size % 8 != 0) usage_error("--buffer-size must be a multiple of 8");
   Run run(o);
   amp::rproc::ProcessConfig config;
@@ -354,8 +371,9 @@ int run_process(const RunOptions& o) {
 
 int run_sysfs(const RunOptions& o) {
   if (o.firmware.empty() || !o.args.empty()) usage_error("run --driver sysfs wants one FIRMWARE");
-  refuse_given({o.given.recover, o.given.max_recoveries, o.given.notify, o.given.memory},
-               "only for --driver process");
+  refuse_given({o.given.recover, o.given.max_recoveries}, "only for --driver process or qemu");
+  refuse_given({o.given.notify, o.given.memory}, "only for --driver process");
+  refuse_given({o.given.qemu, o.given.trace}, "only for --driver qemu");
   if (o.remote.empty()) usage_error("run --driver sysfs wants --remote NODE|NAME (see ampctl status)");
   if (o.uio.empty()) usage_error("run --driver sysfs wants --uio NODE|NAME: the remote's memory as UIO maps");
   if (o.buffer_size % 8 != 0) usage_error("--buffer-size must be a multiple of 8");
@@ -488,14 +506,90 @@ int run_sysfs(const RunOptions& o) {
   return code;
 }
 
+/// The firmware's trace buffer, on stdout: at the end of the run, or when it crashed.
+void print_trace(const std::string& text, const char* when, bool json) {
+  if (json) {
+    Json j;
+    j["event"] = "trace";
+    j["when"] = when;
+    j["text"] = json_bytes(text);
+    print_json(j);
+    return;
+  }
+  // One write: the summary may be printed on another thread meanwhile.
+  std::string out = std::string("firmware trace (") + when + "):\n";
+  std::string_view rest(text);
+  while (!rest.empty()) {
+    const auto nl = rest.find('\n');
+    out += "  " + printable(rest.substr(0, nl)) + "\n";
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+  }
+  std::fputs(out.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+int run_qemu(const RunOptions& o) {
+  if (o.firmware.empty() || !o.args.empty()) usage_error("run --driver qemu wants one FIRMWARE");
+  refuse_given({o.given.remote, o.given.uio, o.given.pool, o.given.kick, o.given.sys, o.given.dev,
+                o.given.firmware_dir},
+               "only for --driver sysfs");
+  refuse_given({o.given.notify, o.given.memory}, "only for --driver process");
+  if (o.buffer_size % 8 != 0) usage_error("--buffer-size must be a multiple of 8");
+  Run run(o);
+  amp::rproc::QemuConfig config;
+  config.binary = o.qemu;
+  config.poll = o.poll;
+  config.buffer_size = static_cast<std::uint32_t>(o.buffer_size);
+  config.timeout = run.timeout;
+  const std::vector<std::byte> firmware = read_firmware(o.firmware);
+
+  amp::rproc::QemuRemote remote(config);
+  remote.set_recovery(o.recover, static_cast<std::uint32_t>(o.max_recoveries));
+  remote.on_transition([&](const amp::rproc::Transition& t) {
+    std::string why;
+    if (t.to == State::kCrashed) why = remote.last_exit();
+    run.report.state(t.from, t.to, why);
+    if (t.to == State::kCrashed) {
+      // The dead guest's memory is still there until a recovery loads the next one.
+      if (o.trace) print_trace(remote.driver().trace(), "crash", o.common.json);
+      run.crashed.set();
+    }
+  });
+  remote.on_down([&](const std::string&) { g_wake.set(); });
+  remote.on_link_up([&](amp::rpmsg::Device& device) { run.watch(device); });
+  remote.on_link_down([&](amp::rpmsg::Device&) { run.unwatch(); });
+
+  set_interruptible(true);  // a signal from here on stops the remote cleanly
+  if (auto r = remote.start(firmware); !r) {
+    std::string msg = r.error().message;
+    if (msg.rfind("firmware: ", 0) == 0) msg = "firmware " + o.firmware + msg.substr(8);
+    die(msg);
+  }
+  int code = run.exercise(
+      [&](std::function<bool()>* gone) -> amp::rpmsg::Device* {
+        amp::rpmsg::Device* dev = remote.driver().device();
+        if (dev == nullptr) return nullptr;
+        *gone = [dev] { return !dev->running(); };
+        return dev;
+      },
+      [&] { return remote.state() == State::kRunning; });
+  if (auto r = remote.stop(); !r) {
+    print_error("stopping the remote: " + r.error().message);
+    code = 1;
+  }
+  if (o.trace) print_trace(remote.driver().trace(), "end", o.common.json);
+  return code;
+}
+
 }  // namespace
 
 void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* app = add_command(root, "run", "bring a remote up and serve it", kRunHelp, o->common);
   auto& g = o->given;
-  add_choice<std::string>(*app, "--driver", o->driver, {{"process", "process"}, {"sysfs", "sysfs"}},
-                          "process or sysfs");
+  add_choice<std::string>(*app, "--driver", o->driver,
+                          {{"process", "process"}, {"sysfs", "sysfs"}, {"qemu", "qemu"}},
+                          "process, sysfs or qemu");
   app->add_option("firmware", o->firmware);
   app->add_option("args", o->args);
   add_text(*app, "--ping", o->ping, "SERVICE");
@@ -516,8 +610,13 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   g.sys = add_text(*app, "--sys", o->sys, "DIR");
   g.dev = add_text(*app, "--dev", o->dev, "DIR");
   g.firmware_dir = add_text(*app, "--firmware-dir", o->firmware_dir, "DIR");
-  commands.push_back(
-      {app, &o->common, [o] { return o->driver == "sysfs" ? run_sysfs(*o) : run_process(*o); }});
+  g.qemu = add_text(*app, "--qemu", o->qemu, "PATH|NAME");
+  g.trace = app->add_flag("--trace", o->trace);
+  commands.push_back({app, &o->common, [o] {
+                        if (o->driver == "sysfs") return run_sysfs(*o);
+                        if (o->driver == "qemu") return run_qemu(*o);
+                        return run_process(*o);
+                      }});
 }
 
 }  // namespace ampctl

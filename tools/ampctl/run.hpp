@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// ampctl run: bring a remote up with a driver whose remote lives as long as ampctl (the process driver),
-// show the services it announces, optionally exercise one, serve until interrupted.
+// ampctl run: bring a remote up (a native firmware as a process, a bare-metal firmware under QEMU, or one the
+// kernel's remoteproc runs), show the services it announces, optionally exercise one, serve until
+// interrupted.
 #pragma once
 
 #include <vector>
