@@ -808,4 +808,21 @@ TEST_F(VirtA15, AFaultEndsQemuWithAnErrorAndIsInTheTrace) {
   EXPECT_NE(console().find("fault: undefined instruction"), std::string::npos) << console();
 }
 
+TEST_F(VirtA15, ADataAbortEndsQemuWithAnErrorAndIsInTheTrace) {
+  boot(AMP_FIRMWARE_VIRT_A15_TEST2, Mode::kPoll);
+  attach();
+  cont();
+  EXPECT_FALSE(ask("amp-fault", bytes_of("data abort"), 500ms));
+  const auto status = wait_qemu(10s);
+  ASSERT_TRUE(status) << "QEMU did not exit after the fault; " << state();
+  ASSERT_TRUE(WIFEXITED(*status)) << "status " << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), 1);
+  const std::string log = trace();
+  EXPECT_NE(log.find("amp-fault: a message from"), std::string::npos) << log;
+  // The faulting load's address is in the report (DFAR), and the handler did not go on to the UDF after it.
+  EXPECT_NE(log.find("fault: data abort at pc 0x401"), std::string::npos) << log;
+  EXPECT_NE(log.find("far 0x7fff0000)"), std::string::npos) << log;
+  EXPECT_EQ(log.find("undefined instruction at"), std::string::npos) << log;
+}
+
 }  // namespace amp::firmware

@@ -2,6 +2,7 @@
 #include "services.hpp"
 
 #include <span>
+#include <string_view>
 
 #include "amp/metal/log.hpp"
 #include "matrix_protocol.hpp"
@@ -86,6 +87,13 @@ Status Services::start(rpmsg::Device& device) noexcept {
 #if AMP_FIRMWARE_FAULT_SERVICE
   AMP_RETURN_IF_ERROR(
       device.create_endpoint(fault_, "amp-fault", kAddrAny, kAddrAny, [](Endpoint&, const Message& m) {
+        constexpr std::string_view kDataAbort = "data abort";
+        const std::string_view text(reinterpret_cast<const char*>(m.payload.data()), m.payload.size());
+        if (text == kDataAbort) {
+          AMP_LOG(LogLevel::kWarning, "amp-fault: a message from %u: reading 0x%lx",
+                  static_cast<unsigned>(m.src), static_cast<unsigned long>(AMP_BOARD_FAULT_ADDRESS));
+          (void)*reinterpret_cast<volatile std::uint32_t*>(std::uintptr_t{AMP_BOARD_FAULT_ADDRESS});
+        }
         AMP_LOG(LogLevel::kWarning, "amp-fault: a message from %u: executing an undefined instruction",
                 static_cast<unsigned>(m.src));
         __asm__ __volatile__("udf #0" ::: "memory");

@@ -4,7 +4,8 @@
 //   "amp-matrix"                  matrix multiply, amp's service name (examples/matrix_protocol.hpp)
 //   "rpmsg-openamp-demo-channel"  the same protocol under OpenAMP's demo name
 //   "amp-version"                 answers any message with "amp-firmware <version> <board>" (no newline)
-//   "amp-fault"                   test images only: any message executes an undefined instruction
+//   "amp-fault"                   test images only: any message executes an undefined instruction, except
+//                                 "data abort", which reads AMP_BOARD_FAULT_ADDRESS (a data abort)
 // A message that is not a request (a matrix of the wrong length or size) is refused with a log line and no
 // reply. Replies wait at most kReplyTimeoutNs for a buffer; one that could not be sent is logged and dropped.
 //
