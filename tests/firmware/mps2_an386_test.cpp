@@ -1,0 +1,381 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// amp's bare-metal firmware on the Cortex-M4 board (firmware/baremetal, board mps2-an386), run by the qemu
+// rproc driver with the board profile the QEMU contract gives for it (qemu-system-arm -M mps2-an386, 16 MiB
+// of shared RAM at 0x21000000, nothing of QEMU's in it, the entry at e_entry with its Thumb bit). The
+// driver spawns QEMU paused, loads the image into the RAM file, listens on the doorbell, lets the CPU run
+// and brings the vdev up in the virtio driver role; this test is its client.
+//
+// Checked: every echo size, matrix products on both matrix services, the version line of each image, the
+// start-up lines in the trace buffer, both fault kinds the test images can raise (an undefined instruction,
+// a read of the MPU's stack guard) ending QEMU with status 1 and their lines in the trace, detach and attach,
+// poll mode, and an idle guest costing no host CPU in interrupt mode (WFI without a periodic tick).
+//
+// Skipped (GTEST_SKIP, saying why) only when qemu-system-arm or the cross-compiled images are missing.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "amp/rproc/elf.hpp"
+#include "amp/rproc/linux/qemu.hpp"
+#include "amp/rproc/linux/qemu_process.hpp"
+#include "matrix_protocol.hpp"
+
+namespace amp::rproc {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+/// The QEMU contract's board profile "mps2-an386".
+QemuBoard mps2_an386() {
+  return QemuBoard{.name = "mps2-an386",
+                   .binary = "qemu-system-arm",
+                   .package = "qemu-system-arm",
+                   .machine = "mps2-an386",
+                   .cpu = "cortex-m4",  // the only CPU the board takes
+                   .elf_machine = elf::kMachineArm,
+                   .elf_class = 32,
+                   .ram_base = 0x2100'0000,  // the PSRAM, replaced by the shared file
+                   .ram_size = std::size_t{16} << 20,
+                   .reserved = 0};
+}
+
+std::vector<std::byte> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> out(bytes.size());
+  std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+std::string text_of(std::span<const std::byte> bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+std::chrono::microseconds cpu_of_process(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return {};
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stoll(field);
+    if (i == 15) stime = std::stoll(field);
+  }
+  return std::chrono::microseconds((utime + stime) * 1'000'000 / ::sysconf(_SC_CLK_TCK));
+}
+
+/// The host's side of the services on the current rpmsg device: the announcements, an endpoint per service
+/// used, the replies. Reset at every link-up; a link-down ends waits at once.
+class Client {
+ public:
+  void up(rpmsg::Device& dev) {
+    {
+      std::lock_guard lock(m_);
+      dev_ = &dev;
+      down_ = false;
+      services_.clear();
+      ++ups_;
+    }
+    // Without m_: announcements that came before are replayed to the handler right here.
+    dev.set_name_service_handler([this](rpmsg::Device&, std::string_view name, std::uint32_t addr) {
+      std::lock_guard l(m_);
+      services_[std::string(name)] = addr;
+      cv_.notify_all();
+    });
+  }
+  void down(rpmsg::Device&) {
+    {
+      std::lock_guard lock(m_);
+      down_ = true;
+      cv_.notify_all();
+    }
+    std::lock_guard using_link(using_);  // an exchange in progress ends first
+    std::lock_guard lock(m_);
+    endpoints_.clear();
+    dev_ = nullptr;
+    services_.clear();
+    replies_.clear();
+  }
+  int ups() {
+    std::lock_guard lock(m_);
+    return ups_;
+  }
+  bool has_service(const std::string& name) {
+    std::lock_guard lock(m_);
+    return services_.count(name) != 0;
+  }
+  std::optional<std::uint32_t> wait_service(const std::string& name,
+                                            std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(m_);
+    if (!cv_.wait_for(lock, timeout, [&] { return services_.count(name) != 0 || down_; }) || down_) return {};
+    return services_[name];
+  }
+  std::uint32_t mtu() {
+    std::lock_guard lock(m_);
+    return dev_ != nullptr ? dev_->payload_size() : 0;
+  }
+
+  /// Sends `payload` to `service` and waits for one reply.
+  std::optional<std::vector<std::byte>> exchange(const std::string& service,
+                                                 std::span<const std::byte> payload,
+                                                 std::chrono::milliseconds timeout = 5s) {
+    const auto addr = wait_service(service);
+    if (!addr) return {};
+    std::lock_guard using_link(using_);
+    rpmsg::Endpoint* ep = nullptr;
+    {
+      std::lock_guard lock(m_);
+      if (dev_ == nullptr || down_) return {};
+      auto it = endpoints_.find(service);
+      if (it == endpoints_.end()) {
+        it = endpoints_.try_emplace(service).first;
+        const Status s = dev_->create_endpoint(
+            it->second, "", rpmsg::kAddrAny, *addr, [this](rpmsg::Endpoint&, const rpmsg::Message& msg) {
+              std::lock_guard l(m_);
+              replies_.emplace_back(msg.payload.begin(), msg.payload.end());
+              cv_.notify_all();
+            });
+        if (!ok(s)) {
+          endpoints_.erase(it);
+          ADD_FAILURE() << "create_endpoint: " << to_string(s);
+          return {};
+        }
+      }
+      ep = &it->second;
+      replies_.clear();
+    }
+    if (const Status s = ep->send(payload, 1'000'000'000); !ok(s)) return {};
+    std::unique_lock lock(m_);
+    if (!cv_.wait_for(lock, timeout, [&] { return !replies_.empty() || down_; }) || replies_.empty())
+      return {};
+    std::vector<std::byte> reply = std::move(replies_.front());
+    replies_.pop_front();
+    return reply;
+  }
+
+ private:
+  std::mutex using_;  // held while an exchange uses the link; link-down waits for it
+  std::mutex m_;
+  std::condition_variable cv_;
+  rpmsg::Device* dev_ = nullptr;
+  bool down_ = true;
+  int ups_ = 0;
+  std::map<std::string, std::uint32_t> services_;
+  std::map<std::string, rpmsg::Endpoint> endpoints_;
+  std::deque<std::vector<std::byte>> replies_;
+};
+
+class Mps2An386 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!find_qemu("qemu-system-arm", "qemu-system-arm"))
+      GTEST_SKIP() << "qemu-system-arm is not installed (Debian: apt-get install qemu-system-arm)";
+    for (const char* path :
+         {AMP_FIRMWARE_MPS2_AN386, AMP_FIRMWARE_MPS2_AN386_TEST, AMP_FIRMWARE_MPS2_AN386_TEST2}) {
+      if (std::strlen(path) == 0 || !fs::exists(path)) {
+        GTEST_SKIP() << "the mps2-an386 firmware images were not built (arm-none-eabi-g++ missing: "
+                        "apt-get install gcc-arm-none-eabi): '"
+                     << path << "'";
+      }
+    }
+  }
+
+  void TearDown() override {
+    if (remote_) (void)remote_->stop();
+  }
+
+  /// Loads and starts `image` under a new QEMU with the board's profile.
+  void start(const char* image, bool poll = false) {
+    QemuConfig c;
+    c.board = mps2_an386();
+    c.poll = poll;
+    c.timeout = 10s;
+    remote_ = std::make_unique<QemuRemote>(std::move(c));
+    remote_->on_link_up([this](rpmsg::Device& d) { client_.up(d); });
+    remote_->on_link_down([this](rpmsg::Device& d) { client_.down(d); });
+    auto started = remote_->start(read_file(image));
+    ASSERT_TRUE(started) << started.error().message << said();
+  }
+
+  void expect_echo_every_size() {
+    ASSERT_TRUE(client_.wait_service("amp-echo")) << "no amp-echo announced" << said();
+    const std::uint32_t mtu = client_.mtu();
+    ASSERT_EQ(mtu, rpmsg::kDefaultBufferSize - 16);
+    for (std::uint32_t size = 1; size <= mtu; ++size) {
+      std::vector<std::byte> msg(size);
+      for (std::uint32_t i = 0; i < size; ++i) msg[i] = std::byte(static_cast<std::uint8_t>(size * 7 + i));
+      auto reply = client_.exchange("amp-echo", msg);
+      ASSERT_TRUE(reply) << "no echo of " << size << " bytes" << said();
+      ASSERT_EQ(*reply, msg) << "the echo of " << size << " bytes differs";
+    }
+  }
+
+  void expect_some_echoes(const std::string& when, int count = 20) {
+    SCOPED_TRACE(when);
+    for (int i = 0; i < count; ++i) {
+      const std::string text = when + " #" + std::to_string(i);
+      auto reply = client_.exchange("amp-echo", std::as_bytes(std::span(text)));
+      ASSERT_TRUE(reply) << "no echo of '" << text << "'" << said();
+      ASSERT_EQ(text_of(*reply), text);
+    }
+  }
+
+  std::string version() {
+    const char ask = '?';
+    auto reply = client_.exchange("amp-version", std::as_bytes(std::span(&ask, 1)));
+    return reply ? text_of(*reply) : std::string("(no reply)");
+  }
+
+  /// Sends `what` to amp-fault and checks that the guest's fault ended QEMU with status 1; the trace.
+  std::string fault_with(const std::string& what) {
+    EXPECT_TRUE(client_.wait_service("amp-fault")) << said();
+    EXPECT_FALSE(client_.exchange("amp-fault", std::as_bytes(std::span(what)), 2s)) << "amp-fault replied";
+    EXPECT_TRUE(remote_->wait_for(State::kCrashed, 10s)) << said();
+    EXPECT_EQ(remote_->last_exit().rfind("QEMU exited with status 1", 0), 0U) << remote_->last_exit();
+    return remote_->driver().trace();
+  }
+
+  std::string said() const {
+    if (!remote_) return {};
+    return "\n--- the firmware's trace ---\n" + remote_->driver().trace() + "--- QEMU's output ---\n" +
+           remote_->driver().qemu_output() + "--- the console ---\n" + remote_->driver().console();
+  }
+
+  Client client_;
+  std::unique_ptr<QemuRemote> remote_;
+};
+
+TEST_F(Mps2An386, ServesEchoMatrixAndVersionAndIdlesWithoutCpu) {
+  ASSERT_NO_FATAL_FAILURE(start(AMP_FIRMWARE_MPS2_AN386));
+  for (const char* name : {"amp-echo", "amp-matrix", "rpmsg-openamp-demo-channel", "amp-version"})
+    EXPECT_TRUE(client_.wait_service(name)) << name << " not announced" << said();
+  EXPECT_FALSE(client_.has_service("amp-fault")) << "the release image has no test services";
+  ASSERT_NO_FATAL_FAILURE(expect_echo_every_size());
+
+  std::mt19937 rng(7);
+  for (const char* service : {matrix::kAmpService, matrix::kOpenAmpService}) {
+    SCOPED_TRACE(service);
+    for (std::uint32_t n = 1; n <= matrix::kMaxSize; ++n) {
+      matrix::Request req{};
+      for (matrix::Matrix& op : req.operands) {
+        op.size = n;
+        for (std::uint32_t r = 0; r < n; ++r)
+          for (std::uint32_t c = 0; c < n; ++c) op.elements[r][c] = static_cast<std::uint32_t>(rng() % 1000);
+      }
+      auto reply = client_.exchange(service, std::as_bytes(std::span(&req, 1)));
+      ASSERT_TRUE(reply) << "no product for size " << n << said();
+      ASSERT_EQ(reply->size(), sizeof(matrix::Matrix));
+      matrix::Matrix got{};
+      std::memcpy(&got, reply->data(), sizeof got);
+      const matrix::Matrix want = matrix::multiply(req.operands[0], req.operands[1]);
+      EXPECT_EQ(std::memcmp(&got, &want, sizeof got), 0) << "the product of size " << n << " is wrong";
+    }
+    const std::byte junk[5] = {};
+    EXPECT_FALSE(client_.exchange(service, junk, 300ms)) << "a malformed request got a reply";
+  }
+  EXPECT_EQ(version(), "amp-firmware " AMP_FIRMWARE_VERSION " mps2-an386");
+
+  const std::string trace = remote_->driver().trace();
+  EXPECT_NE(trace.find("amp-firmware " AMP_FIRMWARE_VERSION " mps2-an386: doorbell on"), std::string::npos)
+      << trace;
+  EXPECT_NE(trace.find("rpmsg: up, vrings at 0x218"), std::string::npos) << trace;  // in vdev0buffer
+  EXPECT_NE(remote_->driver().console().find("rpmsg: up"), std::string::npos) << said();
+
+  // Idle: WFI, no tick. A guest that spun would cost QEMU a whole core.
+  std::this_thread::sleep_for(200ms);
+  const pid_t qemu = remote_->driver().pid();
+  const auto before = cpu_of_process(qemu);
+  std::this_thread::sleep_for(2s);
+  const auto used = cpu_of_process(qemu) - before;
+  EXPECT_LT(used, 100ms) << "QEMU used " << used.count() << " us of CPU over 2 s of an idle guest";
+  ASSERT_NO_FATAL_FAILURE(expect_some_echoes("after idling"));
+
+  ASSERT_TRUE(remote_->stop());
+  EXPECT_EQ(remote_->driver().last_end(), "exited with status 0");
+}
+
+TEST_F(Mps2An386, TheTestImagesAreTest1AndTest2WithTheFaultService) {
+  ASSERT_NO_FATAL_FAILURE(start(AMP_FIRMWARE_MPS2_AN386_TEST));
+  EXPECT_TRUE(client_.wait_service("amp-fault")) << said();
+  EXPECT_EQ(version(), "amp-firmware test-1 mps2-an386");
+  ASSERT_TRUE(remote_->stop());
+  ASSERT_NO_FATAL_FAILURE(start(AMP_FIRMWARE_MPS2_AN386_TEST2));
+  EXPECT_TRUE(client_.wait_service("amp-fault")) << said();
+  EXPECT_EQ(version(), "amp-firmware test-2 mps2-an386");
+  ASSERT_NO_FATAL_FAILURE(expect_some_echoes("test-2"));
+}
+
+TEST_F(Mps2An386, AnUndefinedInstructionIsAUsageFaultThatEndsQemu) {
+  ASSERT_NO_FATAL_FAILURE(start(AMP_FIRMWARE_MPS2_AN386_TEST));
+  ASSERT_NO_FATAL_FAILURE(expect_some_echoes("before the fault"));
+  const std::string trace = fault_with("!");
+  EXPECT_NE(trace.find("amp-fault: a message from"), std::string::npos) << trace;
+  // Exception 6 (UsageFault) with CFSR.UNDEFINSTR, the pc in the image, taken from the main loop.
+  EXPECT_NE(trace.find("fault: undefined instruction at pc 0x210"), std::string::npos) << trace;
+  EXPECT_NE(trace.find("(exception 6 in thread mode"), std::string::npos) << trace;
+  EXPECT_NE(remote_->driver().console().find("fault: undefined instruction"), std::string::npos) << said();
+}
+
+TEST_F(Mps2An386, AReadOfTheStackGuardIsAMemManageFaultThatEndsQemu) {
+  ASSERT_NO_FATAL_FAILURE(start(AMP_FIRMWARE_MPS2_AN386_TEST));
+  const std::string trace = fault_with("data abort");
+  EXPECT_NE(trace.find("reading 0x20000000"), std::string::npos) << trace;
+  // Exception 4 (MemManage), DACCVIOL with MMFAR valid: the address is the guard's.
+  EXPECT_NE(trace.find("fault: MPU data access violation at pc 0x210"), std::string::npos) << trace;
+  EXPECT_NE(trace.find("(exception 4 in thread mode"), std::string::npos) << trace;
+  EXPECT_NE(trace.find("address 0x20000000)"), std::string::npos) << trace;
+}
+
+TEST_F(Mps2An386, DetachAndAttachKeepTheFirmwareServing) {
+  ASSERT_NO_FATAL_FAILURE(start(AMP_FIRMWARE_MPS2_AN386_TEST));
+  ASSERT_NO_FATAL_FAILURE(expect_some_echoes("started"));
+  const pid_t pid = remote_->driver().pid();
+  for (int round = 1; round <= 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    ASSERT_TRUE(remote_->detach()) << remote_->driver().error();
+    auto resets = [&] {
+      const std::string trace = remote_->driver().trace();
+      int n = 0;
+      for (auto at = trace.find("rpmsg: vdev reset by the host"); at != std::string::npos;
+           at = trace.find("rpmsg: vdev reset by the host", at + 1))
+        ++n;
+      return n;
+    };
+    for (int i = 0; i < 500 && resets() < round; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(resets(), round) << said();
+    ASSERT_TRUE(remote_->attach()) << remote_->driver().error();
+    ASSERT_NO_FATAL_FAILURE(expect_some_echoes("attached again"));
+  }
+  EXPECT_EQ(remote_->driver().pid(), pid) << "one QEMU all along";
+  EXPECT_EQ(client_.ups(), 3);
+}
+
+TEST_F(Mps2An386, ServesInPollMode) {
+  ASSERT_NO_FATAL_FAILURE(start(AMP_FIRMWARE_MPS2_AN386_TEST2, /*poll=*/true));
+  ASSERT_NO_FATAL_FAILURE(expect_some_echoes("poll mode", 50));
+  EXPECT_EQ(version(), "amp-firmware test-2 mps2-an386");
+  EXPECT_NE(remote_->driver().trace().find("doorbell off (poll mode)"), std::string::npos) << said();
+}
+
+}  // namespace
+}  // namespace amp::rproc
