@@ -212,8 +212,9 @@ SysResult<std::string> find_qemu(const std::string& binary, const std::string& p
   for (std::size_t from = 0; from <= dirs.size();) {
     std::size_t to = dirs.find(':', from);
     if (to == std::string::npos) to = dirs.size();
-    std::string dir = dirs.substr(from, to - from);
-    if (dir.empty()) dir = ".";
+    // An empty entry is the current directory. (Not an assignment of "." to an empty string: g++ -O3
+    // warns about that one with -Wrestrict, falsely.)
+    const std::string dir = to > from ? dirs.substr(from, to - from) : std::string(".");
     const std::string candidate = dir + "/" + binary;
     if (executable_file(candidate)) return candidate;
     from = to + 1;
