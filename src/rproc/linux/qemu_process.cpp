@@ -240,12 +240,12 @@ SysResult<std::unique_ptr<QemuProcess>> QemuProcess::launch(const QemuLaunch& la
 }
 
 metal::SysError QemuProcess::failed(Status status, std::string why) {
-  if (pid_ > 0 && !reaped_) {
+  if (pid_ > 0 && !ended()) {
     // Did it end? Give a QEMU that is on its way out a moment to finish its message.
     pollfd p{pidfd_.get(), POLLIN, 0};
     if (::poll(&p, 1, 100) > 0) reap();
   }
-  if (reaped_) why += " (QEMU " + how_ + ")";
+  if (ended()) why += " (QEMU " + how_ + ")";
   const std::string said = trim(output(2048));
   if (!said.empty()) why += ": " + said;
   return metal::SysError(status, "QEMU did not start: " + why);
@@ -270,7 +270,10 @@ SysResult<void> QemuProcess::start(const QemuLaunch& launch) {
     return sys_fail(Status::kInvalidArgument,
                     "QEMU: the runtime directory's path is too long for a socket: " + base);
   if (::mkdtemp(dir.data()) == nullptr) return sys_fail("QEMU: creating a runtime directory in " + base);
-  dir_ = dir;
+  {
+    std::lock_guard lock(files_);
+    dir_ = dir;
+  }
   const std::string qmp_path = dir_ + "/qmp.sock";
   const std::string doorbell_path = dir_ + "/doorbell.sock";
   console_path_ = dir_ + "/console.log";
@@ -410,7 +413,7 @@ std::string QemuProcess::command_line() const {
 }
 
 std::string QemuProcess::stop(std::chrono::milliseconds timeout) {
-  if (pid_ <= 0 || reaped_) {
+  if (pid_ <= 0 || ended()) {
     remove_files();
     return how_;
   }
@@ -438,7 +441,7 @@ std::string QemuProcess::stop(std::chrono::milliseconds timeout) {
 
 std::string QemuProcess::reap() {
   if (pid_ <= 0) return how_;
-  if (!reaped_) {
+  if (!ended()) {
     // Whatever it left in its group goes too (none, normally); the group lives while QEMU is a zombie.
     ::kill(-pid_, SIGKILL);
     int status = 0;
@@ -446,9 +449,9 @@ std::string QemuProcess::reap() {
     do {
       r = ::waitpid(pid_, &status, 0);
     } while (r < 0 && errno == EINTR);
-    reaped_ = true;
     wait_status_ = status;
     how_ = r == pid_ ? describe_wait_status(status) : "could not be waited for";
+    reaped_.store(true, std::memory_order_release);
     AMP_LOG_INFO("rproc qemu: QEMU (pid %d) %s", static_cast<int>(pid_), how_.c_str());
   }
   qmp_.reset();
@@ -461,8 +464,10 @@ void QemuProcess::remove_files() {
     ::unlink(ram_path_.c_str());
     ram_path_.clear();
   }
+  std::string tail = console(16384);
+  std::lock_guard lock(files_);
   if (dir_.empty()) return;
-  console_tail_ = console(16384);
+  console_tail_ = std::move(tail);
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
   if (ec) AMP_LOG_WARNING("rproc qemu: removing %s: %s", dir_.c_str(), ec.message().c_str());
@@ -474,6 +479,7 @@ std::string QemuProcess::output(std::size_t max) const {
 }
 
 std::string QemuProcess::console(std::size_t max) const {
+  std::lock_guard lock(files_);
   if (dir_.empty())
     return console_tail_.size() > max ? console_tail_.substr(console_tail_.size() - max) : console_tail_;
   metal::UniqueFd fd(::open(console_path_.c_str(), O_RDONLY | O_CLOEXEC));
@@ -481,7 +487,7 @@ std::string QemuProcess::console(std::size_t max) const {
 }
 
 QemuProcess::~QemuProcess() {
-  if (pid_ > 0 && !reaped_) {
+  if (pid_ > 0 && !ended()) {
     ::kill(-pid_, SIGKILL);
     ::kill(pid_, SIGKILL);
     (void)reap();

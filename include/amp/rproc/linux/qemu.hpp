@@ -10,11 +10,12 @@
 //   remote.start(firmware_bytes);                       // load (a new QEMU, paused) + start (cont, rpmsg)
 //
 // What the firmware and the driver agree on (the board profile, the resource table, the doorbell) is
-// written down in docs/ and in QemuBoard: guest RAM 0x40000000..0x43FFFFFF (the first MiB is QEMU's device
-// tree), the image above it; a resource table with an rpmsg vdev, the carveout "vdev0buffer" (the host's
-// pool for the vrings left at ANY and the rpmsg buffers), a trace buffer and the vendor entry "amp doorbell"
-// (type 128, body {u32 mode; u32 state}: mode 0 interrupt, 1 poll), whose mode the host writes before the
-// CPU starts, and whose state the firmware keeps (serving, or idle once it let go of the vrings).
+// written down in firmware/baremetal/README.md, QemuBoard and qemu_firmware.hpp: guest RAM
+// 0x40000000..0x43FFFFFF (the first MiB is QEMU's device tree), the image above it; a resource table with
+// an rpmsg vdev, the carveout "vdev0buffer" (the host's pool for the vrings left at ANY and the rpmsg
+// buffers), a trace buffer and the vendor entry "amp doorbell" (type 128, body {u32 mode; u32 state}: mode 0
+// interrupt, 1 poll), whose mode the host writes before the CPU starts, and whose state the firmware keeps
+// (serving, or idle once it let go of the vrings).
 //
 // Each load is a new QEMU process (QEMU caches translated code: code written into the RAM of a QEMU that
 // ran old code may not be seen), started paused (-S); start() lets the CPU run (QMP "cont"). stop() resets
@@ -209,7 +210,8 @@ class QemuRemote {
   metal::SysResult<void> load(std::vector<std::byte> firmware);
   /// Starts what load() loaded.
   metal::SysResult<void> start_loaded() { return result(lifecycle_.start()); }
-  /// Stops a running, attached or detached remote; kOk when there is nothing to stop.
+  /// Stops a running, attached or detached remote; kOk when there is nothing to stop. (A remote that is only
+  /// loaded keeps its paused QEMU until the next load or the QemuRemote's end.)
   metal::SysResult<void> stop();
   metal::SysResult<void> detach() { return result(lifecycle_.detach()); }
   metal::SysResult<void> attach() { return result(lifecycle_.attach()); }

@@ -17,15 +17,18 @@
 // terminal's Ctrl-C is the host's to handle), stdin from /dev/null, default signal dispositions, and no
 // descriptor of this process except its stdout/stderr.
 //
-// Thread-safety: the owner's. The accessors of an immutable part (pid, pidfd, ram, doorbell, argv) may be
-// read from any thread while the object lives; output() and console() read files and are safe anytime.
+// Thread-safety: launch, stop, reap, qmp() and the destructor belong to the owner, one thread at a time. Any
+// thread may call pid(), pidfd(), ram(), doorbell(), argv(), ended(), output() and console() while the
+// object lives, also while the owner stops or reaps it.
 #pragma once
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -95,8 +98,8 @@ class QemuProcess {
   /// Reaps QEMU once it has ended by itself (its pidfd is readable; one still running is killed first) and
   /// removes its files. Returns how it ended.
   std::string reap();
-  bool ended() const noexcept { return reaped_; }
-  /// How it ended, once ended(): "exited with status 1".
+  bool ended() const noexcept { return reaped_.load(std::memory_order_acquire); }
+  /// How it ended, once ended() (the owner's thread): "exited with status 1".
   const std::string& how() const noexcept { return how_; }
   /// The raw wait status, once ended().
   int wait_status() const noexcept { return wait_status_; }
@@ -120,11 +123,12 @@ class QemuProcess {
   metal::UnixSocket doorbell_{metal::UniqueFd()};
   std::optional<QmpClient> qmp_;
   std::vector<std::string> argv_;
-  std::string dir_;  // the private runtime directory ("" once removed)
+  mutable std::mutex files_;  // guards dir_ and console_tail_ (console() may run on another thread)
+  std::string dir_;           // the private runtime directory ("" once removed)
   std::string ram_path_;
   std::string console_path_;
   std::string console_tail_;  // saved when the console file goes
-  bool reaped_ = false;
+  std::atomic<bool> reaped_{false};
   int wait_status_ = 0;
   std::string how_;
 };
