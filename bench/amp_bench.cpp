@@ -4,6 +4,7 @@
 // through shared memory, an eventfd ping-pong), and the CPU that an idle link costs.
 //
 //   amp-bench [--json] [--iterations N] [--messages N] [--repeat R]
+//   amp-bench --qemu FIRMWARE.elf [...]   against a bare-metal firmware under QEMU (qemu_bench.cpp)
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -28,11 +29,15 @@
 #include "amp/metal/platform.hpp"
 #include "amp/metal/time.hpp"
 #include "amp/rpmsg/linux/link.hpp"
+#include "qemu_bench.hpp"
+#include "stats.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using amp::Status;
+using amp::bench::Latency;
+using amp::bench::Runs;
 using amp::metal::monotonic_ns;
 using amp::rpmsg::Endpoint;
 using amp::rpmsg::Link;
@@ -54,23 +59,6 @@ void pin_to_cpu(int cpu) {
   CPU_SET(static_cast<std::size_t>(cpu % n), &set);
   (void)sched_setaffinity(0, sizeof set, &set);
 }
-
-struct Latency {
-  double p50 = 0, p99 = 0, max = 0;
-  static Latency of(std::vector<double> ns) {
-    Latency l;
-    if (ns.empty()) return l;
-    std::sort(ns.begin(), ns.end());
-    auto at = [&](double p) {
-      return ns[std::min(ns.size() - 1,
-                         static_cast<std::size_t>(p * static_cast<double>(ns.size() - 1) + 0.5))];
-    };
-    l.p50 = at(0.50);
-    l.p99 = at(0.99);
-    l.max = ns.back();
-    return l;
-  }
-};
 
 // ---- Raw limits ------------------------------------------------------------------------------------------
 
@@ -388,6 +376,9 @@ double idle_cpu_percent(Host& h, double seconds) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--qemu") == 0) return amp::bench::qemu_main(argc, argv);
+  }
   bool json = false;
   int iterations = 20000;
   int messages = 200000;
@@ -414,7 +405,8 @@ int main(int argc, char** argv) {
     } else if (a == "--help" || a == "-h") {
       std::printf(
           "usage: amp-bench [--json] [--iterations N] [--messages N] [--repeat R] [--notify "
-          "poll-1t,poll,adaptive,eventfd,socket]\n");
+          "poll-1t,poll,adaptive,eventfd,socket]\n"
+          "       amp-bench --qemu FIRMWARE.elf [--raw RAW.elf] ... (amp-bench --qemu --help)\n");
       return 0;
     } else {
       die("unknown argument " + a);
@@ -425,16 +417,6 @@ int main(int argc, char** argv) {
 
   // Rounds: each measures every variant, each figure right after the raw limits it is compared with (see
   // below). Every figure reported is the median over the rounds; the spread is the min..max of the rounds.
-  struct Runs {
-    std::vector<double> values;
-    double median() const {
-      auto v = values;
-      std::sort(v.begin(), v.end());
-      return v.empty() ? 0 : v[v.size() / 2];
-    }
-    double lo() const { return values.empty() ? 0 : *std::min_element(values.begin(), values.end()); }
-    double hi() const { return values.empty() ? 0 : *std::max_element(values.begin(), values.end()); }
-  };
   // A variant: a notification mode, and for polling whether the host is single-threaded (no locks).
   struct Variant {
     NotifyMode mode;
