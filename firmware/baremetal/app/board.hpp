@@ -3,10 +3,11 @@
 // resource table, rpmsg, the services, the trace buffer) is the board-independent app in this folder.
 //
 // A board provides:
-//  - start-up: vectors, stacks, .data copied and .bss zeroed, static constructors, then firmware_main();
+//  - start-up: vectors, stacks, .data copied from its load image (or used in place where the host loads it
+//    where it runs), .bss zeroed, static constructors, then firmware_main();
 //  - its memory map, as compile definitions its CMake file sets (one source for code and linker script):
-//    AMP_BOARD_NAME ("virt-a15"), AMP_BOARD_SHM_DA / AMP_BOARD_SHM_SIZE (the "vdev0buffer" carveout),
-//    AMP_BOARD_TRACE_SIZE (the trace buffer, which its linker script places at AMP_BOARD_TRACE_DA),
+//    AMP_BOARD_NAME ("virt-a15", "mps2-an386"), AMP_BOARD_SHM_DA / AMP_BOARD_SHM_SIZE (the "vdev0buffer"
+//    carveout), AMP_BOARD_TRACE_SIZE (the trace buffer, which its linker script places at AMP_BOARD_TRACE_DA),
 //    AMP_BOARD_FAULT_ADDRESS (an address whose access faults, for the test images' amp-fault service);
 //  - the functions below: init, the doorbell (kick, take, idle), time, console output, exit;
 //  - fault handlers (undefined instruction, aborts, hard faults) that describe the fault in one line and call
