@@ -106,6 +106,8 @@ std::string QemuDriver::trace() const {
   std::lock_guard lock(mutex_);
   if (!qemu_ || !image_ || !image_->fw.trace) return {};
   const std::array<metal::IoRegion, 1> ram{qemu_->ram()};
+  // The length is the image's: only a buffer that lies in guest RAM is read (and sized for).
+  if (!ram[0].offset_of(image_->fw.trace->da, image_->fw.trace->len)) return {};
   std::vector<char> text(image_->fw.trace->len);
   auto n = read_trace(ram, *image_->fw.trace, text);
   if (!n) return {};
@@ -385,8 +387,8 @@ Status QemuDriver::stop() noexcept {
 std::string QemuDriver::describe_end() {
   std::string how = "QEMU " + qemu_->how();
   const int status = qemu_->wait_status();
-  const std::string said = qemu_->output(1024);
-  std::string last;  // QEMU's last line, if it said anything
+  const std::string said = qemu_->output_since_ready(1024);  // not its start-up's warnings
+  std::string last;                                          // QEMU's last line, if it said anything
   if (const auto end = said.find_last_not_of("\r\n "); end != std::string::npos) {
     const auto begin = said.find_last_of('\n', end);
     last = said.substr(begin == std::string::npos ? 0 : begin + 1,

@@ -77,8 +77,9 @@ struct QemuConfig {
   std::chrono::milliseconds qemu_timeout{5000};
   /// How long stop() waits for QEMU to quit before it kills it.
   std::chrono::milliseconds stop_timeout{2000};
-  /// Where the RAM file is made (a unique name, unlinked once QEMU has it open).
-  std::string ram_dir = "/dev/shm";
+  /// "" (the default): the guest's RAM is an anonymous memfd, never named. Else a directory where the RAM is
+  /// a file (a unique name, unlinked once QEMU has it open).
+  std::string ram_dir;
   /// Where QEMU's private runtime directory (sockets, console) is made: "" for $TMPDIR or /tmp.
   std::string runtime_dir;
 };
