@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: BSD-3-Clause
-"""ampctl run --driver qemu as a user would, with amp's bare-metal test image (firmware/baremetal):
+"""ampctl run --driver qemu as a user would, with amp's bare-metal test images (firmware/baremetal):
 
-    ampctl_qemu_test.py CASE --ampctl PATH --firmware PATH
+    ampctl_qemu_test.py CASE --ampctl PATH --firmware VIRT_A15_IMAGE [--firmware-m4 MPS2_AN386_IMAGE]
 
 Each CASE is one CTest (tests/CMakeLists.txt); it prints what it checked and exits 0, says what failed and
 exits 1, or exits 77 (CTest's skip) saying why when qemu-system-arm or the image is missing.
@@ -190,6 +190,16 @@ def case_fault_trace():
     print("fault: %s" % crash[0]["why"])
 
 
+def case_ping_m4():
+    # The Cortex-M4 board, with its own image.
+    code, out, err = finish(start(ARGS.ampctl, "run", "--driver", "qemu", "--board", "mps2-an386", ARGS.firmware_m4,
+                                  "--ping", "amp-echo", "--trace"))
+    check(code == 0, "exit %d; stderr: %s" % (code, err))
+    check(ECHO_SUMMARY in out, "stdout: %s" % out)
+    check("info: amp-firmware test-1 mps2-an386: doorbell on" in out, "stdout: %s" % out)
+    print("ping on mps2-an386: " + [l for l in out.splitlines() if l.startswith("run: ")][0])
+
+
 def case_poll():
     code, out, err = finish(ampctl("--ping", "amp-echo", "--poll"))
     check(code == 0, "exit %d; stderr: %s" % (code, err))
@@ -203,10 +213,13 @@ def main():
     p.add_argument("case")
     p.add_argument("--ampctl", required=True)
     p.add_argument("--firmware", default="")
+    p.add_argument("--firmware-m4", default="")
     ARGS = p.parse_args()
     if ARGS.case != "missing_qemu" and shutil.which("qemu-system-arm") is None:
         print("SKIP: qemu-system-arm is not installed (Debian: apt-get install qemu-system-arm)")
         sys.exit(SKIP)
+    if ARGS.case.endswith("_m4"):
+        ARGS.firmware = ARGS.firmware_m4
     if not ARGS.firmware or not os.path.exists(ARGS.firmware):
         print("SKIP: the bare-metal test image was not built (arm-none-eabi-g++ missing: apt-get install "
               "gcc-arm-none-eabi): '%s'" % ARGS.firmware)

@@ -61,6 +61,7 @@ struct RunOptions {
   std::string dev = "/dev";
   std::string firmware_dir = "/lib/firmware";
   // qemu
+  std::string board = "virt-a15";
   std::string qemu;
   bool trace = false;
 
@@ -69,7 +70,7 @@ struct RunOptions {
     CLI::Option *notify, *memory;                                        // process only
     CLI::Option *remote, *uio, *pool, *kick, *sys, *dev, *firmware_dir;  // sysfs only
     CLI::Option* poll;                                                   // sysfs and qemu
-    CLI::Option *qemu, *trace;                                           // qemu only
+    CLI::Option *board, *qemu, *trace;                                   // qemu only
   } given{};
 };
 
@@ -169,10 +170,11 @@ drivers:
                             when no VALUE)
       --poll                poll the rings instead of waiting for the UIO interrupt
       --sys DIR --dev DIR --firmware-dir DIR   other roots (tests)
-  qemu                  FIRMWARE is a bare-metal ELF for QEMU's virt board with a Cortex-A15 (amp's
-                        firmware/baremetal): a new qemu-system-arm (Debian package qemu-system-arm) per
-                        load, paused until the image is in its RAM; rpmsg over the RAM, kicks through a
-                        doorbell serial line; QEMU ending (a guest fault ends it) is a crash:
+  qemu                  FIRMWARE is a bare-metal ELF for a board QEMU emulates (amp's firmware/baremetal):
+                        a new qemu-system-arm (Debian package qemu-system-arm) per load, paused until the
+                        image is in its RAM; rpmsg over the RAM, kicks through a doorbell serial line;
+                        QEMU ending (a guest fault ends it) is a crash:
+      --board BOARD         virt-a15 (QEMU's virt, a Cortex-A15; the default) or mps2-an386 (a Cortex-M4)
       --qemu PATH|NAME      the QEMU program (default qemu-system-arm, from PATH)
       --poll                the firmware and the host poll the rings (no doorbell; a core each)
       --trace               print the firmware's trace buffer at the end, and when it crashes
@@ -322,7 +324,7 @@ int run_process(const RunOptions& o) {
                 o.given.firmware_dir},
                "only for --driver sysfs");
   refuse_given({o.given.poll}, "only for --driver sysfs or qemu");
-  refuse_given({o.given.qemu, o.given.trace}, "only for --driver qemu");
+  refuse_given({o.given.board, o.given.qemu, o.given.trace}, "only for --driver qemu");
   if (o.buffer_size % 8 != 0) usage_error("--buffer-size must be a multiple of 8");
   Run run(o);
   amp::rproc::ProcessConfig config;
@@ -373,7 +375,7 @@ int run_sysfs(const RunOptions& o) {
   if (o.firmware.empty() || !o.args.empty()) usage_error("run --driver sysfs wants one FIRMWARE");
   refuse_given({o.given.recover, o.given.max_recoveries}, "only for --driver process or qemu");
   refuse_given({o.given.notify, o.given.memory}, "only for --driver process");
-  refuse_given({o.given.qemu, o.given.trace}, "only for --driver qemu");
+  refuse_given({o.given.board, o.given.qemu, o.given.trace}, "only for --driver qemu");
   if (o.remote.empty()) usage_error("run --driver sysfs wants --remote NODE|NAME (see ampctl status)");
   if (o.uio.empty()) usage_error("run --driver sysfs wants --uio NODE|NAME: the remote's memory as UIO maps");
   if (o.buffer_size % 8 != 0) usage_error("--buffer-size must be a multiple of 8");
@@ -537,6 +539,11 @@ int run_qemu(const RunOptions& o) {
   if (o.buffer_size % 8 != 0) usage_error("--buffer-size must be a multiple of 8");
   Run run(o);
   amp::rproc::QemuConfig config;
+  auto board = amp::rproc::QemuBoard::named(o.board);
+  if (!board)
+    usage_error(std::string("--board is ") + amp::rproc::QemuBoard::known_names() + ", not '" + o.board +
+                "'");
+  config.board = *board;
   config.binary = o.qemu;
   config.poll = o.poll;
   config.buffer_size = static_cast<std::uint32_t>(o.buffer_size);
@@ -610,6 +617,7 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   g.sys = add_text(*app, "--sys", o->sys, "DIR");
   g.dev = add_text(*app, "--dev", o->dev, "DIR");
   g.firmware_dir = add_text(*app, "--firmware-dir", o->firmware_dir, "DIR");
+  g.board = add_text(*app, "--board", o->board, "BOARD");
   g.qemu = add_text(*app, "--qemu", o->qemu, "PATH|NAME");
   g.trace = app->add_flag("--trace", o->trace);
   commands.push_back({app, &o->common, [o] {

@@ -26,6 +26,29 @@ QemuBoard QemuBoard::virt_a15() {
                    .reserved = std::size_t{1} << 20};
 }
 
+QemuBoard QemuBoard::mps2_an386() {
+  return QemuBoard{.name = "mps2-an386",
+                   .binary = "qemu-system-arm",
+                   .package = "qemu-system-arm",
+                   .machine = "mps2-an386",
+                   .cpu = "cortex-m4",
+                   .elf_machine = elf::kMachineArm,
+                   .elf_class = 32,
+                   .ram_base = 0x2100'0000,
+                   .ram_size = std::size_t{16} << 20,
+                   .reserved = 0};
+}
+
+std::optional<QemuBoard> QemuBoard::named(std::string_view name) {
+  if (name == "virt-a15") return virt_a15();
+  if (name == "mps2-an386") return mps2_an386();
+  return std::nullopt;
+}
+
+const char* QemuBoard::known_names() noexcept {
+  return "virt-a15 or mps2-an386";
+}
+
 namespace {
 
 /// The entries the host needs, and whether the table has what it must.
@@ -99,8 +122,9 @@ SysResult<QemuFirmware> check_qemu_firmware(const QemuBoard& board, std::span<co
   // --- Every segment inside guest RAM, above QEMU's part of it. ---
   const metal::DeviceAddress usable = board.ram_base + board.reserved;
   const std::uint64_t usable_size = board.ram_size - board.reserved;
-  const std::string ram_text = "guest RAM's " + range(usable, usable_size) + " (" +
-                               range(board.ram_base, board.reserved) + " is QEMU's device tree)";
+  std::string ram_text = "guest RAM's " + range(usable, usable_size);
+  if (board.reserved != 0)
+    ram_text += " (" + range(board.ram_base, board.reserved) + " is QEMU's device tree)";
   const std::array<MemoryRange, 1> ranges{MemoryRange{usable, usable_size}};
   std::uint32_t bad = 0;
   if (auto fits = check_fits(*image, ranges, {.machine = board.elf_machine}, &bad); !fits) {

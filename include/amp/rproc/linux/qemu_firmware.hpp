@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "amp/metal/io_region.hpp"
@@ -59,6 +60,14 @@ struct QemuBoard {
 
   /// qemu-system-arm -M virt,secure=on -cpu cortex-a15, 64 MiB at 0x40000000, the first MiB QEMU's.
   static QemuBoard virt_a15();
+  /// qemu-system-arm -M mps2-an386 -cpu cortex-m4: the 16 MiB PSRAM at 0x21000000 (none of it QEMU's); the
+  /// doorbell is the second CMSDK UART. The firmware sets VTOR and its stack itself (QEMU starts it at
+  /// e_entry, Thumb bit set).
+  static QemuBoard mps2_an386();
+  /// The board of that name ("virt-a15", "mps2-an386"), if amp knows it.
+  static std::optional<QemuBoard> named(std::string_view name);
+  /// The names amp knows, for messages: "virt-a15 or mps2-an386".
+  static const char* known_names() noexcept;
 };
 
 /// What the host takes from a checked image.
