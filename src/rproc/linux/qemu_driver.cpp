@@ -106,6 +106,8 @@ std::string QemuDriver::trace() const {
   std::lock_guard lock(mutex_);
   if (!qemu_ || !image_ || !image_->fw.trace) return {};
   const std::array<metal::IoRegion, 1> ram{qemu_->ram()};
+  // The length is the image's: only a buffer that lies in guest RAM is read (and sized for).
+  if (!ram[0].offset_of(image_->fw.trace->da, image_->fw.trace->len)) return {};
   std::vector<char> text(image_->fw.trace->len);
   auto n = read_trace(ram, *image_->fw.trace, text);
   if (!n) return {};

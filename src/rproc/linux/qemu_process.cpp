@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -282,60 +283,61 @@ SysResult<void> QemuProcess::start(const QemuLaunch& launch) {
   }
   const std::string qmp_path = dir_ + "/qmp.sock";
   const std::string doorbell_path = dir_ + "/doorbell.sock";
-  console_path_ = dir_ + "/console.log";
+  console_path_ = dir_ + "/console.sock";
 
-  // --- Guest RAM: a file of ours, mapped here and by QEMU. ---
-  std::string ram = launch.ram_dir + "/amp-qemu-XXXXXX";
-  metal::UniqueFd ram_fd(::mkostemp(ram.data(), O_CLOEXEC));
-  if (!ram_fd) return sys_fail("QEMU: creating the RAM file in " + launch.ram_dir);
-  ram_path_ = ram;
+  // --- Guest RAM: memory of ours, mapped here and by QEMU. ---
+  // By default an anonymous memfd that QEMU opens through /proc/<our pid>/fd/N (we keep it open while QEMU
+  // lives): it never has a name, so nothing can be left behind however this process ends. With ram_dir, a
+  // file there, unlinked once QEMU has it open.
+  metal::UniqueFd ram_fd;
+  std::string ram_mem_path;
+  if (launch.ram_dir.empty()) {
+    ram_fd = metal::UniqueFd(::memfd_create("amp-qemu-ram", MFD_CLOEXEC));
+    if (!ram_fd) return sys_fail("QEMU: memfd_create for the guest's RAM");
+    ram_mem_path = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(ram_fd.get());
+  } else {
+    std::string ram = launch.ram_dir + "/amp-qemu-XXXXXX";
+    ram_fd = metal::UniqueFd(::mkostemp(ram.data(), O_CLOEXEC));
+    if (!ram_fd) return sys_fail("QEMU: creating the RAM file in " + launch.ram_dir);
+    ram_path_ = ram;
+    ram_mem_path = ram;
+  }
   if (::ftruncate(ram_fd.get(), static_cast<off_t>(launch.ram_size)) != 0)
-    return sys_fail("QEMU: sizing the RAM file " + ram_path_);
+    return sys_fail("QEMU: sizing the guest's RAM (" + ram_mem_path + ")");
   auto mapped = metal::shm::map_fd(std::move(ram_fd), launch.ram_size, launch.ram_base);
   if (!mapped) return Unexpected<metal::SysError>(std::move(mapped).error());
   ram_ = std::move(*mapped);
+  if (launch.ram_dir.empty())  // the descriptor now belongs to the mapping: name that one
+    ram_mem_path = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(ram_.fd());
 
-  // --- The doorbell: we listen, QEMU connects. ---
+  // --- The doorbell and the console: we listen, QEMU connects (no byte is lost before we are there). ---
   auto listened = metal::UnixListener::listen(doorbell_path, 1);
   if (!listened) return Unexpected<metal::SysError>(std::move(listened).error());
   std::optional<metal::UnixListener> listener(std::move(*listened));
+  auto console_listened = metal::UnixListener::listen(console_path_, 1);
+  if (!console_listened) return Unexpected<metal::SysError>(std::move(console_listened).error());
+  std::optional<metal::UnixListener> console_listener(std::move(*console_listened));
 
   // --- QEMU's output: an anonymous file, read back for messages. ---
   output_ = metal::UniqueFd(::memfd_create("amp-qemu-output", MFD_CLOEXEC));
   if (!output_) return sys_fail("QEMU: memfd_create for its output");
 
-  argv_ = {*binary,
-           "-M",
-           launch.machine,
-           "-cpu",
-           launch.cpu,
-           "-m",
-           std::to_string(launch.ram_size >> 20) + "M",
-           "-object",
+  argv_ = {*binary, "-M", launch.machine, "-cpu", launch.cpu, "-m",
+           std::to_string(launch.ram_size >> 20) + "M", "-object",
            "memory-backend-file,id=amp-ram,size=" + std::to_string(launch.ram_size) +
-               ",mem-path=" + qemu_escape(ram_path_) + ",share=on",
-           "-machine",
-           "memory-backend=amp-ram",
-           "-nic",
-           "none",
-           "-display",
-           "none",
-           "-monitor",
-           "none",
-           "-S",
-           "-no-reboot",
-           "-qmp",
-           "unix:" + qemu_escape(qmp_path) + ",server=on,wait=off",
-           "-semihosting-config",
-           "enable=on,target=native",
-           "-chardev",
-           "file,id=amp-con,path=" + qemu_escape(console_path_),
-           "-serial",
-           "chardev:amp-con",
-           "-chardev",
-           "socket,id=amp-db,path=" + qemu_escape(doorbell_path),
-           "-serial",
-           "chardev:amp-db"};
+               ",mem-path=" + qemu_escape(ram_mem_path) + ",share=on",
+           "-machine", "memory-backend=amp-ram", "-nic", "none", "-display", "none", "-monitor", "none", "-S",
+           "-no-reboot", "-qmp", "unix:" + qemu_escape(qmp_path) + ",server=on,wait=off",
+           // Semihosting for the firmware's exit only: target=gdb keeps every other call (SYS_SYSTEM runs
+           // a shell command, SYS_OPEN opens a file) away from this machine, since without a debugger
+           // attached they do nothing. The sandbox is a second wall: no exec, no privileges, no
+           // obsolete or resource-control system calls.
+           "-semihosting-config", "enable=on,target=gdb", "-sandbox",
+           "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+           // The console into a socket we read into a bounded tail: a guest that writes without end
+           // costs a little CPU, never memory or disk.
+           "-chardev", "socket,id=amp-con,path=" + qemu_escape(console_path_), "-serial", "chardev:amp-con",
+           "-chardev", "socket,id=amp-db,path=" + qemu_escape(doorbell_path), "-serial", "chardev:amp-db"};
   if (launch.entry) {
     argv_.push_back("-device");
     argv_.push_back("loader,addr=" + hex(*launch.entry) + ",cpu-num=0");
@@ -365,28 +367,40 @@ SysResult<void> QemuProcess::start(const QemuLaunch& launch) {
   }
   AMP_LOG_DEBUG("rproc qemu: started pid %d: %s", static_cast<int>(pid_), command_line().c_str());
 
-  // --- Wait for QEMU to connect the doorbell (it does while it builds its character devices). ---
-  for (;;) {
-    pollfd p[2] = {{listener->fd(), POLLIN, 0}, {pidfd_.get(), POLLIN, 0}};
-    const int n = ::poll(p, 2, remaining_ms(deadline));
+  // --- Wait for QEMU to connect the console and the doorbell (it does while it builds its character
+  // devices). ---
+  std::optional<metal::UnixSocket> console;
+  while (listener || console_listener) {
+    pollfd p[3] = {{pidfd_.get(), POLLIN, 0},
+                   {listener ? listener->fd() : -1, POLLIN, 0},
+                   {console_listener ? console_listener->fd() : -1, POLLIN, 0}};
+    const int n = ::poll(p, 3, remaining_ms(deadline));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sys_fail("QEMU: poll");
-    if ((p[1].revents & POLLIN) != 0)
+    if ((p[0].revents & POLLIN) != 0)
       return Unexpected<metal::SysError>(failed(Status::kIoError, "it ended"));
     if (n == 0) {
-      return Unexpected<metal::SysError>(
-          failed(Status::kTimeout, "it did not connect to its doorbell socket within " +
-                                       std::to_string(launch.timeout.count()) + " ms"));
+      return Unexpected<metal::SysError>(failed(
+          Status::kTimeout, std::string("it did not connect to its ") + (listener ? "doorbell" : "console") +
+                                " socket within " + std::to_string(launch.timeout.count()) + " ms"));
     }
-    auto accepted = listener->accept(std::chrono::milliseconds(0));
-    if (accepted) {
-      doorbell_ = std::move(*accepted);
-      break;
+    for (std::optional<metal::UnixListener>* l : {&listener, &console_listener}) {
+      if (!*l) continue;
+      auto accepted = (*l)->accept(std::chrono::milliseconds(0));
+      if (!accepted) {
+        if (accepted.error().status != Status::kTimeout)
+          return Unexpected<metal::SysError>(std::move(accepted).error());
+        continue;
+      }
+      if (l == &listener) {
+        doorbell_ = std::move(*accepted);
+      } else {
+        console.emplace(std::move(*accepted));
+      }
+      l->reset();  // closes it and removes its file
     }
-    if (accepted.error().status != Status::kTimeout)
-      return Unexpected<metal::SysError>(std::move(accepted).error());
   }
-  listener.reset();  // closes it and removes its file
+  start_console_reader(std::move(*console));
   if (const Status st = doorbell_.set_nonblocking(true); !ok(st))
     return sys_fail(st, "QEMU: making the doorbell socket non-blocking");
 
@@ -398,9 +412,16 @@ SysResult<void> QemuProcess::start(const QemuLaunch& launch) {
     return Unexpected<metal::SysError>(failed(e.status, e.message));
   }
   qmp_.emplace(std::move(*qmp));
-  ::unlink(ram_path_.c_str());  // QEMU has it: nothing to leave behind from here on
+  if (!ram_path_.empty()) ::unlink(ram_path_.c_str());  // QEMU has it: nothing to leave behind from here on
   ram_path_.clear();
   ::unlink(qmp_path.c_str());
+  {
+    // Every socket file has gone (each listener removed its own once QEMU connected): so can the directory.
+    std::lock_guard lock(files_);
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    dir_.clear();
+  }
   auto status = qmp_->status(std::chrono::milliseconds(std::max(remaining_ms(deadline), 1)));
   if (!status) return Unexpected<metal::SysError>(failed(status.error().status, status.error().message));
   if (*status != "prelaunch") {
@@ -471,10 +492,8 @@ void QemuProcess::remove_files() {
     ::unlink(ram_path_.c_str());
     ram_path_.clear();
   }
-  std::string tail = console(16384);
   std::lock_guard lock(files_);
   if (dir_.empty()) return;
-  console_tail_ = std::move(tail);
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
   if (ec) AMP_LOG_WARNING("rproc qemu: removing %s: %s", dir_.c_str(), ec.message().c_str());
@@ -490,11 +509,27 @@ std::string QemuProcess::output_since_ready(std::size_t max) const {
 }
 
 std::string QemuProcess::console(std::size_t max) const {
-  std::lock_guard lock(files_);
-  if (dir_.empty())
-    return console_tail_.size() > max ? console_tail_.substr(console_tail_.size() - max) : console_tail_;
-  metal::UniqueFd fd(::open(console_path_.c_str(), O_RDONLY | O_CLOEXEC));
-  return tail_of(fd.get(), max);
+  std::lock_guard lock(console_mutex_);
+  return console_tail_.size() > max ? console_tail_.substr(console_tail_.size() - max) : console_tail_;
+}
+
+void QemuProcess::start_console_reader(metal::UnixSocket socket) {
+  console_socket_.emplace(std::move(socket));
+  const int fd = console_socket_->fd();
+  console_reader_ = std::thread([this, fd] {
+    // Until QEMU closes its end (it ended) or the destructor shuts ours down. Only the last
+    // kConsoleTail bytes are kept.
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      std::lock_guard lock(console_mutex_);
+      console_tail_.append(buf, static_cast<std::size_t>(n));
+      if (console_tail_.size() > 2 * kConsoleTail)
+        console_tail_.erase(0, console_tail_.size() - kConsoleTail);
+    }
+  });
 }
 
 QemuProcess::~QemuProcess() {
@@ -503,6 +538,8 @@ QemuProcess::~QemuProcess() {
     ::kill(pid_, SIGKILL);
     (void)reap();
   }
+  if (console_socket_) ::shutdown(console_socket_->fd(), SHUT_RDWR);
+  if (console_reader_.joinable()) console_reader_.join();
   remove_files();
 }
 

@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // One QEMU process that emulates a remote processor, with everything that lives as long as it: guest RAM
-// in a file this process maps too, the doorbell socket, the QMP connection, its console, its output.
+// that this process maps too, the doorbell socket, the QMP connection, its console, its output.
 //
 // launch() does, in order: finds the QEMU program; creates a private runtime directory (0700) for the
-// sockets and the console; creates the RAM file (a unique name in ram_dir, /dev/shm by default, sized to the
-// RAM) and maps it MAP_SHARED; listens on the doorbell socket (the host listens and QEMU connects, so no
-// byte is lost); starts QEMU paused (-S) with its stdout and stderr into an anonymous file; waits for it to
-// connect the doorbell; connects to QMP and checks that the machine waits in "prelaunch". The RAM file is
-// unlinked as soon as QEMU has it open (QMP answers only after the machine is built): nothing stays in
-// /dev/shm even if this process is killed. Every wait is bounded by QemuLaunch::timeout and ends early when
-// QEMU ends: a QEMU that fails to start is an error with what it wrote to stderr, and nothing is left behind
-// (the process killed and reaped, the files removed).
+// sockets; creates the guest's RAM (an anonymous memfd that QEMU opens as /proc/<pid>/fd/N, or with ram_dir
+// a file there) and maps it MAP_SHARED; listens on the doorbell and console sockets (the host listens and
+// QEMU connects, so no byte is lost); starts QEMU paused (-S) with its stdout and stderr into an anonymous
+// file; waits for it to connect both; connects to QMP and checks that the machine waits in "prelaunch". Then
+// the runtime directory (and a RAM file) are removed: from there on nothing is left behind even if this
+// process is killed (before, a kill can leave the directory's socket files). The console is read by a
+// thread of this object into a bounded tail. QEMU runs with semihosting for the guest's exit only
+// (target=gdb: the guest cannot reach this machine's files or shell) and in QEMU's seccomp sandbox. Every
+// wait is bounded by QemuLaunch::timeout and ends early when QEMU ends: a QEMU that fails to start is an
+// error with what it wrote to stderr, and nothing is left behind (the process killed and reaped, the files
+// removed).
 //
 // QEMU is started from a thread of amp's own that lives as long as the process, with PR_SET_PDEATHSIG: when
 // this process ends, however it ends, the kernel kills QEMU too. QEMU gets its own process group (a
@@ -31,6 +34,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "amp/metal/io_region.hpp"
@@ -57,8 +61,8 @@ struct QemuLaunch {
   std::optional<metal::DeviceAddress> entry;
   /// More arguments for QEMU, after amp's own.
   std::vector<std::string> extra_args;
-  /// Where the RAM file is made.
-  std::string ram_dir = "/dev/shm";
+  /// "": the RAM is an anonymous memfd (QEMU opens it as /proc/<pid>/fd/N). Else where the RAM file is made.
+  std::string ram_dir;
   /// Where the private runtime directory is made: "" for $TMPDIR, or /tmp.
   std::string runtime_dir;
   /// Start-up, from the spawn until QMP answers; also the bound of each QMP command.
@@ -126,11 +130,19 @@ class QemuProcess {
   metal::UnixSocket doorbell_{metal::UniqueFd()};
   std::optional<QmpClient> qmp_;
   std::vector<std::string> argv_;
-  mutable std::mutex files_;  // guards dir_ and console_tail_ (console() may run on another thread)
+  /// Reads the console socket into console_tail_ on a thread of its own, until QEMU ends.
+  void start_console_reader(metal::UnixSocket socket);
+
+  static constexpr std::size_t kConsoleTail = 16384;
+
+  mutable std::mutex files_;  // guards dir_ (the getters may run on another thread)
   std::string dir_;           // the private runtime directory ("" once removed)
-  std::string ram_path_;
+  std::string ram_path_;      // the RAM file while it has a name (with ram_dir only)
   std::string console_path_;
-  std::string console_tail_;  // saved when the console file goes
+  std::optional<metal::UnixSocket> console_socket_;
+  std::thread console_reader_;
+  mutable std::mutex console_mutex_;
+  std::string console_tail_;  // the console's last bytes (at most 2 * kConsoleTail)
   std::atomic<bool> reaped_{false};
   int wait_status_ = 0;
   std::string how_;
