@@ -6,12 +6,11 @@
 #include "amp/metal/log.hpp"
 #include "amp/metal/platform.hpp"
 #include "amp/metal/time.hpp"
+#include "role.hpp"
 
 namespace amp::rpmsg {
 
 namespace {
-
-using virtio::Buffer;
 
 /// The endpoint whose receive/unbind callback this thread is running, so that destroying it from inside
 /// its own callback does not wait for itself.
@@ -30,9 +29,7 @@ class CallbackScope {
   const Endpoint* saved_;
 };
 
-constexpr std::uint64_t kFeatureNsBit = std::uint64_t{1} << kFeatureNs;
-constexpr std::uint64_t kFeatureEventIdxBit = std::uint64_t{1} << virtio::kFeatureEventIdx;
-constexpr std::uint32_t kMaxBufferSize = kHeaderSize + 0xFFFF;  // the header's len is 16 bits
+using detail::kMaxBufferSize;
 /// A single-threaded device makes its sends visible at least every this many messages.
 constexpr std::uint32_t kTxBurst = 16;
 
@@ -162,7 +159,15 @@ Device::~Device() {
 
 Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::Slot> slots,
                      std::span<TxSlot> tx_free, std::span<std::uint64_t> in_flight) noexcept {
+  if (config.role == Role::kDevice) return start_device_role(config, tx_free, in_flight);
+  return start_driver_role(config, slots, tx_free);
+}
+
+Status Device::start_role(const DeviceConfig& config, const RoleOps& ops,
+                          std::span<virtio::DriverQueue::Slot> slots, std::span<TxSlot> tx_free,
+                          std::span<std::uint64_t> in_flight) noexcept {
   if (running()) return Status::kBusy;
+  if (config.role != ops.role) return Status::kInvalidArgument;
   if (config.transport == nullptr || config.notifier == nullptr) return Status::kInvalidArgument;
   const std::uint32_t rx_size = config.rx_buffer_size != 0 ? config.rx_buffer_size : config.buffer_size;
   const std::uint32_t tx_size = config.tx_buffer_size != 0 ? config.tx_buffer_size : config.buffer_size;
@@ -178,6 +183,7 @@ Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::
   {
     Guard g(*this);
     config_ = config;
+    ops_ = &ops;
     locking_.store(!config.single_threaded, std::memory_order_relaxed);
     rx_size_ = rx_size;
     tx_size_ = tx_size;
@@ -191,11 +197,12 @@ Status Device::start(const DeviceConfig& config, std::span<virtio::DriverQueue::
     fault_ = virtio::Fault::kNone;
     stats_ = Stats{};
     received_.store(0, std::memory_order_relaxed);
-    Status s = config.role == Role::kDriver ? start_driver(slots) : start_device(in_flight);
+    Status s = ops.start(*this, slots, in_flight);
     if (!ok(s)) return s;
     ever_started_ = true;
     running_.store(true, std::memory_order_release);
   }
+  // The driver's receive buffers are there: the device may send.
   if (config.role == Role::kDriver && config.notify_peer) kick(notify_rx_);
   announce_pending();
   return Status::kOk;
@@ -227,99 +234,6 @@ Status Device::setup_queue(std::uint32_t index, virtio::QueueConfig& qc, std::ui
   qc.align = info->align;
   qc.event_idx = event_idx_;
   notify_id = info->notify_id;
-  return Status::kOk;
-}
-
-Status Device::start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept {
-  virtio::Transport& t = *config_.transport;
-  t.set_status(0);
-  t.set_status(virtio::kStatusAcknowledge);
-  t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
-  const std::uint64_t offered = t.device_features();
-  const std::uint64_t wanted = kFeatureNsBit | (config_.event_idx ? kFeatureEventIdxBit : 0);
-  const std::uint64_t agreed = offered & wanted;
-  t.set_driver_features(agreed);
-  ns_ = (agreed & kFeatureNsBit) != 0;
-  event_idx_ = (agreed & kFeatureEventIdxBit) != 0;
-  t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
-
-  virtio::QueueConfig rx;
-  virtio::QueueConfig tx;
-  AMP_RETURN_IF_ERROR(setup_queue(0, rx, notify_rx_));
-  AMP_RETURN_IF_ERROR(setup_queue(1, tx, notify_tx_));
-  if (slots.size() < std::size_t{rx.num} + tx.num) return Status::kNoMemory;
-  rx_count_ = config_.rx_buffers != 0 ? config_.rx_buffers : rx.num;
-  tx_count_ = config_.tx_buffers != 0 ? config_.tx_buffers : tx.num;
-  if (rx_count_ > rx.num || tx_count_ > tx.num) return Status::kInvalidArgument;
-  if (tx_free_.size() < tx_count_) return Status::kNoMemory;
-
-  // The buffer pool: inside the shared memory, clear of both rings.
-  const std::uint64_t pool_bytes = std::uint64_t{rx_count_} * rx_size_ + std::uint64_t{tx_count_} * tx_size_;
-  if (pool_bytes > config_.buffer_pool_size) {
-    AMP_LOG_ERROR("rpmsg: %u buffers of %u bytes and %u of %u bytes do not fit the %zu-byte pool",
-                  static_cast<unsigned>(rx_count_), static_cast<unsigned>(rx_size_),
-                  static_cast<unsigned>(tx_count_), static_cast<unsigned>(tx_size_),
-                  config_.buffer_pool_size);
-    return Status::kNoMemory;
-  }
-  auto pool = config_.shm.offset_of(config_.buffer_pool, static_cast<std::size_t>(pool_bytes));
-  if (!pool) return Status::kOutOfRange;
-  for (const virtio::QueueConfig* q : {&rx, &tx}) {
-    const std::size_t ring_off = *config_.shm.offset_of_pointer(q->ring.bytes().data(), 0);
-    if (ring_off < *pool + pool_bytes && *pool < ring_off + q->ring.size()) {
-      AMP_LOG_ERROR("rpmsg: the buffer pool overlaps a vring");
-      return Status::kInvalidArgument;
-    }
-  }
-  rx_base_ = config_.buffer_pool;
-  tx_base_ = config_.buffer_pool + std::uint64_t{rx_count_} * rx_size_;
-  tx_never_used_ = 0;
-  payload_size_ = tx_size_ - static_cast<std::uint32_t>(kHeaderSize);
-
-  AMP_RETURN_IF_ERROR(driver_rx_.init(rx, slots.first(rx.num)));
-  AMP_RETURN_IF_ERROR(driver_tx_.init(tx, slots.subspan(rx.num, tx.num)));
-  for (std::uint32_t i = 0; i < rx_count_; ++i) {
-    const Buffer b{rx_base_ + std::uint64_t{i} * rx_size_, rx_size_, true};
-    auto p = config_.shm.pointer_of(b.addr, b.len);
-    if (!p) return Status::kOutOfRange;
-    if (auto h = driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(*p)); !h) return h.error();
-  }
-  // Transmit completions interrupt us only while a sender waits for a buffer.
-  driver_tx_.disable_interrupts();
-  t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
-               virtio::kStatusDriverOk);
-  return Status::kOk;
-}
-
-Status Device::start_device(std::span<std::uint64_t> in_flight) noexcept {
-  virtio::Transport& t = *config_.transport;
-  // Wait for the driver; sleeping, since this is a one-time handshake.
-  const std::uint64_t deadline = metal::deadline_after(config_.start_timeout_ns);
-  for (;;) {
-    const std::uint8_t st = t.status();
-    if ((st & virtio::kStatusFailed) != 0) return Status::kClosed;
-    if ((st & virtio::kStatusDriverOk) != 0) break;
-    if (stop_requested_.load(std::memory_order_relaxed)) return Status::kClosed;  // the peer left meanwhile
-    if (metal::monotonic_ns() >= deadline) return Status::kTimeout;
-    Unlocked u(*this);
-    metal::sleep_ns(1'000'000);
-  }
-  const std::uint64_t agreed = t.driver_features() & t.device_features();
-  ns_ = (agreed & kFeatureNsBit) != 0;
-  event_idx_ = (agreed & kFeatureEventIdxBit) != 0;
-
-  virtio::QueueConfig tx;
-  virtio::QueueConfig rx;
-  AMP_RETURN_IF_ERROR(setup_queue(0, tx, notify_tx_));
-  AMP_RETURN_IF_ERROR(setup_queue(1, rx, notify_rx_));
-  if (tx_free_.size() < tx.num) return Status::kNoMemory;
-  const std::size_t tx_words = virtio::DeviceQueue::in_flight_words(tx.num);
-  if (in_flight.size() < tx_words + virtio::DeviceQueue::in_flight_words(rx.num)) return Status::kNoMemory;
-  AMP_RETURN_IF_ERROR(device_tx_.init(tx, in_flight.first(tx_words)));
-  AMP_RETURN_IF_ERROR(device_rx_.init(rx, in_flight.subspan(tx_words)));
-  payload_size_ = tx_size_ - static_cast<std::uint32_t>(kHeaderSize);
-  // The driver's empty buffers arrive without a kick unless a sender waits for one.
-  device_tx_.disable_notifications();
   return Status::kOk;
 }
 
@@ -365,17 +279,13 @@ void Device::kick(std::uint32_t notify_id) noexcept {
 
 bool Device::tx_kick_needed_locked() noexcept {
   if (!config_.notify_peer) return false;
-  return config_.role == Role::kDriver ? driver_tx_.kick_needed() : device_tx_.notify_needed();
+  return ops_->tx_kick_needed(*this);
 }
 
 bool Device::flush_locked() noexcept {
   if (unpublished_ == 0) return false;
   unpublished_ = 0;
-  if (config_.role == Role::kDriver) {
-    driver_tx_.publish();
-  } else {
-    device_tx_.publish();
-  }
+  ops_->publish_tx(*this);
   return tx_kick_needed_locked();
 }
 
@@ -419,7 +329,7 @@ Status Device::process_batch(bool rearm, bool& more) noexcept {
     const std::uint32_t budget = config_.process_budget != 0     ? config_.process_budget
                                  : config_.role == Role::kDriver ? driver_rx_.size()
                                                                  : device_rx_.size();
-    s = config_.role == Role::kDriver ? drain_driver(rearm, budget, more) : drain_device(rearm, budget, more);
+    s = ops_->drain(*this, rearm, budget, more);
     publish_rx_locked();
     kick_rx = rx_kick_needed_locked();
     kick_tx = flush_locked() || kick_tx;  // and those the callbacks just made
@@ -430,64 +340,6 @@ Status Device::process_batch(bool rearm, bool& more) noexcept {
   if (kick_tx) kick(notify_tx_);
   more = more && ok(s);
   return s;
-}
-
-Status Device::drain_driver(bool rearm, std::uint32_t budget, bool& more) noexcept {
-  driver_rx_.disable_interrupts();
-  for (std::uint32_t taken = 0;; ++taken) {
-    // A ring's worth taken and more waiting, or a stop() waiting for the lock: leave now. The peer's
-    // interrupts stay off; the next call looks, then re-arms them.
-    if (stop_requested_.load(std::memory_order_relaxed) || (taken >= budget && driver_rx_.has_used())) {
-      more = true;
-      return Status::kOk;
-    }
-    virtio::DriverQueue::Used u;
-    auto r = driver_rx_.pop_used(u);
-    if (!r) return r.error();
-    if (!*r) {
-      if (!rearm || !driver_rx_.enable_interrupts()) return Status::kOk;
-      driver_rx_.disable_interrupts();  // more arrived meanwhile
-      continue;
-    }
-    // The token is the buffer's host pointer (see give_back_rx): ours, so trusted, and no translation.
-    const Buffer b = driver_rx_.head_buffer(u.head);
-    deliver(reinterpret_cast<std::byte*>(u.token), b.len, u.len, u.head);
-    if (stopped_) return Status::kClosed;
-  }
-}
-
-Status Device::drain_device(bool rearm, std::uint32_t budget, bool& more) noexcept {
-  device_rx_.disable_notifications();
-  for (std::uint32_t taken = 0;; ++taken) {
-    if (stop_requested_.load(std::memory_order_relaxed)) {
-      more = true;
-      return Status::kOk;
-    }
-    if (taken >= budget) {
-      auto waiting = device_rx_.has_available();
-      if (!waiting) return waiting.error();
-      if (*waiting) {
-        more = true;
-        return Status::kOk;
-      }
-    }
-    virtio::DeviceQueue::Chain c;
-    Buffer b;
-    auto r = device_rx_.pop_available(c, std::span(&b, 1));
-    if (!r) return r.error();
-    if (!*r) {
-      if (!rearm || !device_rx_.enable_notifications()) return Status::kOk;
-      device_rx_.disable_notifications();
-      continue;
-    }
-    if (b.device_writable) {
-      fault_ = virtio::Fault::kBadBuffer;
-      AMP_LOG_ERROR("rpmsg: the driver sent a device-writable buffer as a message");
-      return Status::kBroken;
-    }
-    deliver(b.data, b.len, b.len, c.head);  // checked and translated by the queue
-    if (stopped_) return Status::kClosed;
-  }
 }
 
 void Device::deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled,
@@ -617,33 +469,20 @@ void Device::give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len)
   // Returned buffers become visible in bursts: every kTxBurst, and at the end of each process() (or at
   // once, for a buffer released outside it; see release_rx).
   const bool now = ++rx_unpublished_ >= kTxBurst;
-  if (config_.role == Role::kDriver) {
-    auto da = config_.shm.device_address_of_pointer(buf, len);
-    if (!da) return;
-    const Buffer b{*da, len, true};
-    (void)driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buf), now);  // a fault sticks
-  } else {
-    // A consumed message goes back with its buffer's full length, as OpenAMP's remotes do: OpenAMP's driver
-    // reuses the buffer with the used length as its capacity (Linux ignores the value).
-    (void)device_rx_.push_used(head, len, now);  // a fault sticks
-  }
+  ops_->push_rx(*this, head, buf, len, now);
   if (now) rx_unpublished_ = 0;
 }
 
 bool Device::rx_kick_needed_locked() noexcept {
   // The queue knows whether anything went back since the last kick (and skips the fence when nothing did).
   if (!config_.notify_peer) return false;
-  return config_.role == Role::kDriver ? driver_rx_.kick_needed() : device_rx_.notify_needed();
+  return ops_->rx_kick_needed(*this);
 }
 
 void Device::publish_rx_locked() noexcept {
   if (rx_unpublished_ == 0) return;
   rx_unpublished_ = 0;
-  if (config_.role == Role::kDriver) {
-    driver_rx_.publish();
-  } else {
-    device_rx_.publish();
-  }
+  ops_->publish_rx(*this);
 }
 
 void Device::release_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept {
@@ -664,58 +503,8 @@ bool Device::try_acquire_tx_locked(TxBuffer& out, Status& error) noexcept {
   TxSlot slot;
   if (tx_free_count_ != 0) {
     slot = pop_free_tx();
-  } else if (config_.role == Role::kDriver) {
-    if (tx_never_used_ < tx_count_) {
-      slot.da = tx_base_ + std::uint64_t{tx_never_used_++} * tx_size_;
-    } else {
-      // Reclaim everything the device has returned at once: one look at its index for the whole batch.
-      for (;;) {
-        virtio::DriverQueue::Used u;
-        auto r = driver_tx_.pop_used(u);
-        if (!r) {
-          error = r.error();
-          return false;
-        }
-        if (!*r) break;
-        if (tx_free_count_ == tx_free_.size()) {
-          error = Status::kInternal;
-          return false;
-        }
-        // The token is the buffer's host pointer, which we gave with it: no translation back.
-        push_free_tx(
-            TxSlot{0, tx_size_, reinterpret_cast<std::byte*>(u.token), driver_tx_.head_buffer(u.head).addr});
-      }
-      if (tx_free_count_ == 0) return false;
-      slot = pop_free_tx();
-    }
-  } else {
-    virtio::DeviceQueue::Chain c;
-    Buffer b;
-    auto r = device_tx_.pop_available(c, std::span(&b, 1));
-    if (!r) {
-      error = r.error();
-      return false;
-    }
-    if (!*r) return false;
-    if (!b.device_writable || b.len <= kHeaderSize) {
-      fault_ = virtio::Fault::kBadBuffer;
-      AMP_LOG_ERROR("rpmsg: the driver offered a %u-byte %s buffer for messages",
-                    static_cast<unsigned>(b.len), b.device_writable ? "writable" : "read-only");
-      error = Status::kBroken;
-      return false;
-    }
-    slot.id = c.head;
-    slot.data = b.data;  // checked and translated by the queue
-    slot.len = b.len < kMaxBufferSize ? b.len : kMaxBufferSize;
-  }
-  if (slot.data == nullptr) {  // a driver buffer known by address only: our own pool, so this cannot fail
-    auto p = config_.shm.pointer_of(slot.da, tx_size_);
-    if (!p) {
-      error = Status::kInternal;
-      return false;
-    }
-    slot.data = *p;
-    slot.len = tx_size_;
+  } else if (!ops_->take_tx(*this, slot, error)) {
+    return false;
   }
   out.dev_ = this;
   out.id_ = slot.id;
@@ -741,14 +530,7 @@ TxSlot Device::pop_free_tx() noexcept {
 
 bool Device::set_tx_waiting_locked(bool waiting) noexcept {
   if (!config_.notify_peer) return false;  // the peer polls; nobody will be asked to kick
-  if (config_.role == Role::kDriver) {
-    if (waiting) return driver_tx_.enable_interrupts();
-    driver_tx_.disable_interrupts();
-  } else {
-    if (waiting) return device_tx_.enable_notifications();
-    device_tx_.disable_notifications();
-  }
-  return false;
+  return ops_->set_tx_waiting(*this, waiting);
 }
 
 Status Device::acquire_tx(TxBuffer& out, std::uint64_t timeout_ns) noexcept {
@@ -817,16 +599,8 @@ Status Device::publish_locked(TxBuffer& buffer, std::uint32_t src, std::uint32_t
   const auto total = static_cast<std::uint32_t>(kHeaderSize + len);
   // A single-threaded device publishes its sends in bursts (see flush()); the others at once.
   const bool now = !defers_publication() || ++unpublished_ >= kTxBurst;
-  if (config_.role == Role::kDriver) {
-    const Buffer b{buffer.da_, total, false};  // add() checks it against the shared memory
-    if (auto head =
-            driver_tx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buffer.buffer_.data()), now);
-        !head) {
-      return head.error();
-    }
-  } else {
-    AMP_RETURN_IF_ERROR(device_tx_.push_used(static_cast<std::uint16_t>(buffer.id_), total, now));
-  }
+  AMP_RETURN_IF_ERROR(
+      ops_->push_tx(*this, TxSlot{buffer.id_, total, buffer.buffer_.data(), buffer.da_}, total, now));
   if (now) {
     unpublished_ = 0;
     kick = tx_kick_needed_locked();

@@ -117,6 +117,40 @@ TEST_F(Loopback, NameServiceBindsAndEchoWorksDeviceToDriver) {
   EXPECT_EQ(device_.stats().tx_messages, 601U);  // the announcement and 600 echoes
 }
 
+TEST_F(Loopback, OneRolesStorageStartsThatRoleOnly) {
+  layout();
+  auto driver_only = std::make_unique<DriverRoleStorage<256>>();
+  auto device_only = std::make_unique<DeviceRoleStorage<256>>();
+  EXPECT_EQ(driver_.start(config(Role::kDevice), *driver_only), Status::kInvalidArgument);
+  EXPECT_EQ(device_.start(config(Role::kDriver), *device_only), Status::kInvalidArgument);
+  EXPECT_EQ(device_.start_driver_role(config(Role::kDevice), driver_only->slots, driver_only->tx_free),
+            Status::kInvalidArgument);
+  EXPECT_FALSE(driver_.running());
+  EXPECT_FALSE(device_.running());
+  ASSERT_EQ(driver_.start(config(Role::kDriver), *driver_only), Status::kOk);
+  ASSERT_EQ(device_.start(config(Role::kDevice), *device_only), Status::kOk);
+  EXPECT_EQ(driver_.role(), Role::kDriver);
+  EXPECT_EQ(device_.role(), Role::kDevice);
+  Inbox host;
+  Endpoint host_ep;
+  driver_.set_name_service_handler([&](Device& d, std::string_view name, std::uint32_t remote) {
+    ASSERT_EQ(d.create_endpoint(host_ep, name, kAddrAny, remote, host.receiver()), Status::kOk);
+  });
+  Endpoint echo;
+  ASSERT_EQ(device_.create_endpoint(
+                echo, "rpmsg-echo", kAddrAny, kAddrAny,
+                [](Endpoint& ep, const Message& m) { ASSERT_EQ(ep.send(m.payload), Status::kOk); }),
+            Status::kOk);
+  pump();
+  ASSERT_TRUE(host_ep.attached());
+  for (int i = 0; i < 300; ++i) {  // more than the ring holds
+    ASSERT_EQ(host_ep.send(bytes_of("ping " + std::to_string(i))), Status::kOk) << i;
+    pump();
+  }
+  ASSERT_EQ(host.messages.size(), 300U);
+  EXPECT_EQ(host.messages[299], "ping 299");
+}
+
 TEST_F(Loopback, EchoWorksWithTheRolesSwapped) {
   // The announcing service lives on the driver side this time.
   start();

@@ -253,13 +253,27 @@ struct TxSlot {
   metal::DeviceAddress da = 0;  // driver role: where the device sees it
 };
 
-/// Fixed storage a Device needs (no heap): descriptor shadows for the driver role, free-buffer stacks, and
-/// for the device role a bit per ring entry it holds.
+/// Fixed storage a Device needs (no heap), in either role: descriptor shadows for the driver role,
+/// free-buffer stacks, and for the device role a bit per ring entry it holds.
 template <std::uint32_t MaxRing = kDefaultMaxRing>
 struct DeviceStorage {
   virtio::DriverQueue::Slot slots[2 * MaxRing];
   TxSlot tx_free[MaxRing];
   std::uint64_t in_flight[2 * virtio::DeviceQueue::in_flight_words(MaxRing)];
+};
+
+/// The storage of one role only: a Device started on it can take that role only (kInvalidArgument for the
+/// other), and links only that role's code. A remote's DeviceRoleStorage<64> is 1.5 KiB where a
+/// DeviceStorage<64> is 5.5 KiB (the driver's descriptor shadows).
+template <std::uint32_t MaxRing = kDefaultMaxRing>
+struct DeviceRoleStorage {
+  TxSlot tx_free[MaxRing];
+  std::uint64_t in_flight[2 * virtio::DeviceQueue::in_flight_words(MaxRing)];
+};
+template <std::uint32_t MaxRing = kDefaultMaxRing>
+struct DriverRoleStorage {
+  virtio::DriverQueue::Slot slots[2 * MaxRing];
+  TxSlot tx_free[MaxRing];
 };
 
 class Device {
@@ -276,14 +290,33 @@ class Device {
   /// set-up, buffers (driver role). Device role waits (sleeping) up to start_timeout_ns for DRIVER_OK, and
   /// gives up with kClosed when stop() is called meanwhile. kClosed too when stop() came before the first
   /// start (a device that ran and was stopped may be started again).
+  ///
+  /// Each role has a start of its own, and only it refers to that role's code: inlined here, the choice is
+  /// made where config.role is known, so an image that starts one role links none of the other's.
   template <std::uint32_t MaxRing>
-  [[nodiscard]] Status start(const DeviceConfig& config, DeviceStorage<MaxRing>& storage) noexcept {
-    return start(config, storage.slots, storage.tx_free, storage.in_flight);
+  [[nodiscard]] [[gnu::always_inline]] inline Status start(const DeviceConfig& config,
+                                                           DeviceStorage<MaxRing>& storage) noexcept {
+    if (config.role == Role::kDevice) return start_device_role(config, storage.tx_free, storage.in_flight);
+    return start_driver_role(config, storage.slots, storage.tx_free);
+  }
+  template <std::uint32_t MaxRing>
+  [[nodiscard]] Status start(const DeviceConfig& config, DeviceRoleStorage<MaxRing>& storage) noexcept {
+    return start_device_role(config, storage.tx_free, storage.in_flight);
+  }
+  template <std::uint32_t MaxRing>
+  [[nodiscard]] Status start(const DeviceConfig& config, DriverRoleStorage<MaxRing>& storage) noexcept {
+    return start_driver_role(config, storage.slots, storage.tx_free);
   }
   /// The same with storage sized at run time for rings of up to N entries: `slots` 2N (driver role),
   /// `tx_free` N, `in_flight` 2 x DeviceQueue::in_flight_words(N) (device role).
   [[nodiscard]] Status start(const DeviceConfig& config, std::span<virtio::DriverQueue::Slot> slots,
                              std::span<TxSlot> tx_free, std::span<std::uint64_t> in_flight) noexcept;
+  /// One role's start (kInvalidArgument when config.role is the other).
+  [[nodiscard]] Status start_device_role(const DeviceConfig& config, std::span<TxSlot> tx_free,
+                                         std::span<std::uint64_t> in_flight) noexcept;
+  [[nodiscard]] Status start_driver_role(const DeviceConfig& config,
+                                         std::span<virtio::DriverQueue::Slot> slots,
+                                         std::span<TxSlot> tx_free) noexcept;
 
   /// Handles a notification from the peer: receives and dispatches messages, reclaims buffers, wakes
   /// blocked senders. Returns kBroken once the peer broke the ring protocol. Takes at most
@@ -337,12 +370,15 @@ class Device {
   friend class RxBuffer;
   friend struct Message;
 
-  Status start_driver(std::span<virtio::DriverQueue::Slot> slots) noexcept;
-  Status start_device(std::span<std::uint64_t> in_flight) noexcept;
+  // What differs between the roles (src/rpmsg/role.hpp): a table of functions that each role's start
+  // installs in ops_, so that the common code refers to neither role's (driver_role.cpp, device_role.cpp).
+  struct RoleOps;
+  struct DriverRole;
+  struct DeviceRole;
+  Status start_role(const DeviceConfig& config, const RoleOps& ops,
+                    std::span<virtio::DriverQueue::Slot> slots, std::span<TxSlot> tx_free,
+                    std::span<std::uint64_t> in_flight) noexcept;
   Status setup_queue(std::uint32_t index, virtio::QueueConfig& qc, std::uint32_t& notify_id) noexcept;
-  // Take up to `budget` buffers from the peer; `more` when the budget ran out first.
-  Status drain_driver(bool rearm, std::uint32_t budget, bool& more) noexcept;
-  Status drain_device(bool rearm, std::uint32_t budget, bool& more) noexcept;
   Status process_batch(bool rearm, bool& more) noexcept;
   // One message in a receive buffer: parse, route, dispatch (drops the lock around the callback).
   void deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled, std::uint16_t head) noexcept;
@@ -414,6 +450,7 @@ class Device {
   };
 
   DeviceConfig config_{};
+  const RoleOps* ops_ = nullptr;  // the started role's (set by its start)
   mutable metal::Mutex mutex_;
   std::atomic<bool> locking_{true};  // false when config_.single_threaded (set by start())
   metal::Condition tx_cv_;
