@@ -53,14 +53,32 @@ void emit_padded(Writer& w, const Spec& spec, const char* text, std::size_t len,
   if (spec.left) w.put_n(' ', pad);
 }
 
+/// v /= base, returning the remainder, for a base up to 16 without a 64-bit division (a libgcc call on
+/// 32-bit cores): 32-bit divisions of 16 bits at a time, the remainder (< 16) carried into the next.
+unsigned divide(unsigned long long& v, unsigned base) noexcept {
+  if (v <= 0xFFFFFFFFU) {
+    const auto x = static_cast<std::uint32_t>(v);
+    v = x / base;
+    return x % base;
+  }
+  unsigned long long q = 0;
+  std::uint32_t r = 0;
+  for (int shift = 48; shift >= 0; shift -= 16) {
+    const std::uint32_t cur = r << 16 | static_cast<std::uint32_t>(v >> shift & 0xFFFFU);
+    q = q << 16 | cur / base;
+    r = cur % base;
+  }
+  v = q;
+  return r;
+}
+
 void emit_unsigned(Writer& w, const Spec& spec, unsigned long long v, unsigned base, bool upper,
                    bool negative) noexcept {
   char digits[24];
   std::size_t n = 0;
   const char* set = upper ? "0123456789ABCDEF" : "0123456789abcdef";
   do {
-    digits[n++] = set[v % base];
-    v /= base;
+    digits[n++] = set[divide(v, base)];
   } while (v != 0);
   char text[24];
   for (std::size_t i = 0; i < n; ++i) text[i] = digits[n - 1 - i];

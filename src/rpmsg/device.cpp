@@ -758,8 +758,9 @@ void Device::unlink_locked(Endpoint& ep) noexcept {
 
 void Device::destroy_endpoint(Endpoint& ep) noexcept {
   if (ep.announced_ && running()) {
-    // Best effort: tell the peer, without waiting long for a buffer.
-    (void)announce(ep, kNsDestroy, config_.announce_timeout_ns / 10);
+    // Best effort: tell the peer, without waiting long for a buffer (an eighth of the announce timeout: a
+    // shift, where a 64-bit division is a libgcc call on 32-bit cores).
+    (void)announce(ep, kNsDestroy, config_.announce_timeout_ns >> 3);
   }
   Guard g(*this);
   if (ep.dev_ != this) return;

@@ -32,6 +32,16 @@ TEST(Format, Integers) {
   EXPECT_EQ(fmt("%d", INT_MIN), "-2147483648");
 }
 
+TEST(Format, SixtyFourBitValuesAroundTheThirtyTwoBitBoundary) {
+  // Values past 32 bits take the 16-bits-at-a-time division (no 64-bit division on 32-bit cores).
+  EXPECT_EQ(fmt("%llu %llu", 4294967295ULL, 4294967296ULL), "4294967295 4294967296");
+  EXPECT_EQ(fmt("%llx %llX", 0x123456789abcdef0ULL, 0xfedcba9876543210ULL),
+            "123456789abcdef0 FEDCBA9876543210");
+  EXPECT_EQ(fmt("%llo", ULLONG_MAX), "1777777777777777777777");
+  EXPECT_EQ(fmt("%llu", 10000000000000000000ULL), "10000000000000000000");
+  EXPECT_EQ(fmt("%lld", -4294967296LL), "-4294967296");
+}
+
 TEST(Format, WidthPrecisionFlags) {
   EXPECT_EQ(fmt("[%5d]", 42), "[   42]");
   EXPECT_EQ(fmt("[%-5d]", 42), "[42   ]");

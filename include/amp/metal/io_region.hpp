@@ -74,7 +74,9 @@ class IoRegion {
 
   /// `mem` split into pages of 2^page_shift bytes, page i answering to pages[i]. `pages` is borrowed and must
   /// outlive the region (and its subregions). Fails with kInvalidArgument when there are too few pages for
-  /// `mem`, when page_shift is not in [1, 63], or when a page's device range wraps around.
+  /// `mem`, when page_shift is not in [1, 63], or when a page's device range wraps around. (The paged
+  /// translations are in io_region_paged.cpp, reached only through what paged() installs: an image that never
+  /// makes a paged region does not carry them.)
   [[nodiscard]] static Result<IoRegion> paged(std::span<std::byte> mem, std::span<const DeviceAddress> pages,
                                               unsigned page_shift) noexcept;
 
@@ -149,6 +151,18 @@ class IoRegion {
     if (offset > size_ || len > size_ - offset) return Status::kOutOfRange;
     return Status::kOk;
   }
+
+  /// The translations of a paged region, installed by paged() (see there).
+  struct PagedOps {
+    Result<std::size_t> (*offset_of)(const IoRegion& r, DeviceAddress da, std::size_t len) noexcept;
+    Result<DeviceAddress> (*device_address_of)(const IoRegion& r, std::size_t offset,
+                                               std::size_t len) noexcept;
+  };
+  struct Paged;  // io_region_paged.cpp
+  /// Set by the first paged(): a region has pages_ only if paged() made it, so this is set wherever one is
+  /// used (the region reached that thread after it was made).
+  static std::atomic<const PagedOps*> paged_ops_;
+  const PagedOps& paged_ops() const noexcept { return *paged_ops_.load(std::memory_order_acquire); }
 
   template <IoWord T>
   Result<T*> word_at(std::size_t offset) const noexcept {

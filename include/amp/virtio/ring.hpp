@@ -66,8 +66,10 @@ struct RingLayout {
   /// The layout for `num` entries (a power of two in [1, 32768]) with the used ring aligned to `align` (a
   /// power of two, at least 4). kInvalidArgument otherwise.
   static Result<RingLayout> compute(std::uint32_t num, std::uint32_t align) noexcept {
-    if (num == 0 || num > kMaxQueueSize || !std::has_single_bit(num)) return fail(Status::kInvalidArgument);
-    if (align < 4 || !std::has_single_bit(align)) return fail(Status::kInvalidArgument);
+    // x & (x - 1) clears the lowest bit: zero for a power of two (std::has_single_bit is a libgcc popcount
+    // call on cores without a popcount instruction).
+    if (num == 0 || num > kMaxQueueSize || (num & (num - 1)) != 0) return fail(Status::kInvalidArgument);
+    if (align < 4 || (align & (align - 1)) != 0) return fail(Status::kInvalidArgument);
     RingLayout l;
     l.num = num;
     l.align = align;
