@@ -73,11 +73,27 @@ std::size_t vformat(std::span<char> out, const char* fmt, va_list args) noexcept
 
 }  // namespace amp::metal
 
+/// The lowest level whose AMP_LOG messages are compiled in at all (a LogLevel's value; 0, kTrace, by default:
+/// all). A code-size knob for small targets: the messages below it, their text and the code that formats
+/// their arguments, are not in the image, whatever set_log_level() says at run time. Define it for the
+/// translation units it should apply to (for example -DAMP_LOG_MIN_LEVEL=4 on amp's core: errors only).
+#ifndef AMP_LOG_MIN_LEVEL
+#define AMP_LOG_MIN_LEVEL 0
+#endif
+
 /// Logs only when the level is enabled, so the arguments are not evaluated otherwise.
+#if AMP_LOG_MIN_LEVEL > 0
+#define AMP_LOG(level, ...)                                                               \
+  do {                                                                                    \
+    if (static_cast<int>(level) >= AMP_LOG_MIN_LEVEL && ::amp::metal::log_enabled(level)) \
+      ::amp::metal::log((level), __VA_ARGS__);                                            \
+  } while (0)
+#else
 #define AMP_LOG(level, ...)                                                        \
   do {                                                                             \
     if (::amp::metal::log_enabled(level)) ::amp::metal::log((level), __VA_ARGS__); \
   } while (0)
+#endif
 #define AMP_LOG_DEBUG(...) AMP_LOG(::amp::metal::LogLevel::kDebug, __VA_ARGS__)
 #define AMP_LOG_INFO(...) AMP_LOG(::amp::metal::LogLevel::kInfo, __VA_ARGS__)
 #define AMP_LOG_WARNING(...) AMP_LOG(::amp::metal::LogLevel::kWarning, __VA_ARGS__)
