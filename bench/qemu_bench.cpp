@@ -5,19 +5,22 @@
 // image (firmware/baremetal/bench/raw.cpp):
 //  - interrupt mode against the raw doorbell: one byte to the doorbell socket, the guest's interrupt, WFI
 //    wake-up and one byte back (the firmware's own doorbell path, without rpmsg);
-//  - poll mode against a raw shared-memory ping-pong: the host stores a word in guest RAM, the guest
-//  (spinning)
-//    stores it into another, the host (spinning) sees it.
-// Each round measures every configuration, each in a new QEMU (as the driver loads every image), raw and
-// rpmsg alternating which goes first, so that the machine's noise hits both alike; every figure is the
-// median over the rounds with the min..max of the rounds as its spread, and each ratio is taken against the
-// raw figure of its own round.
+//  - poll mode against a raw shared-memory ping-pong: the host stores a word in guest RAM, the guest, which
+//    spins, stores it into another, and the host, spinning too, sees it.
+// Each round measures both modes, each in new QEMUs (as the driver loads every image), so that the machine's
+// noise hits raw and rpmsg alike: in interrupt mode the raw QEMU and the firmware's run side by side, their
+// round trips in interleaved blocks (the one not measured idles in WFI); in poll mode, where an idle guest
+// spins, one after the other, which goes first alternating by round. Every figure is the median over the
+// rounds with the min..max of the rounds as its spread; each ratio is taken against the raw figure of its own
+// round.
 //
 //   amp-bench --qemu FIRMWARE.elf [--raw RAW.elf] [--rounds R] [--iterations N] [--messages N] [--window W]
-//             [--sizes 16,256,496] [--modes interrupt,poll] [--qemu-binary PATH] [--no-pin] [--json]
+//             [--sizes 16,256,496] [--modes interrupt,poll] [--qemu-binary PATH] [--pin] [--json]
 //
-// The host's threads run on CPU 0 and QEMU's on CPU 1 (unless --no-pin), as amp-bench places its two
-// processes.
+// Threads are left to the scheduler unless --pin puts the host's on CPU 0 and QEMU's on CPU 1 (as amp-bench
+// places its two processes). QEMU has more than one thread (the vCPU, and the main loop that serves the
+// doorbell's socket): pinned, they share a CPU, which on a shared machine made round trips slower and
+// noisier than the scheduler's placement.
 #include "qemu_bench.hpp"
 
 #include <poll.h>
@@ -70,6 +73,8 @@ constexpr double kInterruptTarget = 1.3;
 constexpr double kPollTarget = 3.0;
 /// Poll mode is about a hundred times faster than interrupt mode: it does this many times the work.
 constexpr int kPollScale = 10;
+/// Interrupt mode: blocks of round trips per round, raw and rpmsg interleaved.
+constexpr int kBlocks = 10;
 
 struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -87,7 +92,7 @@ struct Options {
   bool interrupt = true;
   bool poll = true;
   bool json = false;
-  bool pin = true;  // host on CPU 0, QEMU on CPU 1 (with at least two CPUs)
+  bool pin = false;  // host on CPU 0, QEMU on CPU 1 (with at least two CPUs)
 };
 
 std::vector<std::byte> read_file(const std::string& path) {
@@ -187,13 +192,12 @@ class RawQemu {
   RawQemu(const RawQemu&) = delete;
   RawQemu& operator=(const RawQemu&) = delete;
 
-  /// `warmup` then `n` doorbell round trips, one byte in flight: the host writes a byte and waits (poll(2),
-  /// as the qemu driver's thread waits in epoll) for the guest's answer.
-  Latency doorbell(int warmup, int n) {
+  /// `warmup` then `n` doorbell round trips, one byte in flight, their times appended to `samples`: the
+  /// host writes a byte and waits (poll(2), as the qemu driver's thread waits in epoll) for the guest's
+  /// answer.
+  void doorbell(int warmup, int n, std::vector<double>& samples) {
     const int fd = qemu_->doorbell();
     (void)rproc::drain_doorbell(fd);
-    std::vector<double> samples;
-    samples.reserve(static_cast<std::size_t>(n));
     for (int i = 0; i < warmup + n; ++i) {
       const std::uint64_t t0 = monotonic_ns();
       const char ring = 'p';
@@ -216,17 +220,14 @@ class RawQemu {
       }
       if (i >= warmup) samples.push_back(static_cast<double>(monotonic_ns() - t0));
     }
-    return Latency::of(std::move(samples));
   }
 
-  /// `warmup` then `n` shared-memory round trips: store ping, spin until pong has its value. One clock read
-  /// per round trip, as in the rpmsg figure.
-  Latency ping_pong(int warmup, int n) {
+  /// `warmup` then `n` shared-memory round trips, appended to `samples`: store ping, spin until pong has its
+  /// value. One clock read per round trip, as in the rpmsg figure.
+  void ping_pong(int warmup, int n, std::vector<double>& samples) {
     auto ping = word(firmware::raw::kPingAt);
     auto pong = word(firmware::raw::kPongAt);
     std::uint32_t seq = pong.load(std::memory_order_acquire);
-    std::vector<double> samples;
-    samples.reserve(static_cast<std::size_t>(n));
     for (int i = 0; i < warmup + n; ++i) {
       ++seq;
       const std::uint64_t t0 = monotonic_ns();
@@ -240,7 +241,6 @@ class RawQemu {
       const std::uint64_t t1 = monotonic_ns();
       if (i >= warmup) samples.push_back(static_cast<double>(t1 - t0));
     }
-    return Latency::of(std::move(samples));
   }
 
   std::uint64_t extra_bytes() const { return extra_bytes_; }
@@ -289,11 +289,6 @@ struct EchoState {
     done = true;
     cv.notify_all();
   }
-};
-
-struct EchoFigures {
-  Latency rtt;
-  double msgs_per_s = 0;
 };
 
 class EchoRemote {
@@ -358,28 +353,32 @@ class EchoRemote {
 
   std::uint32_t mtu() const { return mtu_; }
 
-  EchoFigures measure(std::size_t size, int warmup, int iterations, int messages, int window) {
-    if (size > mtu_) throw Failure("a payload of " + std::to_string(size) + " bytes is beyond the MTU");
-    EchoFigures f;
-    st_.payload.resize(size);
-    for (std::size_t i = 0; i < size; ++i)
-      st_.payload[i] = std::byte(static_cast<std::uint8_t>(i * 7 + size));
-    // Round trips, after a warm-up.
-    for (const int n : {warmup, iterations}) {
+  /// `warmup` then `n` round trips of `size` bytes, one in flight, their times appended to `samples`.
+  void round_trips(std::size_t size, int warmup, int n, std::vector<double>& samples) {
+    set_payload(size);
+    for (const int count : {warmup, n}) {
+      if (count == 0) continue;
       {
         std::lock_guard lock(st_.m);
         st_.throughput = false;
         st_.samples.clear();
-        st_.samples.reserve(static_cast<std::size_t>(n) + 1);
-        st_.remaining = n;
+        st_.samples.reserve(static_cast<std::size_t>(count) + 1);
+        st_.remaining = count;
         st_.done = false;
         st_.t_sent = monotonic_ns();
       }
       send_first(1);
       wait();
     }
-    f.rtt = Latency::of(st_.samples);
-    // Throughput with `window` messages in flight, after an untimed pass of a tenth as many.
+    samples.insert(samples.end(), st_.samples.begin(), st_.samples.end());
+    check_echoes();
+  }
+
+  /// Echoes per second of `messages` messages of `size` bytes with `window` in flight, after an untimed pass
+  /// of a tenth as many.
+  double throughput(std::size_t size, int messages, int window) {
+    set_payload(size);
+    double per_s = 0;
     for (const int n : {std::max(window, messages / 10), messages}) {
       const int w = std::min(window, n);
       {
@@ -393,11 +392,10 @@ class EchoRemote {
       const std::uint64_t t0 = monotonic_ns();
       send_first(w);
       wait();
-      f.msgs_per_s = static_cast<double>(n) / (static_cast<double>(st_.t_end - t0) / 1e9);
+      per_s = static_cast<double>(n) / (static_cast<double>(st_.t_end - t0) / 1e9);
     }
-    if (const std::uint64_t bad = st_.bad.load(); bad != 0)
-      throw Failure(std::to_string(bad) + " echoes differed from what was sent");
-    return f;
+    check_echoes();
+    return per_s;
   }
 
  private:
@@ -430,6 +428,18 @@ class EchoRemote {
         st.finish();
       }
     }
+  }
+
+  void set_payload(std::size_t size) {
+    if (size > mtu_) throw Failure("a payload of " + std::to_string(size) + " bytes is beyond the MTU");
+    st_.payload.resize(size);
+    for (std::size_t i = 0; i < size; ++i)
+      st_.payload[i] = std::byte(static_cast<std::uint8_t>(i * 7 + size));
+  }
+
+  void check_echoes() const {
+    if (const std::uint64_t bad = st_.bad.load(); bad != 0)
+      throw Failure(std::to_string(bad) + " echoes differed from what was sent");
   }
 
   void send_first(int count) {
@@ -524,12 +534,12 @@ Options parse(int argc, char** argv) {
       if (!o.interrupt && !o.poll) throw Failure("--modes: interrupt, poll or both");
     } else if (a == "--json") {
       o.json = true;
-    } else if (a == "--no-pin") {
-      o.pin = false;
+    } else if (a == "--pin") {
+      o.pin = true;
     } else {
       throw Failure("unknown argument " + a +
                     " (with --qemu: --raw, --rounds, --iterations, --messages, "
-                    "--window, --sizes, --modes, --qemu-binary, --no-pin, --json)");
+                    "--window, --sizes, --modes, --qemu-binary, --pin, --json)");
     }
   }
   if (o.window > 32) throw Failure("--window: at most 32 (the vrings have 64 entries)");
@@ -544,14 +554,14 @@ void print_usage() {
   std::printf(
       "usage: amp-bench --qemu FIRMWARE.elf [--raw RAW.elf] [--rounds R] [--iterations N] [--messages N]\n"
       "                 [--window W] [--sizes 16,256,496] [--modes interrupt,poll] [--qemu-binary PATH]\n"
-      "                 [--no-pin] [--json]\n"
+      "                 [--pin] [--json]\n"
       "  FIRMWARE.elf: amp's bare-metal firmware for virt-a15 (its amp-echo service); RAW.elf: the raw\n"
       "  baseline image (default: amp-firmware-virt-a15-raw.elf next to FIRMWARE.elf). Per size N round "
       "trips\n"
       "  (default 2000) and N messages with W in flight (default 5000, 16) in interrupt mode, %d times as "
       "many\n"
-      "  in poll mode; R rounds (default 5), each a new QEMU per configuration. The host runs on CPU 0 and\n"
-      "  QEMU on CPU 1 unless --no-pin.\n",
+      "  in poll mode; R rounds (default 5), new QEMUs each round. --pin: the host on CPU 0, QEMU on CPU "
+      "1.\n",
       kPollScale);
 }
 
@@ -560,8 +570,8 @@ const char* verdict(double ratio, double target) {
 }
 
 int run(const Options& o) {
-  // The host's threads on CPU 0, QEMU's on CPU 1 (moved there once started), as amp-bench places its two
-  // processes: both spinning sides of poll mode on cores of their own, the same placement for raw and rpmsg.
+  // --pin: the host's threads on CPU 0, QEMU's on CPU 1 (moved there once started), the same placement for
+  // raw and rpmsg.
   const bool pinned = o.pin && can_pin();
   if (pinned) {
     const cpu_set_t set = one_cpu(0);
@@ -589,27 +599,58 @@ int run(const Options& o) {
     for (const bool poll : {false, true}) {
       if ((poll && !o.poll) || (!poll && !o.interrupt)) continue;
       const int scale = poll ? kPollScale : 1;
+      const int n = o.iterations * scale;
       const int warmup = std::max(10, o.iterations / 10) * scale;
-      Latency raw_rtt;
-      std::vector<EchoFigures> echo;
-      auto measure_raw = [&] {
-        RawQemu q(o, raw, poll);
-        raw_rtt = poll ? q.ping_pong(warmup, o.iterations * scale) : q.doorbell(warmup, o.iterations * scale);
+      std::vector<double> raw_samples;
+      std::vector<std::vector<double>> echo_samples(o.sizes.size());
+      std::vector<double> per_s(o.sizes.size());
+      raw_samples.reserve(static_cast<std::size_t>(n));
+      if (!poll) {
+        // Both QEMUs at once, their round trips in kBlocks interleaved blocks (which goes first alternates):
+        // the one not measured idles in WFI and its host thread in epoll, so it costs the other nothing.
+        RawQemu q(o, raw, false);
+        EchoRemote remote(o, firmware, false);
+        for (int b = 0; b < kBlocks; ++b) {
+          const int first = b == 0 ? warmup : 0;
+          const int count = n / kBlocks + (b < n % kBlocks ? 1 : 0);
+          auto do_raw = [&] { q.doorbell(first, count, raw_samples); };
+          auto do_echo = [&] {
+            for (std::size_t i = 0; i < o.sizes.size(); ++i)
+              remote.round_trips(o.sizes[i], first, count, echo_samples[i]);
+          };
+          if ((round + b) % 2 == 0) {
+            do_raw();
+            do_echo();
+          } else {
+            do_echo();
+            do_raw();
+          }
+        }
+        for (std::size_t i = 0; i < o.sizes.size(); ++i)
+          per_s[i] = remote.throughput(o.sizes[i], o.messages * scale, o.window);
         extra_bytes += q.extra_bytes();
-      };
-      auto measure_echo = [&] {
-        EchoRemote remote(o, firmware, poll);
-        for (const std::size_t size : o.sizes)
-          echo.push_back(remote.measure(size, warmup, o.iterations * scale, o.messages * scale, o.window));
-      };
-      // Alternate which goes first, so that neither always runs on a machine warmed up by the other.
-      if (round % 2 == 0) {
-        measure_raw();
-        measure_echo();
       } else {
-        measure_echo();
-        measure_raw();
+        // One QEMU at a time (an idle one would spin too), which goes first alternating by round.
+        auto do_raw = [&] {
+          RawQemu q(o, raw, true);
+          q.ping_pong(warmup, n, raw_samples);
+        };
+        auto do_echo = [&] {
+          EchoRemote remote(o, firmware, true);
+          for (std::size_t i = 0; i < o.sizes.size(); ++i) {
+            remote.round_trips(o.sizes[i], warmup, n, echo_samples[i]);
+            per_s[i] = remote.throughput(o.sizes[i], o.messages * scale, o.window);
+          }
+        };
+        if (round % 2 == 0) {
+          do_raw();
+          do_echo();
+        } else {
+          do_echo();
+          do_raw();
+        }
       }
+      const Latency raw_rtt = Latency::of(std::move(raw_samples));
       RawRow& rr = poll ? raw_shm : raw_doorbell;
       rr.p50.values.push_back(raw_rtt.p50);
       rr.p99.values.push_back(raw_rtt.p99);
@@ -617,13 +658,14 @@ int run(const Options& o) {
       std::size_t k = 0;
       for (EchoRow& row : rows) {
         if (row.poll != poll) continue;
-        const EchoFigures& f = echo[k++];
-        row.p50.values.push_back(f.rtt.p50);
-        row.p99.values.push_back(f.rtt.p99);
-        row.max.values.push_back(f.rtt.max);
-        row.ratio.values.push_back(f.rtt.p50 / raw_rtt.p50);
-        row.mps.values.push_back(f.msgs_per_s);
-        row.mbps.values.push_back(f.msgs_per_s * static_cast<double>(row.size) / 1e6);
+        const Latency rtt = Latency::of(std::move(echo_samples[k]));
+        row.p50.values.push_back(rtt.p50);
+        row.p99.values.push_back(rtt.p99);
+        row.max.values.push_back(rtt.max);
+        row.ratio.values.push_back(rtt.p50 / raw_rtt.p50);
+        row.mps.values.push_back(per_s[k]);
+        row.mbps.values.push_back(per_s[k] * static_cast<double>(row.size) / 1e6);
+        ++k;
       }
     }
   }
@@ -674,7 +716,7 @@ int run(const Options& o) {
 
   std::printf(
       "amp-bench --qemu: %s under qemu-system-arm (virt-a15), host on %s (%u CPUs)%s\n"
-      "%d rounds in %.0f s, each configuration a new QEMU, raw and rpmsg alternating; medians (spread: "
+      "%d rounds in %.0f s, new QEMUs each round, raw and rpmsg interleaved; medians (spread: "
       "min..max "
       "over rounds)\nload average (1 min): %.2f at the start, %.2f at the end, %.2f..%.2f over the "
       "rounds\n\n",
