@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // amp's bare-metal firmware on the Cortex-M4 board (firmware/baremetal, board mps2-an386), run by the qemu
-// rproc driver with the board profile the QEMU contract gives for it (qemu-system-arm -M mps2-an386, 16 MiB
-// of shared RAM at 0x21000000, nothing of QEMU's in it, the entry at e_entry with its Thumb bit). The
-// driver spawns QEMU paused, loads the image into the RAM file, listens on the doorbell, lets the CPU run
-// and brings the vdev up in the virtio driver role; this test is its client.
+// rproc driver with its mps2-an386 profile (QemuBoard::mps2_an386: qemu-system-arm -M mps2-an386, 16 MiB of
+// shared RAM at 0x21000000, nothing of QEMU's in it, the entry at e_entry with its Thumb bit). The driver
+// spawns QEMU paused, loads the image into guest RAM, listens on the doorbell, lets the CPU run and brings
+// the vdev up in the virtio driver role; this test is its client.
 //
 // Checked: every echo size, matrix products on both matrix services, the version line of each image, the
 // start-up lines in the trace buffer, both fault kinds the test images can raise (an undefined instruction,
@@ -42,20 +42,6 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-
-/// The QEMU contract's board profile "mps2-an386".
-QemuBoard mps2_an386() {
-  return QemuBoard{.name = "mps2-an386",
-                   .binary = "qemu-system-arm",
-                   .package = "qemu-system-arm",
-                   .machine = "mps2-an386",
-                   .cpu = "cortex-m4",  // the only CPU the board takes
-                   .elf_machine = elf::kMachineArm,
-                   .elf_class = 32,
-                   .ram_base = 0x2100'0000,  // the PSRAM, replaced by the shared file
-                   .ram_size = std::size_t{16} << 20,
-                   .reserved = 0};
-}
 
 std::vector<std::byte> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -207,7 +193,7 @@ class Mps2An386 : public ::testing::Test {
   /// Loads and starts `image` under a new QEMU with the board's profile.
   void start(const char* image, bool poll = false) {
     QemuConfig c;
-    c.board = mps2_an386();
+    c.board = QemuBoard::mps2_an386();
     c.poll = poll;
     c.timeout = 10s;
     remote_ = std::make_unique<QemuRemote>(std::move(c));
@@ -264,6 +250,33 @@ class Mps2An386 : public ::testing::Test {
   Client client_;
   std::unique_ptr<QemuRemote> remote_;
 };
+
+// The driver's profile is the one the firmware is linked for.
+TEST_F(Mps2An386, TheDriversProfileIsTheFirmwaresBoard) {
+  const QemuBoard b = QemuBoard::mps2_an386();
+  EXPECT_EQ(b.name, "mps2-an386");
+  EXPECT_EQ(b.machine, "mps2-an386");
+  EXPECT_EQ(b.cpu, "cortex-m4");  // the only CPU the board takes
+  EXPECT_EQ(b.elf_machine, elf::kMachineArm);
+  EXPECT_EQ(b.ram_base, 0x2100'0000U);  // the PSRAM, replaced by the shared RAM
+  EXPECT_EQ(b.ram_size, std::size_t{16} << 20);
+  EXPECT_EQ(b.reserved, 0U);
+  for (const char* path :
+       {AMP_FIRMWARE_MPS2_AN386, AMP_FIRMWARE_MPS2_AN386_TEST, AMP_FIRMWARE_MPS2_AN386_TEST2}) {
+    SCOPED_TRACE(path);
+    auto fw = check_qemu_firmware(b, read_file(path), /*poll=*/true);
+    ASSERT_TRUE(fw) << fw.error().message;
+    EXPECT_EQ(fw->entry & 1U, 1U) << "a Thumb entry";
+    EXPECT_GE(fw->entry, 0x2100'0000U + 48 * 4) << "the entry is after the vector table (48 words)";
+    EXPECT_LT(fw->entry, 0x217F'F000U) << "the entry is in the image";
+    EXPECT_EQ(fw->pool_da, 0x2180'0000U);
+    EXPECT_EQ(fw->pool_size, 0x10'0000U);
+    ASSERT_TRUE(fw->trace);
+    EXPECT_EQ(fw->trace->da, 0x217F'F000U);
+  }
+  // The virt-a15 profile refuses it: its segments are outside that board's RAM.
+  EXPECT_FALSE(check_qemu_firmware(QemuBoard::virt_a15(), read_file(AMP_FIRMWARE_MPS2_AN386), false));
+}
 
 TEST_F(Mps2An386, ServesEchoMatrixAndVersionAndIdlesWithoutCpu) {
   ASSERT_NO_FATAL_FAILURE(start(AMP_FIRMWARE_MPS2_AN386));
