@@ -25,15 +25,17 @@ struct Json {
   enum class Kind : std::uint8_t { kNull, kBool, kNumber, kString, kArray, kObject };
   Kind kind = Kind::kNull;
   std::string string;  // a string's value
-  std::vector<std::pair<std::string, Json>> members;
+  // An object's members, keys[i] naming values[i] (two vectors: a pair would need Json complete).
+  std::vector<std::string> keys;
+  std::vector<Json> values;
   std::vector<Json> items;
   std::size_t begin = 0;  // the value's text in the message
   std::size_t end = 0;
 
   const Json* get(std::string_view key) const {
     if (kind != Kind::kObject) return nullptr;
-    for (const auto& [k, v] : members)
-      if (k == key) return &v;
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] == key) return &values[i];
     return nullptr;
   }
   /// The member `key` if it is a string, else "".
@@ -201,7 +203,8 @@ class JsonReader {
         std::string key;
         Json member;
         if (!string(key) || !take(':') || !value(member, depth + 1)) return false;
-        v.members.emplace_back(std::move(key), std::move(member));
+        v.keys.push_back(std::move(key));
+        v.values.push_back(std::move(member));
         if (take('}')) {
           good = true;
         } else if (!take(',')) {
