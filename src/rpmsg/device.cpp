@@ -243,8 +243,7 @@ void Device::set_name_service_handler(NameServiceFn fn) noexcept {
   // Replay what arrived before there was a handler, oldest first.
   while (on_name_service_ && pending_ns_count_ != 0) {
     const PendingAnnouncement p = pending_ns_[0];
-    for (std::size_t i = 1; i < pending_ns_count_; ++i) pending_ns_[i - 1] = pending_ns_[i];
-    --pending_ns_count_;
+    drop_pending_locked(0);
     std::size_t n = 0;
     while (n < kNameSize && p.name[n] != '\0') ++n;
     Unlocked u(*this);
@@ -418,11 +417,13 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
   const std::string_view name = m->name_view();
   if (m->flags == kNsCreate) {
     for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
-      if (ep->name() == name && ep->remote_address() == kAddrAny) {
+      if (ep->name() != name) continue;
+      const std::uint32_t remote = ep->remote_address();
+      if (remote == kAddrAny) {
         ep->remote_.store(m->addr, std::memory_order_release);
         return;
       }
-      if (ep->name() == name && ep->remote_address() == m->addr) return;  // already bound to it
+      if (remote == m->addr) return;  // already bound to it
     }
     if (on_name_service_) {
       Unlocked u(*this);
@@ -432,8 +433,7 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
     // No handler yet: keep it for the one that comes.
     if (pending_ns_count_ == kMaxPendingAnnouncements) {
       AMP_LOG_WARNING("rpmsg: too many unhandled announcements; forgetting '%s'", pending_ns_[0].name);
-      for (std::size_t i = 1; i < pending_ns_count_; ++i) pending_ns_[i - 1] = pending_ns_[i];
-      --pending_ns_count_;
+      drop_pending_locked(0);
     }
     PendingAnnouncement& p = pending_ns_[pending_ns_count_++];
     std::memcpy(p.name, m->name, kNameSize);
@@ -443,8 +443,7 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
   // Destroy: forget a pending announcement of it...
   for (std::size_t i = 0; i < pending_ns_count_;) {
     if (pending_ns_[i].addr == m->addr) {
-      for (std::size_t j = i + 1; j < pending_ns_count_; ++j) pending_ns_[j - 1] = pending_ns_[j];
-      --pending_ns_count_;
+      drop_pending_locked(i);
     } else {
       ++i;
     }
@@ -452,16 +451,26 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
   // ...and unbind our endpoint bound to it.
   for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
     if (ep->remote_address() != m->addr || (!name.empty() && ep->name() != name)) continue;
-    ep->remote_.store(kAddrAny, std::memory_order_release);
-    ++ep->busy_;
-    {
-      Unlocked u(*this);
-      CallbackScope scope(ep);
-      if (ep->on_unbind_) ep->on_unbind_(*ep);
-    }
-    release_endpoint_locked(*ep);
+    unbind_locked(*ep);
     return;
   }
+}
+
+void Device::drop_pending_locked(std::size_t i) noexcept {
+  // One copy for the three callers (the entries are trivially copyable).
+  std::memmove(&pending_ns_[i], &pending_ns_[i + 1], (pending_ns_count_ - i - 1) * sizeof pending_ns_[0]);
+  --pending_ns_count_;
+}
+
+void Device::unbind_locked(Endpoint& ep) noexcept {
+  ep.remote_.store(kAddrAny, std::memory_order_release);
+  ++ep.busy_;
+  {
+    Unlocked u(*this);
+    CallbackScope scope(&ep);
+    if (ep.on_unbind_) ep.on_unbind_(ep);
+  }
+  release_endpoint_locked(ep);
 }
 
 void Device::give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept {
@@ -684,10 +693,12 @@ Status Device::create_endpoint(Endpoint& ep, std::string_view name, std::uint32_
   {
     Guard g(*this);
     if (local == kAddrAny) {
-      const std::uint64_t end = std::uint64_t{kFirstDynamicAddress} + config_.dynamic_addresses;
-      for (std::uint64_t a = kFirstDynamicAddress; a < end && a < kAddrAny; ++a) {
-        if (find_locked(static_cast<std::uint32_t>(a)) == nullptr) {
-          local = static_cast<std::uint32_t>(a);
+      // From kFirstDynamicAddress, config_.dynamic_addresses of them, below kAddrAny (32-bit arithmetic).
+      const std::uint32_t room = kAddrAny - kFirstDynamicAddress;
+      const std::uint32_t count = config_.dynamic_addresses < room ? config_.dynamic_addresses : room;
+      for (std::uint32_t i = 0; i < count; ++i) {
+        if (find_locked(kFirstDynamicAddress + i) == nullptr) {
+          local = kFirstDynamicAddress + i;
           break;
         }
       }
@@ -789,14 +800,7 @@ void Device::stop() noexcept {
     while (ep != nullptr && ep->stop_notified_) ep = ep->next_;
     if (ep == nullptr) break;
     ep->stop_notified_ = true;
-    ep->remote_.store(kAddrAny, std::memory_order_release);
-    ++ep->busy_;
-    {
-      Unlocked u(*this);
-      CallbackScope scope(ep);
-      if (ep->on_unbind_) ep->on_unbind_(*ep);
-    }
-    release_endpoint_locked(*ep);
+    unbind_locked(*ep);
   }
 }
 

@@ -383,6 +383,9 @@ class Device {
   // One message in a receive buffer: parse, route, dispatch (drops the lock around the callback).
   void deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled, std::uint16_t head) noexcept;
   void handle_ns(std::span<const std::byte> payload) noexcept;
+  void drop_pending_locked(std::size_t i) noexcept;  // forgets pending_ns_[i]
+  /// The endpoint's peer is gone: unbinds it and runs its unbind callback (the lock released around it).
+  void unbind_locked(Endpoint& ep) noexcept;
   void give_back_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept;  // lock held
   void release_rx(std::uint16_t head, std::byte* buf, std::uint32_t len) noexcept;
   void publish_rx_locked() noexcept;  // makes returned receive buffers visible to the peer
