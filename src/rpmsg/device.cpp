@@ -261,7 +261,10 @@ Stats Device::stats() const noexcept {
 virtio::Fault Device::fault() const noexcept {
   Guard g(*this);
   if (fault_ != virtio::Fault::kNone) return fault_;
-  for (virtio::Fault f : {driver_rx_.fault(), driver_tx_.fault(), device_rx_.fault(), device_tx_.fault()}) {
+  if (ops_ == nullptr) return virtio::Fault::kNone;  // never started
+  const bool driver = ops_->role == Role::kDriver;
+  for (virtio::Fault f : {driver ? queues_.driver.rx.fault() : queues_.device.rx.fault(),
+                          driver ? queues_.driver.tx.fault() : queues_.device.tx.fault()}) {
     if (f != virtio::Fault::kNone) return f;
   }
   return virtio::Fault::kNone;
@@ -325,9 +328,9 @@ Status Device::process_batch(bool rearm, bool& more) noexcept {
     if (fault_ != virtio::Fault::kNone) return Status::kBroken;
     kick_tx = flush_locked();  // sends made since the last call (single-threaded bursts)
     rearm = rearm && config_.notify_peer;
-    const std::uint32_t budget = config_.process_budget != 0     ? config_.process_budget
-                                 : config_.role == Role::kDriver ? driver_rx_.size()
-                                                                 : device_rx_.size();
+    const std::uint32_t budget = config_.process_budget != 0   ? config_.process_budget
+                                 : ops_->role == Role::kDriver ? queues_.driver.rx.size()
+                                                               : queues_.device.rx.size();
     s = ops_->drain(*this, rearm, budget, more);
     publish_rx_locked();
     kick_rx = rx_kick_needed_locked();

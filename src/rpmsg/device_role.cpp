@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // rpmsg::Device in the virtio device role (the remote side, like an OpenAMP remote): it sends in the driver's
 // empty buffers from queue 0 and receives on queue 1. Referenced only from start_device_role (see role.hpp).
+#include <new>
+
 #include "amp/metal/log.hpp"
 #include "amp/metal/time.hpp"
 #include "role.hpp"
@@ -12,6 +14,7 @@ using virtio::Buffer;
 struct Device::DeviceRole {
   static Status start(Device& d, std::span<virtio::DriverQueue::Slot>,
                       std::span<std::uint64_t> in_flight) noexcept {
+    new (&d.queues_.device) DeviceQueues();  // this role's queues from now on (the union's other member ends)
     virtio::Transport& t = *d.config_.transport;
     // Wait for the driver; sleeping, since this is a one-time handshake.
     const std::uint64_t deadline = metal::deadline_after(d.config_.start_timeout_ns);
@@ -36,16 +39,16 @@ struct Device::DeviceRole {
     if (d.tx_free_.size() < tx.num) return Status::kNoMemory;
     const std::size_t tx_words = virtio::DeviceQueue::in_flight_words(tx.num);
     if (in_flight.size() < tx_words + virtio::DeviceQueue::in_flight_words(rx.num)) return Status::kNoMemory;
-    AMP_RETURN_IF_ERROR(d.device_tx_.init(tx, in_flight.first(tx_words)));
-    AMP_RETURN_IF_ERROR(d.device_rx_.init(rx, in_flight.subspan(tx_words)));
+    AMP_RETURN_IF_ERROR(d.queues_.device.tx.init(tx, in_flight.first(tx_words)));
+    AMP_RETURN_IF_ERROR(d.queues_.device.rx.init(rx, in_flight.subspan(tx_words)));
     d.payload_size_ = d.tx_size_ - static_cast<std::uint32_t>(kHeaderSize);
     // The driver's empty buffers arrive without a kick unless a sender waits for one.
-    d.device_tx_.disable_notifications();
+    d.queues_.device.tx.disable_notifications();
     return Status::kOk;
   }
 
   static Status drain(Device& d, bool rearm, std::uint32_t budget, bool& more) noexcept {
-    virtio::DeviceQueue& q = d.device_rx_;
+    virtio::DeviceQueue& q = d.queues_.device.rx;
     q.disable_notifications();
     for (std::uint32_t taken = 0;; ++taken) {
       if (d.stop_requested_.load(std::memory_order_relaxed)) {
@@ -82,7 +85,7 @@ struct Device::DeviceRole {
   static bool take_tx(Device& d, TxSlot& slot, Status& error) noexcept {
     virtio::DeviceQueue::Chain c;
     Buffer b;
-    auto r = d.device_tx_.pop_available(c, std::span(&b, 1));
+    auto r = d.queues_.device.tx.pop_available(c, std::span(&b, 1));
     if (!r) {
       error = r.error();
       return false;
@@ -102,23 +105,23 @@ struct Device::DeviceRole {
   }
 
   static Status push_tx(Device& d, const TxSlot& slot, std::uint32_t total, bool now) noexcept {
-    return d.device_tx_.push_used(static_cast<std::uint16_t>(slot.id), total, now);
+    return d.queues_.device.tx.push_used(static_cast<std::uint16_t>(slot.id), total, now);
   }
 
   static void push_rx(Device& d, std::uint16_t head, std::byte*, std::uint32_t len, bool now) noexcept {
     // A consumed message goes back with its buffer's full length, as OpenAMP's remotes do: OpenAMP's driver
     // reuses the buffer with the used length as its capacity (Linux ignores the value).
-    (void)d.device_rx_.push_used(head, len, now);  // a fault sticks
+    (void)d.queues_.device.rx.push_used(head, len, now);  // a fault sticks
   }
 
-  static void publish_tx(Device& d) noexcept { d.device_tx_.publish(); }
-  static void publish_rx(Device& d) noexcept { d.device_rx_.publish(); }
-  static bool tx_kick_needed(Device& d) noexcept { return d.device_tx_.notify_needed(); }
-  static bool rx_kick_needed(Device& d) noexcept { return d.device_rx_.notify_needed(); }
+  static void publish_tx(Device& d) noexcept { d.queues_.device.tx.publish(); }
+  static void publish_rx(Device& d) noexcept { d.queues_.device.rx.publish(); }
+  static bool tx_kick_needed(Device& d) noexcept { return d.queues_.device.tx.notify_needed(); }
+  static bool rx_kick_needed(Device& d) noexcept { return d.queues_.device.rx.notify_needed(); }
 
   static bool set_tx_waiting(Device& d, bool waiting) noexcept {
-    if (waiting) return d.device_tx_.enable_notifications();
-    d.device_tx_.disable_notifications();
+    if (waiting) return d.queues_.device.tx.enable_notifications();
+    d.queues_.device.tx.disable_notifications();
     return false;
   }
 

@@ -2,7 +2,7 @@
 // rpmsg::Device in the virtio driver role (the host side, like Linux's virtio_rpmsg_bus): it owns the
 // buffers, fills queue 0 with empty receive buffers and sends on queue 1. Referenced only from
 // start_driver_role (see role.hpp).
-#include <cstring>
+#include <new>
 
 #include "amp/metal/log.hpp"
 #include "role.hpp"
@@ -14,6 +14,7 @@ using virtio::Buffer;
 struct Device::DriverRole {
   static Status start(Device& d, std::span<virtio::DriverQueue::Slot> slots,
                       std::span<std::uint64_t>) noexcept {
+    new (&d.queues_.driver) DriverQueues();  // this role's queues from now on (the union's other member ends)
     virtio::Transport& t = *d.config_.transport;
     t.set_status(0);
     t.set_status(virtio::kStatusAcknowledge);
@@ -62,24 +63,24 @@ struct Device::DriverRole {
     d.tx_never_used_ = 0;
     d.payload_size_ = d.tx_size_ - static_cast<std::uint32_t>(kHeaderSize);
 
-    AMP_RETURN_IF_ERROR(d.driver_rx_.init(rx, slots.first(rx.num)));
-    AMP_RETURN_IF_ERROR(d.driver_tx_.init(tx, slots.subspan(rx.num, tx.num)));
+    AMP_RETURN_IF_ERROR(d.queues_.driver.rx.init(rx, slots.first(rx.num)));
+    AMP_RETURN_IF_ERROR(d.queues_.driver.tx.init(tx, slots.subspan(rx.num, tx.num)));
     for (std::uint32_t i = 0; i < d.rx_count_; ++i) {
       const Buffer b{d.rx_base_ + std::uint64_t{i} * d.rx_size_, d.rx_size_, true};
       auto p = shm.pointer_of(b.addr, b.len);
       if (!p) return Status::kOutOfRange;
-      if (auto h = d.driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(*p)); !h)
+      if (auto h = d.queues_.driver.rx.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(*p)); !h)
         return h.error();
     }
     // Transmit completions interrupt us only while a sender waits for a buffer.
-    d.driver_tx_.disable_interrupts();
+    d.queues_.driver.tx.disable_interrupts();
     t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk |
                  virtio::kStatusDriverOk);
     return Status::kOk;
   }
 
   static Status drain(Device& d, bool rearm, std::uint32_t budget, bool& more) noexcept {
-    virtio::DriverQueue& q = d.driver_rx_;
+    virtio::DriverQueue& q = d.queues_.driver.rx;
     q.disable_interrupts();
     for (std::uint32_t taken = 0;; ++taken) {
       // A ring's worth taken and more waiting, or a stop() waiting for the lock: leave now. The peer's
@@ -119,7 +120,7 @@ struct Device::DriverRole {
     // Reclaim everything the device has returned at once: one look at its index for the whole batch.
     for (;;) {
       virtio::DriverQueue::Used u;
-      auto r = d.driver_tx_.pop_used(u);
+      auto r = d.queues_.driver.tx.pop_used(u);
       if (!r) {
         error = r.error();
         return false;
@@ -131,7 +132,7 @@ struct Device::DriverRole {
       }
       // The token is the buffer's host pointer, which we gave with it: no translation back.
       d.push_free_tx(TxSlot{0, d.tx_size_, reinterpret_cast<std::byte*>(u.token),
-                            d.driver_tx_.head_buffer(u.head).addr});
+                            d.queues_.driver.tx.head_buffer(u.head).addr});
     }
     if (d.tx_free_count_ == 0) return false;
     slot = d.pop_free_tx();
@@ -140,7 +141,7 @@ struct Device::DriverRole {
 
   static Status push_tx(Device& d, const TxSlot& slot, std::uint32_t total, bool now) noexcept {
     const Buffer b{slot.da, total, false};  // add() checks it against the shared memory
-    auto head = d.driver_tx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(slot.data), now);
+    auto head = d.queues_.driver.tx.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(slot.data), now);
     return head ? Status::kOk : head.error();
   }
 
@@ -148,17 +149,18 @@ struct Device::DriverRole {
     auto da = d.config_.shm.device_address_of_pointer(buf, len);
     if (!da) return;
     const Buffer b{*da, len, true};
-    (void)d.driver_rx_.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buf), now);  // a fault sticks
+    (void)d.queues_.driver.rx.add(std::span(&b, 1), reinterpret_cast<std::uintptr_t>(buf),
+                                  now);  // a fault sticks
   }
 
-  static void publish_tx(Device& d) noexcept { d.driver_tx_.publish(); }
-  static void publish_rx(Device& d) noexcept { d.driver_rx_.publish(); }
-  static bool tx_kick_needed(Device& d) noexcept { return d.driver_tx_.kick_needed(); }
-  static bool rx_kick_needed(Device& d) noexcept { return d.driver_rx_.kick_needed(); }
+  static void publish_tx(Device& d) noexcept { d.queues_.driver.tx.publish(); }
+  static void publish_rx(Device& d) noexcept { d.queues_.driver.rx.publish(); }
+  static bool tx_kick_needed(Device& d) noexcept { return d.queues_.driver.tx.kick_needed(); }
+  static bool rx_kick_needed(Device& d) noexcept { return d.queues_.driver.rx.kick_needed(); }
 
   static bool set_tx_waiting(Device& d, bool waiting) noexcept {
-    if (waiting) return d.driver_tx_.enable_interrupts();
-    d.driver_tx_.disable_interrupts();
+    if (waiting) return d.queues_.driver.tx.enable_interrupts();
+    d.queues_.driver.tx.disable_interrupts();
     return false;
   }
 

@@ -33,7 +33,8 @@ Status SplitRing::setup(const QueueConfig& config) noexcept {
   auto base = config.ring.pointer_at(0, l->size);
   if (!base) return base.error();
   if (reinterpret_cast<std::uintptr_t>(*base) % 8 != 0) return Status::kMisaligned;
-  config_ = config;
+  buffers_ = config.buffers;
+  event_idx_ = config.event_idx;
   layout_ = *l;
   base_ = *base;
   fault_ = Fault::kNone;
@@ -91,7 +92,7 @@ Status DriverQueue::init(const QueueConfig& config, std::span<Slot> slots) noexc
   }
   AMP_RETURN_IF_ERROR(setup(config));
   slots_ = slots.first(layout_.num);
-  AMP_RETURN_IF_ERROR(config_.ring.fill(0, std::byte{0}, layout_.size));
+  AMP_RETURN_IF_ERROR(config.ring.fill(0, std::byte{0}, layout_.size));
   for (std::uint32_t i = 0; i < layout_.num; ++i) {
     slots_[i] = Slot{};
     slots_[i].next = static_cast<std::uint16_t>(i + 1);
@@ -116,7 +117,7 @@ Result<std::uint16_t> DriverQueue::add(std::span<const Buffer> chain, std::uintp
   for (const Buffer& b : chain) {
     if (seen_writable && !b.device_writable) return fail(Status::kInvalidArgument);
     seen_writable = seen_writable || b.device_writable;
-    if (auto off = config_.buffers.offset_of(b.addr, b.len); !off) return fail(off.error());
+    if (auto off = buffers_.offset_of(b.addr, b.len); !off) return fail(off.error());
     if (b.device_writable) writable += b.len;
   }
   if (writable > UINT32_MAX) return fail(Status::kOverflow);
@@ -179,7 +180,7 @@ bool DriverQueue::kick_needed() noexcept {
   if (old == published_) return false;  // nothing new: no fence, no read of the peer's state
   kicked_avail_ = published_;
   full_fence();  // our index store before reading the device's suppression state
-  if (config_.event_idx) return need_event(read<std::uint16_t>(layout_.avail_event()), published_, old);
+  if (event_idx_) return need_event(read<std::uint16_t>(layout_.avail_event()), published_, old);
   return (read<std::uint16_t>(layout_.used_flags()) & kUsedFlagNoNotify) == 0;
 }
 
@@ -223,7 +224,7 @@ Result<bool> DriverQueue::pop_used(Used& out) noexcept {
   free_count_ = static_cast<std::uint16_t>(free_count_ + head.chain_len);
   head.chain_len = 0;
   ++last_used_;
-  if (config_.event_idx && !interrupts_disabled_) {
+  if (event_idx_ && !interrupts_disabled_) {
     // Keep asking for an interrupt at the next returned buffer.
     write<std::uint16_t>(layout_.used_event(), last_used_);
   }
@@ -250,7 +251,7 @@ void DriverQueue::disable_interrupts() noexcept {
   // reads bouncing between the cores).
   if (layout_.num == 0 || interrupts_disabled_) return;
   interrupts_disabled_ = true;
-  if (config_.event_idx) {
+  if (event_idx_) {
     // An event index just behind what we have read: the device passes it again only after 64 Ki buffers.
     write<std::uint16_t>(layout_.used_event(), static_cast<std::uint16_t>(last_used_ - 1));
   } else {
@@ -261,7 +262,7 @@ void DriverQueue::disable_interrupts() noexcept {
 bool DriverQueue::enable_interrupts() noexcept {
   if (layout_.num == 0) return false;
   interrupts_disabled_ = false;
-  if (config_.event_idx) {
+  if (event_idx_) {
     write<std::uint16_t>(layout_.used_event(), last_used_);
   } else {
     write<std::uint16_t>(layout_.avail_flags(), 0);
@@ -320,7 +321,7 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
     const auto flags = static_cast<std::uint16_t>(rest >> 32);
     const auto next = static_cast<std::uint16_t>(rest >> 48);
     if ((flags & kDescFlagIndirect) != 0) return fail(mark_broken("device", Fault::kUnexpectedIndirect));
-    auto data = config_.buffers.pointer_of(addr, len);  // checks the whole range, and translates it once
+    auto data = buffers_.pointer_of(addr, len);  // checks the whole range, and translates it once
     if (!data) return fail(mark_broken("device", Fault::kDescriptorAddress));
     const bool writable_buf = (flags & kDescFlagWrite) != 0;
     if (!writable_buf && writable != 0) return fail(mark_broken("device", Fault::kReadableAfterWritable));
@@ -339,7 +340,7 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
   word |= bit;
   ++held_;
   ++last_avail_;
-  if (config_.event_idx && !notifications_disabled_) write<std::uint16_t>(layout_.avail_event(), last_avail_);
+  if (event_idx_ && !notifications_disabled_) write<std::uint16_t>(layout_.avail_event(), last_avail_);
   chain = c;
   return true;
 }
@@ -373,14 +374,14 @@ bool DeviceQueue::notify_needed() noexcept {
   if (old == published_) return false;  // nothing new: no fence, no read of the peer's state
   notified_used_ = published_;
   full_fence();  // our index store before reading the driver's suppression state
-  if (config_.event_idx) return need_event(read<std::uint16_t>(layout_.used_event()), published_, old);
+  if (event_idx_) return need_event(read<std::uint16_t>(layout_.used_event()), published_, old);
   return (read<std::uint16_t>(layout_.avail_flags()) & kAvailFlagNoInterrupt) == 0;
 }
 
 void DeviceQueue::disable_notifications() noexcept {
   if (layout_.num == 0 || notifications_disabled_) return;  // already off: leave the shared line alone
   notifications_disabled_ = true;
-  if (config_.event_idx) {
+  if (event_idx_) {
     write<std::uint16_t>(layout_.avail_event(), static_cast<std::uint16_t>(last_avail_ - 1));
   } else {
     write<std::uint16_t>(layout_.used_flags(), kUsedFlagNoNotify);
@@ -390,7 +391,7 @@ void DeviceQueue::disable_notifications() noexcept {
 bool DeviceQueue::enable_notifications() noexcept {
   if (layout_.num == 0) return false;
   notifications_disabled_ = false;
-  if (config_.event_idx) {
+  if (event_idx_) {
     write<std::uint16_t>(layout_.avail_event(), last_avail_);
   } else {
     write<std::uint16_t>(layout_.used_flags(), 0);

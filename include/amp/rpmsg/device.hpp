@@ -468,11 +468,21 @@ class Device {
   bool event_idx_ = false;
   std::uint32_t payload_size_ = 0;
 
-  // Queues: driver role uses driver_rx_/driver_tx_, device role device_tx_ (queue 0) / device_rx_ (queue 1).
-  virtio::DriverQueue driver_rx_;
-  virtio::DriverQueue driver_tx_;
-  virtio::DeviceQueue device_tx_;
-  virtio::DeviceQueue device_rx_;
+  // The started role's queues, one pair at a time (a role's start constructs its pair; the driver's until
+  // the first start): the driver receives on queue 0 and sends on queue 1, the device the other way round.
+  struct DriverQueues {
+    virtio::DriverQueue rx;
+    virtio::DriverQueue tx;
+  };
+  struct DeviceQueues {
+    virtio::DeviceQueue tx;
+    virtio::DeviceQueue rx;
+  };
+  union Queues {
+    Queues() noexcept : driver() {}
+    DriverQueues driver;
+    DeviceQueues device;
+  } queues_;
   std::uint32_t notify_rx_ = 0;  // notify id of the queue we receive on
   std::uint32_t notify_tx_ = 0;  // notify id of the queue we send on
 

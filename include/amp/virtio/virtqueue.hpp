@@ -97,8 +97,9 @@ class SplitRing {
   }
 
   std::byte* base_ = nullptr;  // the ring's first byte
-  QueueConfig config_{};
+  metal::IoRegion buffers_{};  // QueueConfig::buffers (of the config, only what is needed after setup)
   RingLayout layout_{};
+  bool event_idx_ = false;  // QueueConfig::event_idx
   Fault fault_ = Fault::kNone;
 };
 
