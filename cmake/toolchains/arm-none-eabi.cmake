@@ -20,7 +20,10 @@ if(AMP_ARM_CPU MATCHES "^cortex-m" AND NOT " ${AMP_ARM_FLAGS} " MATCHES " -mthum
 endif()
 # -Wno-psabi: silences GCC's "parameter passing ... changed in GCC 7.1" notes for spans of 64-bit values;
 # they matter only when linking with objects built by GCC < 7.1.
-set(CMAKE_CXX_FLAGS_INIT "${amp_arm_target} -ffreestanding -fno-exceptions -fno-rtti -Wno-psabi")
+# -fbuiltin after -ffreestanding (which implies -fno-builtin): the environment provides mem* with their
+# standard meaning (a freestanding GCC needs them anyway), so a 2-, 4- or 16-byte std::memcpy can be a load,
+# not a call. A file that implements mem* itself compiles with -fno-builtin (firmware/baremetal's runtime.cpp).
+set(CMAKE_CXX_FLAGS_INIT "${amp_arm_target} -ffreestanding -fbuiltin -fno-exceptions -fno-rtti -Wno-psabi")
 set(CMAKE_ASM_FLAGS_INIT "${amp_arm_target}")
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
