@@ -8,17 +8,29 @@ namespace amp::metal::baremetal {
 
 namespace {
 
-// Each field is an atomic of its own so that dispatch reads it without a lock; changes are serialised by
-// TableLock.
-struct IrqEntry {
-  std::atomic<IrqHandler*> handler{nullptr};
-  std::atomic<bool> enabled{false};
-};
-
-constinit IrqEntry g_table[kMaxIrqVectors];
+// Atomics, so that dispatch reads them without a lock; changes are serialised by TableLock. The enabled flags
+// are a bitmap (a vector's entry is its handler pointer and one bit: 4 B + 1 bit on 32-bit cores, not 8 B).
+constinit std::atomic<IrqHandler*> g_handlers[kMaxIrqVectors] = {};
+constinit std::atomic<std::uint32_t> g_enabled[(kMaxIrqVectors + 31) / 32] = {};
 constinit std::atomic<std::uint32_t> g_spurious{0};
 constinit Spinlock g_table_lock;
 
+std::atomic<std::uint32_t>& enabled_word(unsigned vector) noexcept {
+  return g_enabled[vector / 32];
+}
+constexpr std::uint32_t enabled_bit(unsigned vector) noexcept {
+  return std::uint32_t{1} << (vector % 32);
+}
+bool enabled(unsigned vector) noexcept {
+  return (enabled_word(vector).load(std::memory_order_acquire) & enabled_bit(vector)) != 0;
+}
+void set_enabled(unsigned vector, bool on) noexcept {
+  if (on) {
+    enabled_word(vector).fetch_or(enabled_bit(vector), std::memory_order_release);
+  } else {
+    enabled_word(vector).fetch_and(~enabled_bit(vector), std::memory_order_release);
+  }
+}
 /// Interrupts off on this core (so our own ISR cannot see a change half-done or deadlock on the spinlock),
 /// then the spinlock (so other cores cannot interleave).
 class TableLock {
@@ -37,23 +49,23 @@ class TableLock {
 Status irq_register(unsigned vector, IrqHandler& handler) noexcept {
   if (vector >= kMaxIrqVectors) return Status::kOutOfRange;
   TableLock lock;
-  IrqEntry& e = g_table[vector];
-  if (e.handler.load(std::memory_order_relaxed) != nullptr) return Status::kAlreadyExists;
+  std::atomic<IrqHandler*>& slot = g_handlers[vector];
+  if (slot.load(std::memory_order_relaxed) != nullptr) return Status::kAlreadyExists;
   // Release: a dispatch that sees the pointer also sees the handler object's construction.
-  e.handler.store(&handler, std::memory_order_release);
+  slot.store(&handler, std::memory_order_release);
   return Status::kOk;
 }
 
 Status irq_unregister(unsigned vector) noexcept {
   if (vector >= kMaxIrqVectors) return Status::kOutOfRange;
   TableLock lock;
-  IrqEntry& e = g_table[vector];
-  if (e.handler.load(std::memory_order_relaxed) == nullptr) return Status::kNotFound;
-  if (e.enabled.load(std::memory_order_relaxed)) {
+  std::atomic<IrqHandler*>& slot = g_handlers[vector];
+  if (slot.load(std::memory_order_relaxed) == nullptr) return Status::kNotFound;
+  if (enabled(vector)) {
     if (board_hooks().irq_disable != nullptr) board_hooks().irq_disable(vector);
-    e.enabled.store(false, std::memory_order_release);
+    set_enabled(vector, false);
   }
-  e.handler.store(nullptr, std::memory_order_release);
+  slot.store(nullptr, std::memory_order_release);
   return Status::kOk;
 }
 
@@ -61,7 +73,7 @@ Status irq_enable(unsigned vector) noexcept {
   if (vector >= kMaxIrqVectors) return Status::kOutOfRange;
   TableLock lock;
   // Flag first: an interrupt arriving as soon as the line is unmasked must find the vector enabled.
-  g_table[vector].enabled.store(true, std::memory_order_release);
+  set_enabled(vector, true);
   if (board_hooks().irq_enable != nullptr) board_hooks().irq_enable(vector);
   return Status::kOk;
 }
@@ -71,19 +83,18 @@ Status irq_disable(unsigned vector) noexcept {
   TableLock lock;
   // Mask first, so the controller stops raising the line before the table stops accepting it.
   if (board_hooks().irq_disable != nullptr) board_hooks().irq_disable(vector);
-  g_table[vector].enabled.store(false, std::memory_order_release);
+  set_enabled(vector, false);
   return Status::kOk;
 }
 
 bool irq_is_enabled(unsigned vector) noexcept {
-  return vector < kMaxIrqVectors && g_table[vector].enabled.load(std::memory_order_acquire);
+  return vector < kMaxIrqVectors && enabled(vector);
 }
 
 void irq_dispatch(unsigned vector) noexcept {
   if (vector < kMaxIrqVectors) {
-    const IrqEntry& e = g_table[vector];
-    if (e.enabled.load(std::memory_order_acquire)) {
-      if (IrqHandler* h = e.handler.load(std::memory_order_acquire); h != nullptr) {
+    if (enabled(vector)) {
+      if (IrqHandler* h = g_handlers[vector].load(std::memory_order_acquire); h != nullptr) {
         h->handle_irq(vector);
         return;
       }
