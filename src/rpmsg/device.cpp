@@ -209,31 +209,33 @@ Status Device::start_role(const DeviceConfig& config, const RoleOps& ops,
 }
 
 Status Device::setup_queue(std::uint32_t index, virtio::QueueConfig& qc, std::uint32_t& notify_id) noexcept {
-  auto info = config_.transport->queue(index);
-  if (!info) return info.error();
-  if (info->da == metal::kAnyAddress) {
+  auto got = config_.transport->queue(index);
+  if (!got) return got.error();
+  const virtio::QueueInfo info = *got;  // a plain copy: one check of the Result, not one per use
+  if (info.da == metal::kAnyAddress) {
     AMP_LOG_ERROR("rpmsg: vring %u has no address (allocation is the remoteproc layer's job)",
                   static_cast<unsigned>(index));
     return Status::kNotSupported;
   }
-  auto layout = virtio::RingLayout::compute(info->num, info->align);
-  if (!layout) {
+  auto computed = virtio::RingLayout::compute(info.num, info.align);
+  if (!computed) {
     AMP_LOG_ERROR("rpmsg: vring %u: bad size %u or alignment %u", static_cast<unsigned>(index),
-                  static_cast<unsigned>(info->num), static_cast<unsigned>(info->align));
+                  static_cast<unsigned>(info.num), static_cast<unsigned>(info.align));
     return Status::kMalformed;
   }
-  auto offset = config_.shm.offset_of(info->da, layout->size);
+  const std::size_t ring_size = computed->size;
+  auto offset = config_.shm.offset_of(info.da, ring_size);
   if (!offset) {
     AMP_LOG_ERROR("rpmsg: vring %u at 0x%llx (%zu bytes) is outside the shared memory",
-                  static_cast<unsigned>(index), static_cast<unsigned long long>(info->da), layout->size);
+                  static_cast<unsigned>(index), static_cast<unsigned long long>(info.da), ring_size);
     return Status::kOutOfRange;
   }
-  qc.ring = *config_.shm.subregion(*offset, layout->size);
+  qc.ring = *config_.shm.subregion(*offset, ring_size);
   qc.buffers = config_.shm;
-  qc.num = info->num;
-  qc.align = info->align;
+  qc.num = info.num;
+  qc.align = info.align;
   qc.event_idx = event_idx_;
-  notify_id = info->notify_id;
+  notify_id = info.notify_id;
   return Status::kOk;
 }
 
@@ -411,26 +413,27 @@ void Device::deliver(std::byte* buf, std::uint32_t buf_len, std::uint32_t filled
 }
 
 void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
-  auto m = decode_ns(bytes);
-  if (!m) {
+  auto decoded = decode_ns(bytes);
+  if (!decoded) {
     ++stats_.rx_malformed;
     AMP_LOG_WARNING("rpmsg: dropped a malformed name-service message");
     return;
   }
-  const std::string_view name = m->name_view();
-  if (m->flags == kNsCreate) {
+  const NsMessage& m = *decoded;  // one check of the Result, not one per use
+  const std::string_view name = m.name_view();
+  if (m.flags == kNsCreate) {
     for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
       if (ep->name() != name) continue;
       const std::uint32_t remote = ep->remote_address();
       if (remote == kAddrAny) {
-        ep->remote_.store(m->addr, std::memory_order_release);
+        ep->remote_.store(m.addr, std::memory_order_release);
         return;
       }
-      if (remote == m->addr) return;  // already bound to it
+      if (remote == m.addr) return;  // already bound to it
     }
     if (on_name_service_) {
       Unlocked u(*this);
-      on_name_service_(*this, name, m->addr);
+      on_name_service_(*this, name, m.addr);
       return;
     }
     // No handler yet: keep it for the one that comes.
@@ -439,13 +442,13 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
       drop_pending_locked(0);
     }
     PendingAnnouncement& p = pending_ns_[pending_ns_count_++];
-    std::memcpy(p.name, m->name, kNameSize);
-    p.addr = m->addr;
+    std::memcpy(p.name, m.name, kNameSize);
+    p.addr = m.addr;
     return;
   }
   // Destroy: forget a pending announcement of it...
   for (std::size_t i = 0; i < pending_ns_count_;) {
-    if (pending_ns_[i].addr == m->addr) {
+    if (pending_ns_[i].addr == m.addr) {
       drop_pending_locked(i);
     } else {
       ++i;
@@ -453,7 +456,7 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
   }
   // ...and unbind our endpoint bound to it.
   for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
-    if (ep->remote_address() != m->addr || (!name.empty() && ep->name() != name)) continue;
+    if (ep->remote_address() != m.addr || (!name.empty() && ep->name() != name)) continue;
     unbind_locked(*ep);
     return;
   }

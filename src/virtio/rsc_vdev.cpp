@@ -7,12 +7,14 @@ Result<RscVdevTransport> RscVdevTransport::open(const metal::IoRegion& body) noe
   auto num = body.load<std::uint8_t>(vdev::kNumVrings, std::memory_order_acquire);
   auto config_len = body.load<std::uint32_t>(vdev::kConfigLen, std::memory_order_relaxed);
   if (!num || !config_len) return fail(Status::kMalformed);
-  const std::uint64_t needed = kVdevHeaderSize + std::uint64_t{kVdevVringSize} * *num + *config_len;
+  const std::uint8_t vrings = *num;
+  const std::uint32_t config = *config_len;
+  const std::uint64_t needed = kVdevHeaderSize + std::uint64_t{kVdevVringSize} * vrings + config;
   if (needed > body.size()) return fail(Status::kMalformed);
   RscVdevTransport t;
   t.body_ = *body.subregion(0, static_cast<std::size_t>(needed));
-  t.num_vrings_ = *num;
-  t.config_len_ = *config_len;
+  t.num_vrings_ = vrings;
+  t.config_len_ = config;
   return t;
 }
 
@@ -79,7 +81,8 @@ Result<QueueInfo> RscVdevTransport::queue(std::uint32_t index) const noexcept {
   auto num = body_.load<std::uint32_t>(v + vdev::kVringNum, std::memory_order_relaxed);
   auto notify = body_.load<std::uint32_t>(v + vdev::kVringNotifyId, std::memory_order_relaxed);
   if (!da || !align || !num || !notify) return fail(Status::kMalformed);
-  return QueueInfo{*da == kRscAddrAny ? metal::kAnyAddress : metal::DeviceAddress{*da}, *align, *num,
+  const std::uint32_t addr = *da;
+  return QueueInfo{addr == kRscAddrAny ? metal::kAnyAddress : metal::DeviceAddress{addr}, *align, *num,
                    *notify};
 }
 
@@ -105,10 +108,11 @@ Result<metal::IoRegion> find_vdev(const metal::IoRegion& table, std::uint32_t in
   auto ver = table.load<std::uint32_t>(0, std::memory_order_acquire);
   auto num = table.load<std::uint32_t>(4, std::memory_order_relaxed);
   if (!ver || !num || *ver != kRscTableVersion) return fail(Status::kMalformed);
-  const std::uint64_t offsets_end = kRscTableHeaderSize + 4ULL * *num;
+  const std::uint32_t entries = *num;
+  const std::uint64_t offsets_end = kRscTableHeaderSize + 4ULL * entries;
   if (offsets_end > table.size()) return fail(Status::kMalformed);
   std::uint32_t seen = 0;
-  for (std::uint32_t i = 0; i < *num; ++i) {
+  for (std::uint32_t i = 0; i < entries; ++i) {
     const std::uint32_t off =
         *table.load<std::uint32_t>(kRscTableHeaderSize + 4 * std::size_t{i}, std::memory_order_relaxed);
     if (off < offsets_end || off % 4 != 0 || std::uint64_t{off} + 4 > table.size())
