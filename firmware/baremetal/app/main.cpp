@@ -103,7 +103,7 @@ struct Firmware {
   DoorbellMode mode = DoorbellMode::kInterrupt;
   DoorbellNotifier doorbell;
   NoNotifier no_notifier;
-  rpmsg::DeviceStorage<kRingSize> storage;
+  rpmsg::DeviceRoleStorage<kRingSize> storage;  // the device role's storage only
   rpmsg::Device device;
   Services services;
 };

@@ -238,7 +238,11 @@ void console_write(std::string_view text) noexcept {
   // SYS_EXIT (0x18) with an ADP stop reason: ApplicationExit (QEMU exits 0) or RunTimeErrorUnknown (1).
   register std::uint32_t op __asm__("r0") = 0x18;
   register std::uint32_t reason __asm__("r1") = status == 0 ? 0x20026 : 0x20023;
-  __asm__ __volatile__("svc 0x123456" : "+r"(op) : "r"(reason) : "memory");
+#if defined(__thumb__)
+  __asm__ __volatile__("svc 0xab" : "+r"(op) : "r"(reason) : "memory");  // semihosting's Thumb SVC
+#else
+  __asm__ __volatile__("svc 0x123456" : "+r"(op) : "r"(reason) : "memory");  // its ARM SVC
+#endif
   halt();
 }
 
