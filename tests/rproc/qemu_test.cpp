@@ -7,6 +7,7 @@
 // detach and attach over the same memory, no host CPU when idle. The firmware's side (rpmsg with amp's
 // bare-metal image) is qemu_firmware_test.cpp.
 #include "amp/rproc/linux/qemu.hpp"
+#include "qemu_client.hpp"
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -470,27 +471,8 @@ std::uint32_t doorbell_mode(const metal::IoRegion& ram) {
   return entry ? table->load<std::uint32_t>(entry->offset + 4).value_or(0xFFFF'FFFF) : 0xFFFF'FFFF;
 }
 
-std::chrono::microseconds cpu_of_process(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return {};
-  std::istringstream rest(stat.substr(close + 2));
-  std::string field;
-  long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::stoll(field);
-    if (i == 15) stime = std::stoll(field);
-  }
-  return std::chrono::microseconds((utime + stime) * 1'000'000 / ::sysconf(_SC_CLK_TCK));
-}
-
-std::chrono::microseconds cpu_of_self() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return std::chrono::seconds(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         std::chrono::microseconds(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
+using qemu_test::cpu_of_process;
+using qemu_test::cpu_of_self;
 
 TEST_F(QemuTest, LoadPausesStartRunsStopEnds) {
   SKIP_WITHOUT_QEMU();
