@@ -493,7 +493,8 @@ TEST_F(QemuTest, LoadPausesStartRunsStopEnds) {
   std::replace(cmd.begin(), cmd.end(), '\0', ' ');
   EXPECT_NE(cmd.find("-semihosting-config enable=on,target=gdb"), std::string::npos) << cmd;
   EXPECT_EQ(cmd.find("target=native"), std::string::npos) << cmd;
-  EXPECT_NE(cmd.find("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny"), std::string::npos) << cmd;
+  EXPECT_NE(cmd.find("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny"), std::string::npos)
+      << cmd;
 
   rpmsg::Device* up = nullptr;
   driver.on_link_up([&](rpmsg::Device& d) { up = &d; });
