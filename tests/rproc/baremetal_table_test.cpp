@@ -64,7 +64,8 @@ TEST(BaremetalTable, IsByteForByteLinuxsLayout) {
   want.u32(kRscCarveout).u32(0x4080'0000).u32(0x4080'0000).u32(0x10'0000).u32(0).u32(0).name("vdev0buffer");
   // fw_rsc_trace: type, da, len, reserved, name
   want.u32(kRscTrace).u32(0x407F'F000).u32(0x1000).u32(0).name("amp-trace");
-  want.u32(128).u32(kDoorbellModeInterrupt).u32(kDoorbellStateIdle);  // vendor: type, mode, state
+  // vendor: type, mode, state, the watchdog's ping and pong
+  want.u32(128).u32(kDoorbellModeInterrupt).u32(kDoorbellStateIdle).u32(0).u32(0);
   ASSERT_EQ(want.v.size(), sizeof kTable);
   std::vector<std::uint8_t> got(sizeof kTable);
   std::memcpy(got.data(), &kTable, sizeof kTable);
@@ -150,7 +151,8 @@ TEST(BaremetalTable, ParsesIntoItsFourEntries) {
 
   // The vendor body runs to the table's end: mode and state.
   EXPECT_EQ(r.vendor_type, 128U);
-  EXPECT_EQ(r.vendor_body, (std::vector<std::uint8_t>{0, 0, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(r.vendor_body,
+            std::vector<std::uint8_t>(kDoorbellBodyWithWatchdog, 0));  // mode, state, ping, pong
 
   // The vdev opens as the virtio transport both sides use, and write-back lands in the right words.
   auto transport = virtio::RscVdevTransport::open(r.vdev_body);

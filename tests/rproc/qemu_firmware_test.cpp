@@ -27,6 +27,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -243,6 +244,50 @@ TEST_P(QemuFirmwareTest, KilledQemuAndGuestFaultAreCrashesThatRecover) {
   ASSERT_TRUE(remote->stop());
 }
 
+TEST_P(QemuFirmwareTest, AHungFirmwareIsCaughtByTheWatchdogAndRecovers) {
+  QemuConfig c = config();
+  c.watchdog = 1s;
+  auto remote = make_remote(c);
+  remote->set_recovery(true, 2);
+  std::mutex m;
+  std::vector<std::string> crashes;
+  std::string trace_at_crash;
+  remote->on_transition([&](const Transition& t) {
+    if (t.to != State::kCrashed) return;
+    std::lock_guard lock(m);
+    crashes.push_back(remote->last_exit());
+    trace_at_crash = remote->driver().trace();  // the hung guest's memory, before the recovery's load
+  });
+  ASSERT_TRUE(remote->start(test1_)) << remote->driver().error();
+  ASSERT_NO_FATAL_FAILURE(expect_some_echoes("before the hang"));
+  const pid_t first = remote->driver().pid();
+  // The handler loops forever: the CPU runs, QEMU lives, nothing answers.
+  const std::string_view hang = "hang";
+  ASSERT_TRUE(client_.wait_service("amp-fault"));
+  EXPECT_FALSE(client_.exchange("amp-fault", std::as_bytes(std::span(hang)), 500ms)) << "amp-fault replied";
+  for (int i = 0; i < 1000; ++i) {
+    {
+      std::lock_guard lock(m);
+      if (!crashes.empty()) break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  {
+    std::lock_guard lock(m);
+    ASSERT_EQ(crashes.size(), 1U) << said();
+    EXPECT_EQ(crashes[0].rfind("the firmware stopped answering its watchdog: no answer to ping ", 0), 0U)
+        << crashes[0];
+    EXPECT_NE(trace_at_crash.find("amp-fault: a message from"), std::string::npos) << trace_at_crash;
+    EXPECT_NE(trace_at_crash.find("looping forever"), std::string::npos) << trace_at_crash;
+  }
+  ASSERT_TRUE(remote->wait_for(State::kRunning, 10s));
+  EXPECT_EQ(::kill(first, 0), -1) << "the hung QEMU is gone";
+  EXPECT_NE(remote->driver().pid(), first);
+  ASSERT_NO_FATAL_FAILURE(expect_some_echoes("after the watchdog's recovery"));
+  EXPECT_EQ(remote->lifecycle().recoveries(), 1U);
+  ASSERT_TRUE(remote->stop());
+}
+
 TEST_P(QemuFirmwareTest, GuestFaultIsInTheTrace) {
   auto remote = make_remote(config());  // no recovery: the dead guest's memory stays to be read
   ASSERT_TRUE(remote->start(test1_)) << remote->driver().error();
@@ -296,7 +341,11 @@ TEST_P(QemuFirmwareTest, PollModeServesToo) {
 }
 
 TEST_P(QemuFirmwareTest, IdleInInterruptModeCostsNoCpu) {
-  auto remote = make_remote(config());
+  // With a watchdog every 500 ms / 4: its pings wake both sides, but nothing spins, and the firmware
+  // answers every one (the remote is not taken for hung).
+  QemuConfig c = config();
+  c.watchdog = 500ms;
+  auto remote = make_remote(c);
   ASSERT_TRUE(remote->start(test1_)) << remote->driver().error();
   ASSERT_NO_FATAL_FAILURE(expect_some_echoes("before idling"));
   std::this_thread::sleep_for(200ms);
@@ -312,6 +361,8 @@ TEST_P(QemuFirmwareTest, IdleInInterruptModeCostsNoCpu) {
   // Under 5% of the wall time: no thread of the host spins, and the idle guest sleeps in WFI.
   EXPECT_LT(host * 20, wall) << "the host used " << host.count() << " us of CPU in " << wall.count() << " us";
   EXPECT_LT(guest * 20, wall) << "QEMU used " << guest.count() << " us of CPU in " << wall.count() << " us";
+  EXPECT_EQ(remote->state(), State::kRunning);
+  EXPECT_EQ(remote->driver().pid(), qemu) << "the watchdog took an idle firmware for hung";
   ASSERT_NO_FATAL_FAILURE(expect_some_echoes("after idling", 5));
   ASSERT_TRUE(remote->stop());
 }

@@ -81,6 +81,7 @@ struct ImageSpec {
   const char* pool_name = kRpmsgPoolCarveout;
   bool trace = true;
   bool doorbell = true;
+  std::size_t doorbell_body = 8;  // mode and state; 16 with the watchdog's ping and pong
   std::optional<std::pair<std::uint32_t, std::uint32_t>> extra_segment{};  // da, size
 };
 
@@ -109,8 +110,8 @@ std::vector<std::byte> make_image(const ImageSpec& spec = {}) {
     EXPECT_EQ(t.add_trace(kAmpTraceName, kTraceDa, 4096), Status::kOk);
   }
   if (spec.doorbell) {
-    const std::byte body[8] = {};
-    EXPECT_EQ(t.add_vendor(kRscAmpDoorbell, body), Status::kOk);
+    const std::vector<std::byte> body(spec.doorbell_body);
+    EXPECT_EQ(t.add_vendor(kRscVendorDoorbell, body), Status::kOk);
   }
   auto size = t.finish();
   EXPECT_TRUE(size);
@@ -461,14 +462,20 @@ std::uint8_t vdev_status(const metal::IoRegion& ram) {
   return transport ? transport->status() : 0xFF;
 }
 
-std::uint32_t doorbell_mode(const metal::IoRegion& ram) {
+/// Word `index` of the doorbell entry's body in guest RAM (0 mode, 1 state, 2 ping, 3 pong).
+std::uint32_t doorbell_word(const metal::IoRegion& ram, std::size_t index) {
   auto table = ram.subregion(kTableDa - 0x4000'0000, 0x300);
   if (!table) return 0xFFFF'FFFF;
   auto parsed = ResourceTable::parse(*table);
   if (!parsed) return 0xFFFF'FFFF;
   // The vendor entry is the last one.
   auto entry = parsed->entry(parsed->entry_count() - 1);
-  return entry ? table->load<std::uint32_t>(entry->offset + 4).value_or(0xFFFF'FFFF) : 0xFFFF'FFFF;
+  return entry ? table->load<std::uint32_t>(entry->offset + 4 + 4 * index).value_or(0xFFFF'FFFF)
+               : 0xFFFF'FFFF;
+}
+
+std::uint32_t doorbell_mode(const metal::IoRegion& ram) {
+  return doorbell_word(ram, 0);
 }
 
 using qemu_test::cpu_of_process;
@@ -482,7 +489,7 @@ TEST_F(QemuTest, LoadPausesStartRunsStopEnds) {
   ASSERT_GT(pid, 0);
   EXPECT_EQ(driver.machine_status().value_or("?"), "prelaunch");
   EXPECT_EQ(driver.trace(), kBootText) << "the image's trace buffer, read from guest RAM";
-  EXPECT_EQ(doorbell_mode(driver.memory()), kDoorbellInterrupt);
+  EXPECT_EQ(doorbell_mode(driver.memory()), kDoorbellModeInterrupt);
   EXPECT_TRUE(leftovers().empty())
       << "nothing while QEMU runs: the RAM file is unlinked once QEMU has it, the sockets once connected: "
       << leftovers().front();
@@ -548,9 +555,9 @@ TEST_F(QemuTest, PollModeIsWrittenIntoTheImage) {
   c.poll = true;
   QemuDriver driver(c);
   ASSERT_EQ(driver.load(make_image()), Status::kOk) << driver.error();
-  EXPECT_EQ(doorbell_mode(driver.memory()), kDoorbellPoll);
+  EXPECT_EQ(doorbell_mode(driver.memory()), kDoorbellModePoll);
   ASSERT_EQ(driver.start(), Status::kOk) << driver.error();
-  EXPECT_EQ(doorbell_mode(driver.memory()), kDoorbellPoll);
+  EXPECT_EQ(doorbell_mode(driver.memory()), kDoorbellModePoll);
   ASSERT_EQ(driver.stop(), Status::kOk);
 }
 
@@ -681,6 +688,69 @@ TEST_F(QemuTest, IdleInInterruptModeCostsNoHostCpu) {
                              << " us idle";
   EXPECT_LT(guest * 20, wall) << "QEMU (a WFI guest) used " << guest.count() << " us of CPU in "
                               << wall.count();
+  ASSERT_TRUE(remote.stop());
+}
+
+TEST_F(QemuTest, OnlyADoorbellEntryWithPingAndPongHasTheWatchdog) {
+  auto without = check_qemu_firmware(QemuBoard::virt_a15(), make_image(), false);
+  ASSERT_TRUE(without) << without.error().message;
+  EXPECT_FALSE(without->watchdog);
+  auto with = check_qemu_firmware(QemuBoard::virt_a15(), make_image({.doorbell_body = 16}), false);
+  ASSERT_TRUE(with) << with.error().message;
+  EXPECT_TRUE(with->watchdog);
+}
+
+TEST_F(QemuTest, AFirmwareThatNeverAnswersTheWatchdogIsACrash) {
+  SKIP_WITHOUT_QEMU();
+  // The WFI loop has the watchdog's words but never copies ping into pong: hung, as far as anyone can tell.
+  QemuConfig c = config();
+  c.watchdog = 300ms;
+  QemuRemote remote(c);
+  std::mutex m;
+  std::string down;
+  remote.on_down([&](const std::string& how) {
+    std::lock_guard lock(m);
+    down = how;
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(remote.start(make_image({.doorbell_body = 16}))) << remote.driver().error();
+  const pid_t pid = remote.driver().pid();
+  EXPECT_EQ(doorbell_word(remote.driver().memory(), 2), 1U) << "the first ping is written at the start";
+  ASSERT_TRUE(remote.wait_for(State::kCrashed, 5s)) << to_string(remote.state());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 300ms) << "the firmware had its whole period";
+  EXPECT_EQ(
+      remote.last_exit().rfind("the firmware stopped answering its watchdog: no answer to ping 1 for ", 0),
+      0U)
+      << remote.last_exit();
+  EXPECT_NE(remote.last_exit().find("(pong 0); QEMU killed"), std::string::npos) << remote.last_exit();
+  EXPECT_EQ(remote.driver().last_end(), "killed by signal 9 (Killed)");
+  EXPECT_EQ(::kill(pid, 0), -1) << "QEMU is gone";
+  for (int i = 0; i < 100; ++i) {
+    {
+      std::lock_guard lock(m);
+      if (!down.empty()) break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  {
+    std::lock_guard lock(m);
+    EXPECT_EQ(down, remote.last_exit()) << "recovery is off: the remote stays down";
+  }
+  EXPECT_EQ(remote.driver().device(), nullptr);
+  EXPECT_TRUE(leftovers().empty());
+  expect_no_child();
+}
+
+TEST_F(QemuTest, AFirmwareWithoutTheWatchdogWordsIsNotWatched) {
+  SKIP_WITHOUT_QEMU();
+  QemuConfig c = config();
+  c.watchdog = 100ms;
+  QemuRemote remote(c);
+  ASSERT_TRUE(remote.start(make_image())) << remote.driver().error();
+  const pid_t pid = remote.driver().pid();
+  std::this_thread::sleep_for(800ms);  // 8 periods
+  EXPECT_EQ(remote.state(), State::kRunning);
+  EXPECT_EQ(remote.driver().pid(), pid);
   ASSERT_TRUE(remote.stop());
 }
 

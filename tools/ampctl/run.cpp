@@ -64,13 +64,14 @@ struct RunOptions {
   std::string board = "virt-a15";
   std::string qemu;
   bool trace = false;
+  long watchdog = 2000;  // ms, 0 = off
 
   struct Given {
     CLI::Option *recover, *max_recoveries;                               // process and qemu
     CLI::Option *notify, *memory;                                        // process only
     CLI::Option *remote, *uio, *pool, *kick, *sys, *dev, *firmware_dir;  // sysfs only
     CLI::Option* poll;                                                   // sysfs and qemu
-    CLI::Option *board, *qemu, *trace;                                   // qemu only
+    CLI::Option *board, *qemu, *trace, *watchdog;                        // qemu only
   } given{};
 };
 
@@ -173,11 +174,14 @@ drivers:
   qemu                  FIRMWARE is a bare-metal ELF for a board QEMU emulates (amp's firmware/baremetal):
                         a new qemu-system-arm (Debian package qemu-system-arm) per load, paused until the
                         image is in its RAM; rpmsg over the RAM, kicks through a doorbell serial line;
-                        QEMU ending (a guest fault ends it) is a crash:
+                        QEMU ending (a guest fault ends it) is a crash, and so is a firmware that stops
+                        answering the watchdog:
       --board BOARD         virt-a15 (QEMU's virt, a Cortex-A15; the default) or mps2-an386 (a Cortex-M4)
       --qemu PATH|NAME      the QEMU program (default qemu-system-arm, from PATH)
       --poll                the firmware and the host poll the rings (no doorbell; a core each)
       --trace               print the firmware's trace buffer at the end, and when it crashes
+      --watchdog MS         a firmware that has not answered the host's ping for MS ms is hung (default
+                            2000; 0: no watchdog); only firmware whose doorbell entry has ping and pong
   an option of another driver is refused.
 options:
   --ping SERVICE        once SERVICE is announced, send messages of every size 1..MTU (--rounds N
@@ -324,7 +328,7 @@ int run_process(const RunOptions& o) {
                 o.given.firmware_dir},
                "only for --driver sysfs");
   refuse_given({o.given.poll}, "only for --driver sysfs or qemu");
-  refuse_given({o.given.board, o.given.qemu, o.given.trace}, "only for --driver qemu");
+  refuse_given({o.given.board, o.given.qemu, o.given.trace, o.given.watchdog}, "only for --driver qemu");
   if (o.buffer_size % 8 != 0) usage_error("--buffer-size must be a multiple of 8");
   Run run(o);
   amp::rproc::ProcessConfig config;
@@ -375,7 +379,7 @@ int run_sysfs(const RunOptions& o) {
   if (o.firmware.empty() || !o.args.empty()) usage_error("run --driver sysfs wants one FIRMWARE");
   refuse_given({o.given.recover, o.given.max_recoveries}, "only for --driver process or qemu");
   refuse_given({o.given.notify, o.given.memory}, "only for --driver process");
-  refuse_given({o.given.board, o.given.qemu, o.given.trace}, "only for --driver qemu");
+  refuse_given({o.given.board, o.given.qemu, o.given.trace, o.given.watchdog}, "only for --driver qemu");
   if (o.remote.empty()) usage_error("run --driver sysfs wants --remote NODE|NAME (see ampctl status)");
   if (o.uio.empty()) usage_error("run --driver sysfs wants --uio NODE|NAME: the remote's memory as UIO maps");
   if (o.buffer_size % 8 != 0) usage_error("--buffer-size must be a multiple of 8");
@@ -548,6 +552,7 @@ int run_qemu(const RunOptions& o) {
   config.poll = o.poll;
   config.buffer_size = static_cast<std::uint32_t>(o.buffer_size);
   config.timeout = run.timeout;
+  config.watchdog = std::chrono::milliseconds(o.watchdog);
   const std::vector<std::byte> firmware = read_firmware(o.firmware);
 
   amp::rproc::QemuRemote remote(config);
@@ -620,6 +625,7 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   g.board = add_text(*app, "--board", o->board, "BOARD");
   g.qemu = add_text(*app, "--qemu", o->qemu, "PATH|NAME");
   g.trace = app->add_flag("--trace", o->trace);
+  g.watchdog = add_number(*app, "--watchdog", o->watchdog, 0, 3600000);
   commands.push_back({app, &o->common, [o] {
                         if (o->driver == "sysfs") return run_sysfs(*o);
                         if (o->driver == "qemu") return run_qemu(*o);

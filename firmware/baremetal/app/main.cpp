@@ -9,6 +9,7 @@
 // endpoints, sets the state word to idle, acknowledges with a doorbell byte 'r' (interrupt mode), and waits
 // for the next DRIVER_OK. When the host breaks the ring protocol, the firmware stops serving and waits for
 // the session to end in one of those ways. The firmware never writes the vdev's status (the driver's).
+// Each time round, in every state, it answers the host's watchdog (the doorbell entry's ping and pong).
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -108,8 +109,19 @@ struct Firmware {
   Services services;
 };
 
-/// Idles until something may have changed: the doorbell (interrupt mode), or a spin (poll mode).
+/// The watchdog (see baremetal_table.hpp): pong follows the host's ping each time round the main loop, so a
+/// firmware stuck anywhere else (a handler that never returns, interrupts masked for good) stops answering.
+constexpr std::size_t kPingAt = offsetof(rproc::BaremetalFirmwareTable, doorbell.ping);
+constexpr std::size_t kPongAt = offsetof(rproc::BaremetalFirmwareTable, doorbell.pong);
+void answer_watchdog() noexcept {
+  const IoRegion table = table_region();
+  if (const auto ping = table.load<std::uint32_t>(kPingAt)) (void)table.store<std::uint32_t>(kPongAt, *ping);
+}
+
+/// Idles until something may have changed: the doorbell (interrupt mode), or a spin (poll mode). The
+/// watchdog is answered first: a ping that comes meanwhile rings the doorbell, so the idle returns for it.
 void wait_a_little(DoorbellMode mode) noexcept {
+  answer_watchdog();
   if (mode == DoorbellMode::kInterrupt) {
     board::idle();
   } else {

@@ -88,7 +88,14 @@ Status Services::start(rpmsg::Device& device) noexcept {
   AMP_RETURN_IF_ERROR(
       device.create_endpoint(fault_, "amp-fault", kAddrAny, kAddrAny, [](Endpoint&, const Message& m) {
         constexpr std::string_view kDataAbort = "data abort";
+        constexpr std::string_view kHang = "hang";
         const std::string_view text(reinterpret_cast<const char*>(m.payload.data()), m.payload.size());
+        if (text == kHang) {
+          // A firmware stuck in a handler: it stops answering the host's watchdog, with the CPU running.
+          AMP_LOG(LogLevel::kWarning, "amp-fault: a message from %u: looping forever",
+                  static_cast<unsigned>(m.src));
+          for (;;) __asm__ __volatile__("" ::: "memory");
+        }
         if (text == kDataAbort) {
           AMP_LOG(LogLevel::kWarning, "amp-fault: a message from %u: reading 0x%lx",
                   static_cast<unsigned>(m.src), static_cast<unsigned long>(AMP_BOARD_FAULT_ADDRESS));

@@ -4,9 +4,10 @@
 //   entry 0  RSC_VDEV      the rpmsg vdev with two vrings (see firmware_table.hpp)
 //   entry 1  RSC_CARVEOUT  the shared memory the host takes its vrings (at ANY) and rpmsg buffers from
 //   entry 2  RSC_TRACE     a text buffer the firmware logs into
-//   entry 3  vendor 128    amp's doorbell: { u32 mode; u32 state; }: mode is kDoorbellModeInterrupt, or
-//                          kDoorbellModePoll written by the host before it starts the remote; state is the
-//                          firmware's (kDoorbellStateIdle in the image, see below)
+//   entry 3  vendor 128    amp's doorbell: { u32 mode; u32 state; u32 ping; u32 pong; }: mode is
+//                          kDoorbellModeInterrupt, or kDoorbellModePoll written by the host before it starts
+//                          the remote; state is the firmware's (kDoorbellStateIdle in the image, see below);
+//                          ping and pong are the watchdog's (below)
 //
 // Byte for byte Linux's struct resource_table / fw_rsc_* (include/linux/remoteproc.h), as OpenAMP writes
 // them; every field is a little-endian word. Freestanding: constants and constexpr functions only.
@@ -42,6 +43,11 @@ inline constexpr std::uint32_t kDoorbellModePoll = 1;       ///< No kicks: both 
 /// image's table back clears it, which a serving firmware takes for the end of its session.
 inline constexpr std::uint32_t kDoorbellStateIdle = 0;
 inline constexpr std::uint32_t kDoorbellStateServing = 1;
+/// The watchdog (FwRscDoorbell::ping and pong): the host writes a new number into ping and rings the
+/// doorbell; the firmware's main loop copies ping into pong each time round (in every state, served or
+/// not). A firmware whose pong stays behind for the host's watchdog period has stopped answering: a crash.
+/// An entry whose body is 8 bytes (mode and state only) has no watchdog.
+inline constexpr std::uint32_t kDoorbellBodyWithWatchdog = 16;
 
 /// struct fw_rsc_carveout with its type word (also fw_rsc_devmem's layout).
 struct FwRscCarveout {
@@ -68,6 +74,8 @@ struct FwRscDoorbell {
   std::uint32_t type;
   std::uint32_t mode;
   std::uint32_t state;
+  std::uint32_t ping;  ///< the host's
+  std::uint32_t pong;  ///< the firmware's
 };
 
 struct BaremetalFirmwareTable {
@@ -92,7 +100,7 @@ static_assert(sizeof(FwRscTrace) == kRscTraceSize);
 static_assert(offsetof(FwRscTrace, da) - 4 == rsc::kTraceDa);
 static_assert(offsetof(FwRscTrace, len) - 4 == rsc::kTraceLen);
 static_assert(offsetof(FwRscTrace, name) - 4 == rsc::kTraceName);
-static_assert(sizeof(FwRscDoorbell) == 12);
+static_assert(sizeof(FwRscDoorbell) == 4 + kDoorbellBodyWithWatchdog);
 // No padding anywhere: header and four offsets (32 bytes), then the entries back to back, each 4-aligned
 // (the vdev 8-aligned, as OpenAMP's tables have it).
 static_assert(offsetof(BaremetalFirmwareTable, vdev) == 32);
@@ -102,7 +110,7 @@ static_assert(offsetof(BaremetalFirmwareTable, doorbell) ==
               32 + sizeof(FwRscVdev2) + sizeof(FwRscCarveout) + sizeof(FwRscTrace));
 static_assert(sizeof(BaremetalFirmwareTable) ==
               32 + sizeof(FwRscVdev2) + sizeof(FwRscCarveout) + sizeof(FwRscTrace) + sizeof(FwRscDoorbell));
-static_assert(sizeof(BaremetalFirmwareTable) == 216);
+static_assert(sizeof(BaremetalFirmwareTable) == 224);
 
 struct BaremetalTableSpec {
   /// The vdev: ring sizes, alignment, addresses (ANY: the host places them) and offered features.

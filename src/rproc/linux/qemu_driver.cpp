@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -158,6 +159,7 @@ Status QemuDriver::load(std::span<const std::byte> firmware) noexcept {
   auto fw = check_qemu_firmware(config_.board, firmware, config_.poll);
   if (!fw) return fail(fw.error().status, fw.error().message);
   stop_op();  // a QEMU of an earlier load (a reload without a start)
+  hung_.clear();
 
   QemuLaunch launch;
   launch.binary = config_.binary.empty() ? config_.board.binary : config_.binary;
@@ -181,7 +183,7 @@ Status QemuDriver::load(std::span<const std::byte> firmware) noexcept {
   if (auto loaded = rproc::load(*image, ram, {.machine = config_.board.elf_machine}); !loaded)
     return fail(to_status(loaded.error()), std::string("firmware: loading it: ") + to_string(loaded.error()));
   if (fw->doorbell_mode_offset) {
-    const std::uint32_t mode = config_.poll ? kDoorbellPoll : kDoorbellInterrupt;
+    const std::uint32_t mode = config_.poll ? kDoorbellModePoll : kDoorbellModeInterrupt;
     const std::size_t at =
         static_cast<std::size_t>(fw->table_da - config_.board.ram_base) + *fw->doorbell_mode_offset;
     if (!ok(ram[0].store<std::uint32_t>(at, mode, std::memory_order_release)))
@@ -240,8 +242,77 @@ Status QemuDriver::start() noexcept {
     stop_op();
     return fail(st, why);
   }
+  start_watchdog();
   set_error({});
   return Status::kOk;
+}
+
+std::optional<std::size_t> QemuDriver::ping_offset() const {
+  const QemuFirmware& fw = image_->fw;
+  if (!fw.watchdog || !fw.doorbell_mode_offset) return std::nullopt;
+  return static_cast<std::size_t>(fw.table_da - config_.board.ram_base) + *fw.doorbell_mode_offset + 8;
+}
+
+void QemuDriver::start_watchdog() {
+  stop_watchdog();
+  if (config_.watchdog.count() <= 0) return;
+  const auto at = ping_offset();
+  if (!at) {
+    AMP_LOG_INFO("rproc qemu: the firmware's doorbell entry has no watchdog words: no watchdog");
+    return;
+  }
+  Watchdog w;
+  w.generation = generation_;
+  w.ping = 1;
+  w.answered = std::chrono::steady_clock::now();
+  (void)qemu_->ram().store<std::uint32_t>(*at, w.ping, std::memory_order_release);
+  const auto period = std::max<std::chrono::nanoseconds>(config_.watchdog / 4, std::chrono::milliseconds(5));
+  const std::uint64_t gen = generation_;
+  auto timer = loop_->add_timer(period, period, [this, gen](std::uint64_t) { on_watchdog_tick(gen); });
+  if (!timer) {
+    AMP_LOG_WARNING("rproc qemu: no watchdog: %s", timer.error().message.c_str());
+    return;
+  }
+  w.timer = *timer;
+  watchdog_ = w;
+}
+
+void QemuDriver::stop_watchdog() {
+  if (!watchdog_) return;
+  (void)loop_->remove(watchdog_->timer);  // from its own handler too: returns at once
+  watchdog_.reset();
+}
+
+void QemuDriver::on_watchdog_tick(std::uint64_t generation) {
+  // An operation holds the lock for a bounded time (and may end this QEMU): look again at the next tick.
+  std::unique_lock op(op_mutex_, std::try_to_lock);
+  if (!op.owns_lock() || !watchdog_ || watchdog_->generation != generation) return;
+  if (!qemu_ || qemu_->ended() || !started_ || generation != generation_) return;
+  const auto at = ping_offset();
+  if (!at) return;
+  const metal::IoRegion ram = qemu_->ram();
+  const auto now = std::chrono::steady_clock::now();
+  const auto pong = ram.load<std::uint32_t>(*at + 4, std::memory_order_acquire);
+  if (pong && *pong == watchdog_->ping) {
+    watchdog_->answered = now;
+    ++watchdog_->ping;
+    (void)ram.store<std::uint32_t>(*at, watchdog_->ping, std::memory_order_release);
+  } else if (now - watchdog_->answered >= config_.watchdog) {
+    using std::chrono::duration_cast;
+    using std::chrono::milliseconds;
+    const auto silent = duration_cast<milliseconds>(now - watchdog_->answered).count();
+    std::string why = "the firmware stopped answering its watchdog: no answer to ping " +
+                      std::to_string(watchdog_->ping) + " for " + std::to_string(silent) + " ms (pong " +
+                      (pong ? std::to_string(*pong) : std::string("unreadable")) + "); QEMU killed";
+    AMP_LOG_WARNING("rproc qemu: %s", why.c_str());
+    hung_ = std::move(why);  // op_mutex_ guards it
+    stop_watchdog();
+    qemu_->kill();  // its pidfd's watch reports the end as a crash
+    return;
+  }
+  // Again while unanswered: a ping the firmware read before the table was put back (attach) is answered
+  // with the old number, and only a doorbell makes a firmware in WFI look again.
+  if (!config_.poll) (void)kick_.notify(0);
 }
 
 Status QemuDriver::open_vdev() {
@@ -251,8 +322,12 @@ Status QemuDriver::open_vdev() {
   const std::size_t table_at = static_cast<std::size_t>(fw.table_da - config_.board.ram_base);
   if (!ok(ram.write(table_at, fw.table))) return fail(Status::kInternal, "restoring the resource table");
   if (fw.doorbell_mode_offset) {
-    const std::uint32_t mode = config_.poll ? kDoorbellPoll : kDoorbellInterrupt;
+    const std::uint32_t mode = config_.poll ? kDoorbellModePoll : kDoorbellModeInterrupt;
     (void)ram.store<std::uint32_t>(table_at + *fw.doorbell_mode_offset, mode, std::memory_order_release);
+  }
+  if (const auto at = ping_offset(); at && watchdog_) {
+    // The watchdog's ping as it was, not the image's 0 (an attach puts the table back under it).
+    (void)ram.store<std::uint32_t>(*at, watchdog_->ping, std::memory_order_release);
   }
   VdevHostConfig vc;
   vc.memory = {ram};
@@ -369,6 +444,7 @@ Status QemuDriver::attach() noexcept {
 }
 
 void QemuDriver::stop_op() {
+  stop_watchdog();
   take_down_vdev();
   drain_while_detached(false);
   started_ = false;
@@ -413,12 +489,13 @@ void QemuDriver::on_qemu_exit(std::uint64_t generation) {
     const bool current = qemu_ && generation == generation_ && !qemu_->ended();
     watches_.erase(it);
     if (!current) return;  // stopped already, or an earlier QEMU
-    // QEMU ended while nobody asked it to: a crash.
+    // QEMU ended while nobody asked it to (or the watchdog killed it): a crash.
+    stop_watchdog();
     take_down_vdev();
     drain_while_detached(false);
     started_ = false;
     (void)qemu_->reap();
-    how = describe_end();
+    how = hung_.empty() ? describe_end() : std::exchange(hung_, {});
     std::lock_guard lock(mutex_);
     last_how_ = qemu_->how();
     if (shutting_down_) return;

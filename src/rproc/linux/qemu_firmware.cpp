@@ -70,7 +70,7 @@ struct TableFinder final : ResourceVisitor {
     return Status::kOk;
   }
   Status on_vendor(std::uint32_t, std::uint32_t type, metal::IoRegion body) noexcept override {
-    if (type != kRscAmpDoorbell || doorbell_offset) return Status::kOk;
+    if (type != kRscVendorDoorbell || doorbell_offset) return Status::kOk;
     doorbell_size = body.size();
     const auto* at = body.bytes().data();
     doorbell_offset = static_cast<std::size_t>(at - table_.bytes().data());
@@ -219,6 +219,7 @@ SysResult<QemuFirmware> check_qemu_firmware(const QemuBoard& board, std::span<co
                                               " bytes, not {u32 mode; u32 state}");
     }
     fw.doorbell_mode_offset = found.doorbell_offset;
+    fw.watchdog = found.doorbell_size >= kDoorbellBodyWithWatchdog;
   } else if (poll) {
     return sys_fail(
         Status::kNotFound,

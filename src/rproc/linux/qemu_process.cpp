@@ -461,10 +461,16 @@ std::string QemuProcess::stop(std::chrono::milliseconds timeout) {
   if (!ended_within(timeout)) {
     AMP_LOG_WARNING("rproc qemu: QEMU (pid %d) did not quit within %lld ms; killing it",
                     static_cast<int>(pid_), static_cast<long long>(timeout.count()));
-    ::kill(-pid_, SIGKILL);
-    ::kill(pid_, SIGKILL);
+    kill();
   }
   return reap();
+}
+
+void QemuProcess::kill() noexcept {
+  // Not reaped yet, so the pid (a zombie's at worst) is still QEMU's.
+  if (pid_ <= 0 || ended()) return;
+  ::kill(-pid_, SIGKILL);
+  ::kill(pid_, SIGKILL);
 }
 
 std::string QemuProcess::reap() {
@@ -534,8 +540,7 @@ void QemuProcess::start_console_reader(metal::UnixSocket socket) {
 
 QemuProcess::~QemuProcess() {
   if (pid_ > 0 && !ended()) {
-    ::kill(-pid_, SIGKILL);
-    ::kill(pid_, SIGKILL);
+    kill();
     (void)reap();
   }
   if (console_socket_) ::shutdown(console_socket_->fd(), SHUT_RDWR);

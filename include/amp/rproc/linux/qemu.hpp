@@ -13,16 +13,18 @@
 // written down in firmware/baremetal/README.md, QemuBoard and qemu_firmware.hpp: guest RAM
 // 0x40000000..0x43FFFFFF (the first MiB is QEMU's device tree), the image above it; a resource table with
 // an rpmsg vdev, the carveout "vdev0buffer" (the host's pool for the vrings left at ANY and the rpmsg
-// buffers), a trace buffer and the vendor entry "amp doorbell" (type 128, body {u32 mode; u32 state}: mode 0
-// interrupt, 1 poll), whose mode the host writes before the CPU starts, and whose state the firmware keeps
-// (serving, or idle once it let go of the vrings).
+// buffers), a trace buffer and the vendor entry "amp doorbell" (type 128, body {u32 mode; u32 state; u32
+// ping; u32 pong}: mode 0 interrupt, 1 poll), whose mode the host writes before the CPU starts, whose state
+// the firmware keeps (serving, or idle once it let go of the vrings), and whose ping and pong are the
+// watchdog's (QemuConfig::watchdog).
 //
 // Each load is a new QEMU process (QEMU caches translated code: code written into the RAM of a QEMU that
 // ran old code may not be seen), started paused (-S); start() lets the CPU run (QMP "cont"). stop() resets
 // the vdev (status 0), then asks QEMU to quit (QMP "quit", bounded), then kills it. detach() resets the vdev
 // and kicks the firmware, which waits for the next DRIVER_OK while QEMU keeps running; attach() brings a new
 // vdev host up over the same memory. Interrupt mode costs no host CPU when idle (every thread sleeps in
-// epoll); poll mode (QemuConfig::poll) keeps a host thread and the guest's CPU spinning over the rings.
+// epoll, but for the watchdog's wake-up 4 times per period); poll mode (QemuConfig::poll) keeps a host thread
+// and the guest's CPU spinning over the rings.
 //
 // Thread-safety: as ProcessDriver's. The operations (load, start, stop, attach, detach) are serialised by a
 // mutex of their own; the getters may be called from any thread, callbacks included. The device callbacks
@@ -77,6 +79,12 @@ struct QemuConfig {
   std::chrono::milliseconds qemu_timeout{5000};
   /// How long stop() waits for QEMU to quit before it kills it.
   std::chrono::milliseconds stop_timeout{2000};
+  /// The watchdog, for a firmware whose doorbell entry has its words (baremetal_table.hpp): from start() on
+  /// (and while detached), the host writes a new ping and rings the doorbell every watchdog / 4, and a
+  /// firmware that has not answered for `watchdog` is hung: a crash (QEMU is killed; the exit handler hears
+  /// "the firmware stopped answering its watchdog ..."). 0: off. The guest is emulated: a busy host slows
+  /// its answers, so leave room. Idle costs a wake-up of each side per period, not a spin.
+  std::chrono::milliseconds watchdog{2000};
   /// "" (the default): the guest's RAM is an anonymous memfd, never named. Else a directory where the RAM is
   /// a file (a unique name, unlinked once QEMU has it open).
   std::string ram_dir;
@@ -164,6 +172,10 @@ class QemuDriver final : public Driver {
   void stop_op();
   void on_qemu_exit(std::uint64_t generation);
   std::string describe_end();
+  void start_watchdog();
+  void stop_watchdog();
+  void on_watchdog_tick(std::uint64_t generation);
+  std::optional<std::size_t> ping_offset() const;
 
   QemuConfig config_;
   std::mutex op_mutex_;       // serialises the operations and an exit's teardown
@@ -176,6 +188,14 @@ class QemuDriver final : public Driver {
   std::optional<RpmsgPlan> plan_;
   DoorbellKick kick_;
   std::optional<metal::SourceId> drain_;  // the doorbell, while detached
+  struct Watchdog {
+    metal::SourceId timer{};
+    std::uint64_t generation = 0;  // of the QEMU it watches
+    std::uint32_t ping = 0;        // the last one written
+    std::chrono::steady_clock::time_point answered;
+  };
+  std::optional<Watchdog> watchdog_;
+  std::string hung_;  // set when the watchdog killed QEMU: how its end is told
   std::map<std::uint64_t, std::unique_ptr<Watch>> watches_;
   std::string error_;
   std::string last_how_;

@@ -7,9 +7,10 @@
 //   - the carveout "vdev0buffer" at a fixed address in guest RAM, overlapping no segment: the host's pool for
 //     the vrings left at ANY and the rpmsg buffers,
 //   - optionally a trace buffer (the host reads "amp-trace", else the first one),
-//   - the vendor entry "amp doorbell" (type 128, body {u32 mode; u32 state}), required for poll mode:
-//     the host writes the mode (0 interrupt, 1 poll) before the CPU starts; an image without it is run in
-//     interrupt mode, its default.
+//   - the vendor entry "amp doorbell" (type 128, body {u32 mode; u32 state; u32 ping; u32 pong}, see
+//     baremetal_table.hpp), required for poll mode and for the watchdog: the host writes the mode (0
+//     interrupt, 1 poll) before the CPU starts; an image without it is run in interrupt mode, its default,
+//     and one whose entry stops after the state word has no watchdog.
 // Every failure is one line that says what is wrong and what was expected.
 //
 // Thread-safety: plain values and a pure function.
@@ -25,20 +26,13 @@
 
 #include "amp/metal/io_region.hpp"
 #include "amp/metal/linux/sys_error.hpp"
+#include "amp/rproc/baremetal_table.hpp"
 #include "amp/rproc/elf.hpp"
 #include "amp/rproc/resource_table.hpp"
 #include "amp/rproc/resources.hpp"
 
 namespace amp::rproc {
 
-/// The vendor resource entry "amp doorbell": body { u32 mode; u32 state; }. The host writes the mode; the
-/// firmware writes its state (serving while it uses the vrings, idle again once it let go of them after a
-/// vdev reset), so that a host that attaches again can wait until the old session is over.
-inline constexpr std::uint32_t kRscAmpDoorbell = kRscVendorStart;  // 128
-inline constexpr std::uint32_t kDoorbellInterrupt = 0;
-inline constexpr std::uint32_t kDoorbellPoll = 1;
-inline constexpr std::uint32_t kDoorbellStateIdle = 0;
-inline constexpr std::uint32_t kDoorbellStateServing = 1;
 /// The carveout the host takes as its pool for vrings and rpmsg buffers.
 inline constexpr const char* kRpmsgPoolCarveout = "vdev0buffer";
 /// The trace buffer the driver reads by default.
@@ -84,6 +78,8 @@ struct QemuFirmware {
   /// Where the amp doorbell entry's mode word is, from the table's start, if there is one (its state word
   /// follows).
   std::optional<std::size_t> doorbell_mode_offset;
+  /// Whether that entry has the watchdog's words (ping at doorbell_mode_offset + 8, pong after it).
+  bool watchdog = false;
 };
 
 /// Checks `image` for `board` (see the top of this file); `poll` requires the amp doorbell entry.

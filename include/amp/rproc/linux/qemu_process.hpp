@@ -99,6 +99,8 @@ class QemuProcess {
   /// Ends QEMU: QMP "quit", up to `timeout` for it to exit, then SIGKILL; reaps it and removes its files.
   /// Returns how it ended. Idempotent (then returns how it ended the first time).
   std::string stop(std::chrono::milliseconds timeout);
+  /// Kills QEMU and its process group (SIGKILL) without waiting: its pidfd turns readable, reap() follows.
+  void kill() noexcept;
   /// Reaps QEMU once it has ended by itself (its pidfd is readable; one still running is killed first) and
   /// removes its files. Returns how it ended.
   std::string reap();
