@@ -85,6 +85,54 @@ struct ImageSpec {
   std::optional<std::pair<std::uint32_t, std::uint32_t>> extra_segment{};  // da, size
 };
 
+/// ARM code: writes 'x' to the virt board's UART at `uart` (0x0900'0000 the console, 0x0904'0000 the
+/// doorbell) in a tight loop, forever.
+std::vector<std::uint32_t> uart_spam(std::uint32_t uart) {
+  return {
+      0xE3000000,                                                // movw r0, #0 (the UARTs' low halves are 0)
+      0xE3400000 | (uart >> 28) << 16 | ((uart >> 16) & 0xFFF),  // movt r0, #(uart >> 16)
+      0xE3A01078,                                                // mov r1, #'x'
+      0xE5801000,                                                // str r1, [r0]  (UARTDR)
+      0xEAFFFFFD,                                                // b .-4
+  };
+}
+
+/// ARM code at kImageBase that tries the host through semihosting: SYS_OPEN `secret` for reading and
+/// SYS_READ 32 bytes of it into kProbeBufferDa; SYS_OPEN `created` for writing and SYS_WRITE 5 bytes to it;
+/// SYS_SYSTEM `command`. Then it sleeps. Position-dependent data (parameter blocks, strings) follow the code.
+constexpr std::uint32_t kProbeBufferDa = kImageBase + 0x8C;
+std::vector<std::uint32_t> semihosting_probe(const std::string& secret, const std::string& created,
+                                             const std::string& command) {
+  std::vector<std::uint32_t> code = {
+      0xE3A00001, 0xE28F1048, 0xEF123456,              // mov r0, #1 (SYS_OPEN); adr r1, open; svc
+      0xE28F204C, 0xE5820000, 0xE3A00006, 0xE1A01002,  // adr r2, read; str r0, [r2]; mov r0, #6; mov r1, r2
+      0xEF123456,                                      // svc (SYS_READ)
+      0xE3A00001, 0xE28F1040, 0xEF123456,              // mov r0, #1; adr r1, create; svc (SYS_OPEN)
+      0xE28F2044, 0xE5820000, 0xE3A00005, 0xE1A01002,  // adr r2, write; str r0, [r2]; mov r0, #5; mov r1, r2
+      0xEF123456,                                      // svc (SYS_WRITE)
+      0xE3A00012, 0xE28F1038, 0xEF123456,              // mov r0, #0x12 (SYS_SYSTEM); adr r1, system; svc
+      0xE320F003, 0xEAFFFFFD,                          // wfi; b .-4
+  };
+  // 0x54 open {name, mode 0 "r", length}, 0x60 read {handle, buffer, 32}, 0x6C create {name, mode 4 "w",
+  // length}, 0x78 write {handle, data, 5}, 0x84 system {command, length}, 0x8C the buffer (32 bytes of
+  // '.'), 0xAC the strings.
+  const std::uint32_t strings = kImageBase + 0xAC;
+  const auto len = [](const std::string& t) { return static_cast<std::uint32_t>(t.size()); };
+  const std::uint32_t secret_da = strings;
+  const std::uint32_t created_da = secret_da + len(secret) + 1;
+  const std::uint32_t command_da = created_da + len(created) + 1;
+  for (std::uint32_t w : {secret_da, 0U, len(secret), 0U, kProbeBufferDa, 32U, created_da, 4U, len(created),
+                          0U, command_da, 5U, command_da, len(command)})
+    code.push_back(w);
+  code.insert(code.end(), 8, 0x2E2E2E2E);  // "...."
+  std::string text = secret + '\0' + created + '\0' + command + '\0';
+  text.resize((text.size() + 3) / 4 * 4, '\0');
+  std::vector<std::uint32_t> words(text.size() / 4);
+  std::memcpy(words.data(), text.data(), text.size());
+  code.insert(code.end(), words.begin(), words.end());
+  return code;
+}
+
 /// A firmware image for virt-a15 as amp's contract wants it (or, per `spec`, not quite).
 std::vector<std::byte> make_image(const ImageSpec& spec = {}) {
   Elf32Image img;
@@ -752,6 +800,65 @@ TEST_F(QemuTest, AFirmwareWithoutTheWatchdogWordsIsNotWatched) {
   EXPECT_EQ(remote.state(), State::kRunning);
   EXPECT_EQ(remote.driver().pid(), pid);
   ASSERT_TRUE(remote.stop());
+}
+
+// --- A hostile guest: what it can do to the host is bounded. ---
+
+TEST_F(QemuTest, AGuestCannotReachTheHostThroughSemihosting) {
+  SKIP_WITHOUT_QEMU();
+  // Semihosting is on for the firmware's exit; every other call goes to a debugger that is not there.
+  const fs::path secret = dir_ / "secret";
+  const fs::path created = dir_ / "created-by-the-guest";
+  const fs::path mark = dir_ / "the-guest-ran-a-command";
+  const std::string text = "not for the guest: 0123456789abcdef";
+  std::ofstream(secret) << text;
+  QemuRemote remote(config());
+  ASSERT_TRUE(remote.start(
+      make_image({.code = semihosting_probe(secret.string(), created.string(), "touch " + mark.string())})))
+      << remote.driver().error();
+  std::this_thread::sleep_for(500ms);
+  const metal::IoRegion ram = remote.driver().memory();
+  std::string buffer(32, '?');
+  ASSERT_EQ(ram.read(kProbeBufferDa - 0x4000'0000, std::as_writable_bytes(std::span(buffer))), Status::kOk);
+  EXPECT_EQ(buffer, std::string(32, '.')) << "SYS_READ gave the guest a host file's bytes";
+  EXPECT_FALSE(fs::exists(created)) << "SYS_OPEN/SYS_WRITE made a file on the host";
+  EXPECT_FALSE(fs::exists(mark)) << "SYS_SYSTEM ran a shell command on the host";
+  ASSERT_TRUE(remote.stop());
+  EXPECT_TRUE(leftovers().empty());
+  expect_no_child();
+}
+
+TEST_F(QemuTest, AGuestThatFloodsItsConsoleCostsABoundedTailAndStopsCleanly) {
+  SKIP_WITHOUT_QEMU();
+  QemuRemote remote(config());
+  ASSERT_TRUE(remote.start(make_image({.code = uart_spam(0x0900'0000)}))) << remote.driver().error();
+  std::this_thread::sleep_for(1s);
+  const std::string console = remote.driver().console();
+  EXPECT_GT(console.size(), 1000U) << "the guest's flood did not reach the console";
+  EXPECT_LE(console.size(), 16384U);
+  EXPECT_EQ(console.find_first_not_of('x'), std::string::npos);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(remote.stop());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_EQ(remote.driver().last_end(), "exited with status 0") << "QMP quit works under the flood";
+  EXPECT_TRUE(leftovers().empty());
+  expect_no_child();
+}
+
+TEST_F(QemuTest, AGuestThatRingsTheDoorbellWithoutEndCannotHangTheHost) {
+  SKIP_WITHOUT_QEMU();
+  QemuRemote remote(config());
+  ASSERT_TRUE(remote.start(make_image({.code = uart_spam(0x0904'0000)}))) << remote.driver().error();
+  std::this_thread::sleep_for(1s);
+  // The vdev host drains the doorbell and looks at rings that hold nothing: the operations still go.
+  EXPECT_EQ(remote.driver().machine_status().value_or("?"), "running");
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(remote.detach()) << remote.driver().error();
+  std::this_thread::sleep_for(300ms);  // detached: the driver's loop drains it
+  ASSERT_TRUE(remote.stop());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s);
+  EXPECT_TRUE(leftovers().empty());
+  expect_no_child();
 }
 
 }  // namespace

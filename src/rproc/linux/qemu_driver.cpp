@@ -212,6 +212,7 @@ Status QemuDriver::load(std::span<const std::byte> firmware) noexcept {
     error_.clear();
   }
   started_ = false;
+  set_doorbell_drain(true);  // until a vdev host reads it
   AMP_LOG_INFO("rproc qemu: loaded into QEMU (pid %d), entry %s, paused", static_cast<int>(qemu_->pid()),
                hex(image_->fw.entry).c_str());
   return Status::kOk;
@@ -343,8 +344,12 @@ Status QemuDriver::open_vdev() {
     vc.irq_fd = qemu_->doorbell();
     vc.irq_source = IrqSource::kSocket;
   }
+  set_doorbell_drain(false);  // the vdev host reads it from here on
   auto host = VdevHost::start(std::move(vc));
-  if (!host) return fail(host.error().status, "rpmsg: " + host.error().message);
+  if (!host) {
+    set_doorbell_drain(true);
+    return fail(host.error().status, "rpmsg: " + host.error().message);
+  }
   DeviceFn up;
   {
     std::lock_guard lock(mutex_);
@@ -390,14 +395,16 @@ void QemuDriver::take_down_vdev() {
   if (down) down(host->device());
 }
 
-void QemuDriver::drain_while_detached(bool on) {
+void QemuDriver::set_doorbell_drain(bool on) {
   if (!on) {
     if (drain_) (void)loop_->remove(*drain_);
     drain_.reset();
     return;
   }
   if (drain_ || !qemu_ || qemu_->ended()) return;
-  // Nobody processes the rings, but the guest's bytes must still go: QEMU's UART waits for a full socket.
+  // Whenever no vdev host reads the doorbell (loaded, starting, detached, stopping), the guest's bytes must
+  // still go: QEMU's UART waits for room in the socket with its big lock held, and then not even QMP (cont,
+  // quit) answers.
   const int fd = qemu_->doorbell();
   // The handler may run before add_fd returns: it finds its id through an atomic.
   auto id = std::make_shared<std::atomic<std::uint64_t>>(0);
@@ -418,7 +425,7 @@ Status QemuDriver::detach() noexcept {
   if (!vdev_) return fail(Status::kBusy, "detach: no running firmware with rpmsg up to detach from");
   take_down_vdev();
   if (!config_.poll) (void)kick_.notify(0);  // so that the firmware sees the reset
-  drain_while_detached(true);
+  set_doorbell_drain(true);
   AMP_LOG_INFO("rproc qemu: detached from QEMU (pid %d)", static_cast<int>(qemu_->pid()));
   set_error({});
   return Status::kOk;
@@ -431,11 +438,11 @@ Status QemuDriver::attach() noexcept {
                 "attach: no QEMU of ours runs (the qemu driver attaches to a firmware it detached from)");
   }
   if (vdev_) return fail(Status::kBusy, "attach: attached already");
-  drain_while_detached(false);
+  set_doorbell_drain(false);
   wait_until_idle();
   if (const Status st = open_vdev(); !ok(st)) {
     set_error("attach: " + error());
-    drain_while_detached(true);
+    set_doorbell_drain(true);
     return st;
   }
   AMP_LOG_INFO("rproc qemu: attached to QEMU (pid %d)", static_cast<int>(qemu_->pid()));
@@ -446,10 +453,14 @@ Status QemuDriver::attach() noexcept {
 void QemuDriver::stop_op() {
   stop_watchdog();
   take_down_vdev();
-  drain_while_detached(false);
   started_ = false;
-  if (!qemu_ || qemu_->ended()) return;
+  if (!qemu_ || qemu_->ended()) {
+    set_doorbell_drain(false);
+    return;
+  }
+  set_doorbell_drain(true);  // for QMP quit to be heard
   const std::string how = qemu_->stop(config_.stop_timeout);
+  set_doorbell_drain(false);
   std::lock_guard lock(mutex_);
   last_how_ = how;
 }
@@ -492,7 +503,7 @@ void QemuDriver::on_qemu_exit(std::uint64_t generation) {
     // QEMU ended while nobody asked it to (or the watchdog killed it): a crash.
     stop_watchdog();
     take_down_vdev();
-    drain_while_detached(false);
+    set_doorbell_drain(false);
     started_ = false;
     (void)qemu_->reap();
     how = hung_.empty() ? describe_end() : std::exchange(hung_, {});

@@ -168,7 +168,7 @@ class QemuDriver final : public Driver {
   Status open_vdev();
   void wait_until_idle();
   void take_down_vdev();
-  void drain_while_detached(bool on);
+  void set_doorbell_drain(bool on);
   void stop_op();
   void on_qemu_exit(std::uint64_t generation);
   std::string describe_end();
@@ -187,7 +187,7 @@ class QemuDriver final : public Driver {
   std::unique_ptr<VdevHost> vdev_;
   std::optional<RpmsgPlan> plan_;
   DoorbellKick kick_;
-  std::optional<metal::SourceId> drain_;  // the doorbell, while detached
+  std::optional<metal::SourceId> drain_;  // the doorbell, while no vdev host reads it
   struct Watchdog {
     metal::SourceId timer{};
     std::uint64_t generation = 0;  // of the QEMU it watches
@@ -203,7 +203,7 @@ class QemuDriver final : public Driver {
   DeviceFn link_down_;
   ExitFn exit_;
   bool shutting_down_ = false;
-  std::unique_ptr<metal::EventLoop> loop_;  // watches QEMU's end, drains the doorbell while detached
+  std::unique_ptr<metal::EventLoop> loop_;  // QEMU's end, the watchdog, the doorbell's drain
 };
 
 /// A Lifecycle over a QemuDriver: QEMU's end is a crash, and with recovery on the firmware is loaded into a
