@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from proc_util import children
+
 ARGS = None
 
 
@@ -201,8 +203,14 @@ def case_preset_wait_forever():
 # ---- Ctrl-C during ping and demo ------------------------------------------------------------------------
 
 
-def interrupted_summary(proc, what):
-    time.sleep(0.5)  # set up and pinging by now (a signal during the bounded set-up ends it at once)
+def interrupted_summary(proc, what, ready=None):
+    """SIGINT to `proc` once `ready()` holds (or after 0.5 s), then its exit code and output checked."""
+    # A signal before ampctl is interruptible (its start-up, its option parsing) ends it at once, without
+    # a summary: wait until it is past that.
+    deadline = time.monotonic() + 20
+    while ready is not None and not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     code, out, err = finish(proc)
     check(code == 130, "%s interrupted: exit %d, expected 130; %s" % (what, code, err))
@@ -210,10 +218,14 @@ def interrupted_summary(proc, what):
 
 
 def case_demo_interrupted():
-    out = interrupted_summary(ampctl("demo", "--rounds", "1000000", "--json"), "demo --json")
+    # demo is interruptible once it has started its emulated remote (a slow start-up, under TSan and a busy
+    # machine, took longer than a fixed wait).
+    demo = ampctl("demo", "--rounds", "1000000", "--json")
+    out = interrupted_summary(demo, "demo --json", lambda: children(demo.pid))
     summary = one_json(out, "demo --json")
     check(summary.get("interrupted") is True, "demo --json: not marked interrupted: %r" % summary)
-    out = interrupted_summary(ampctl("demo", "--rounds", "1000000"), "demo")
+    demo = ampctl("demo", "--rounds", "1000000")
+    out = interrupted_summary(demo, "demo", lambda: children(demo.pid))
     check(b"\ninterrupted: " in out, "demo: no 'interrupted' note:\n%s" % out.decode())
 
 

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from proc_util import children
+
 ARGS = None
 SKIP = 77
 
@@ -46,18 +48,6 @@ def finish(proc, timeout=60):
 
 def ampctl(*argv):
     return start(ARGS.ampctl, "run", "--driver", "qemu", ARGS.firmware, *argv)
-
-
-def children(pid):
-    """The pids of `pid`'s children (of all its threads)."""
-    found = []
-    try:
-        for tid in os.listdir("/proc/%d/task" % pid):
-            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-                found += [int(c) for c in f.read().split()]
-    except FileNotFoundError:
-        pass
-    return found
 
 
 def qemu_of(proc, timeout=10):
