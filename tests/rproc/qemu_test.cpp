@@ -657,26 +657,42 @@ TEST_F(QemuTest, KilledQemuIsACrashAndRecoveryStartsANewOne) {
   expect_no_child();
 }
 
+/// What a remote's on_down reported.
+class DownReport {
+ public:
+  explicit DownReport(QemuRemote& remote) {
+    remote.on_down([this](const std::string& how) {
+      std::lock_guard lock(m_);
+      how_ = how;
+    });
+  }
+  /// The report, once it came (within 1 s), else "".
+  std::string wait() {
+    for (int i = 0; i < 100; ++i) {
+      {
+        std::lock_guard lock(m_);
+        if (!how_.empty()) return how_;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    std::lock_guard lock(m_);
+    return how_;
+  }
+
+ private:
+  std::mutex m_;
+  std::string how_;
+};
+
 TEST_F(QemuTest, GuestSemihostingExitIsACrash) {
   SKIP_WITHOUT_QEMU();
   QemuRemote remote(config());
-  std::mutex m;
-  std::string down;
-  remote.on_down([&](const std::string& how) {
-    std::lock_guard lock(m);
-    down = how;
-  });
+  DownReport down(remote);
   ASSERT_TRUE(remote.start(make_image({.code = kSemihostingExit}))) << remote.driver().error();
   ASSERT_TRUE(remote.wait_for(State::kCrashed, 5s)) << to_string(remote.state());
   EXPECT_EQ(remote.last_exit(),
             "QEMU exited with status 1 (the firmware ended it through semihosting: a guest fault)");
-  for (int i = 0; i < 100; ++i) {
-    std::lock_guard lock(m);
-    if (!down.empty()) break;
-    std::this_thread::sleep_for(10ms);
-  }
-  std::lock_guard lock(m);
-  EXPECT_EQ(down, remote.last_exit()) << "recovery is off: the remote stays down";
+  EXPECT_EQ(down.wait(), remote.last_exit()) << "recovery is off: the remote stays down";
   EXPECT_EQ(remote.driver().device(), nullptr);
   EXPECT_EQ(remote.driver().trace(), kBootText) << "the dead guest's trace stays readable";
 }
@@ -754,12 +770,7 @@ TEST_F(QemuTest, AFirmwareThatNeverAnswersTheWatchdogIsACrash) {
   QemuConfig c = config();
   c.watchdog = 300ms;
   QemuRemote remote(c);
-  std::mutex m;
-  std::string down;
-  remote.on_down([&](const std::string& how) {
-    std::lock_guard lock(m);
-    down = how;
-  });
+  DownReport down(remote);
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(remote.start(make_image({.doorbell_body = 16}))) << remote.driver().error();
   const pid_t pid = remote.driver().pid();
@@ -773,17 +784,7 @@ TEST_F(QemuTest, AFirmwareThatNeverAnswersTheWatchdogIsACrash) {
   EXPECT_NE(remote.last_exit().find("(pong 0); QEMU killed"), std::string::npos) << remote.last_exit();
   EXPECT_EQ(remote.driver().last_end(), "killed by signal 9 (Killed)");
   EXPECT_EQ(::kill(pid, 0), -1) << "QEMU is gone";
-  for (int i = 0; i < 100; ++i) {
-    {
-      std::lock_guard lock(m);
-      if (!down.empty()) break;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  {
-    std::lock_guard lock(m);
-    EXPECT_EQ(down, remote.last_exit()) << "recovery is off: the remote stays down";
-  }
+  EXPECT_EQ(down.wait(), remote.last_exit()) << "recovery is off: the remote stays down";
   EXPECT_EQ(remote.driver().device(), nullptr);
   EXPECT_TRUE(leftovers().empty());
   expect_no_child();
