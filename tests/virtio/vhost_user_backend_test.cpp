@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// VhostUserBackend against a scripted front end on a socketpair: the sequence User-mode Linux's virtio_uml
+// sends (../shared notes: SET_OWNER, features, REPLY_ACK and SLAVE_REQ, the memory table, per queue call,
+// num, base, addr, then kick and enable), and what a hostile front end sends instead.
+#include "amp/virtio/linux/vhost_user_backend.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/eventfd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "amp/virtio/ring.hpp"
+
+namespace amp::virtio {
+namespace {
+
+namespace vu = vhost_user;
+using metal::UniqueFd;
+using metal::UnixSocket;
+
+constexpr std::uint64_t kGuest = 0x6000'0000;
+constexpr std::uint64_t kUser = 0x7F00'0000'0000;
+constexpr std::size_t kMemSize = 1 << 20;
+constexpr std::uint64_t kFeatures = (1ULL << 0) | (1ULL << 32);  // VIRTIO_RPMSG_F_NS, VIRTIO_F_VERSION_1
+
+struct Bytes {
+  std::vector<std::byte> v;
+  Bytes& u32(std::uint32_t x) {
+    for (int i = 0; i < 4; ++i) v.push_back(std::byte(static_cast<std::uint8_t>(x >> (8 * i))));
+    return *this;
+  }
+  Bytes& u64(std::uint64_t x) {
+    return u32(static_cast<std::uint32_t>(x)).u32(static_cast<std::uint32_t>(x >> 32));
+  }
+};
+
+std::uint64_t u64_of(const std::vector<std::byte>& b) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8 && i < b.size(); ++i) v |= std::to_integer<std::uint64_t>(b[i]) << (8 * i);
+  return v;
+}
+
+class VhostUserBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto pair = UnixSocket::pair();
+    ASSERT_TRUE(pair);
+    front_.emplace(std::move(pair->first));
+    back_.emplace(std::move(pair->second));
+    auto mem = metal::shm::create_memfd("vhost-user-test", kMemSize);
+    ASSERT_TRUE(mem) << mem.error().message;
+    memory_ = std::move(*mem);
+  }
+
+  /// Sends one request; `need_reply` sets NEED_REPLY.
+  void send(vu::Request r, const Bytes& payload = {}, std::vector<int> fds = {}, bool need_reply = false) {
+    Bytes m;
+    m.u32(static_cast<std::uint32_t>(r)).u32(vu::kVersion | (need_reply ? vu::kFlagNeedReply : 0U));
+    m.u32(static_cast<std::uint32_t>(payload.v.size()));
+    m.v.insert(m.v.end(), payload.v.begin(), payload.v.end());
+    ASSERT_EQ(front_->send_all(m.v, fds), Status::kOk);
+  }
+
+  /// The backend handles what was sent.
+  metal::SysResult<VhostUserBackend::Handled> handle() { return backend_.handle(*back_); }
+
+  /// Reads a reply to `r`: its payload.
+  std::vector<std::byte> reply(vu::Request r) {
+    std::array<std::byte, vu::kHeaderSize> head{};
+    EXPECT_EQ(front_->receive_exact(head, nullptr, 0, std::chrono::milliseconds(1000)), Status::kOk);
+    Bytes want;
+    std::vector<std::byte> got(head.begin(), head.end());
+    std::uint32_t size = 0;
+    std::memcpy(&size, head.data() + 8, 4);
+    want.u32(static_cast<std::uint32_t>(r)).u32(vu::kVersion | vu::kFlagReply).u32(size);
+    EXPECT_EQ(got, want.v) << "the reply's header";
+    std::vector<std::byte> body(size);
+    if (size > 0) {
+      EXPECT_EQ(front_->receive_exact(body, nullptr, 0, std::chrono::milliseconds(1000)), Status::kOk);
+    }
+    return body;
+  }
+
+  /// One request the backend must take, with NEED_REPLY and its ack 0.
+  void expect_acked(vu::Request r, const Bytes& payload = {}, std::vector<int> fds = {}) {
+    send(r, payload, fds, true);
+    auto h = handle();
+    ASSERT_TRUE(h) << h.error().message;
+    EXPECT_EQ(u64_of(reply(r)), 0U) << vu::to_string(static_cast<std::uint32_t>(r));
+  }
+
+  /// The message is refused: the error's text holds `message`.
+  void expect_refused(const std::string& message) {
+    auto h = handle();
+    ASSERT_FALSE(h) << "accepted";
+    EXPECT_NE(h.error().message.find(message), std::string::npos) << h.error().message;
+  }
+
+  static Bytes one_region(std::uint64_t size = kMemSize, std::uint64_t offset = 0) {
+    Bytes b;
+    b.u32(1).u32(0).u64(kGuest).u64(size).u64(kUser).u64(offset);
+    return b;
+  }
+
+  static UniqueFd event_fd() { return UniqueFd(::eventfd(0, EFD_CLOEXEC)); }
+
+  /// Where queue `q` of 256 entries goes, in user addresses: as virtio_uml places it (legacy layout).
+  static Bytes vring_addr(std::uint32_t q, std::uint64_t shift = 0) {
+    const std::uint64_t desc = kUser + 0x10000 * (q + 1);
+    Bytes b;
+    b.u32(q).u32(0).u64(desc).u64(desc + 0x2000 + shift).u64(desc + 0x1000).u64(0);  // desc, used, avail, log
+    return b;
+  }
+
+  /// The set-up up to the memory table, as UML sends it.
+  void negotiate() {
+    send(vu::Request::kSetOwner);
+    ASSERT_TRUE(handle());
+    send(vu::Request::kGetFeatures);
+    ASSERT_TRUE(handle());
+    EXPECT_EQ(u64_of(reply(vu::Request::kGetFeatures)), kFeatures | (1ULL << vu::kFeatureProtocolFeatures));
+    send(vu::Request::kGetProtocolFeatures);
+    ASSERT_TRUE(handle());
+    const std::uint64_t protocol = u64_of(reply(vu::Request::kGetProtocolFeatures));
+    EXPECT_EQ(protocol, (1ULL << vu::kProtocolReplyAck) | (1ULL << vu::kProtocolSlaveReq));
+    expect_acked(vu::Request::kSetProtocolFeatures, Bytes().u64(protocol));
+    auto slave = UnixSocket::pair();
+    ASSERT_TRUE(slave);
+    expect_acked(vu::Request::kSetSlaveReqFd, {}, {slave->first.fd()});
+    expect_acked(vu::Request::kSetFeatures, Bytes().u64(kFeatures | (1ULL << vu::kFeatureProtocolFeatures)));
+    expect_acked(vu::Request::kSetMemTable, one_region(), {memory_.fd()});
+  }
+
+  void set_up_queue(std::uint32_t q) {
+    UniqueFd call = event_fd(), kick = event_fd();
+    expect_acked(vu::Request::kSetVringCall, Bytes().u64(q), {call.get()});
+    expect_acked(vu::Request::kSetVringNum, Bytes().u32(q).u32(256));
+    expect_acked(vu::Request::kSetVringBase, Bytes().u32(q).u32(0));
+    expect_acked(vu::Request::kSetVringAddr, vring_addr(q));
+    expect_acked(vu::Request::kSetVringKick, Bytes().u64(q), {kick.get()});
+  }
+
+  std::optional<UnixSocket> front_;
+  std::optional<UnixSocket> back_;
+  metal::SharedMemory memory_;
+  VhostUserBackend backend_{VhostUserConfig{.device_features = kFeatures, .queues = 2}};
+};
+
+TEST_F(VhostUserBackendTest, UmlsSequenceSetsUpTwoQueuesInTheSharedMemory) {
+  ASSERT_NO_FATAL_FAILURE(negotiate());
+  EXPECT_EQ(backend_.acked_features(), kFeatures | (1ULL << vu::kFeatureProtocolFeatures));
+  ASSERT_EQ(backend_.memory().size(), 1U);
+  EXPECT_EQ(backend_.memory()[0].device_address(), kGuest);
+  EXPECT_EQ(backend_.memory()[0].size(), kMemSize);
+  for (std::uint32_t q = 0; q < 2; ++q) ASSERT_NO_FATAL_FAILURE(set_up_queue(q));
+  for (std::uint32_t q = 0; q < 2; ++q) {
+    send(vu::Request::kSetVringEnable, Bytes().u32(q).u32(1), {}, true);
+    auto h = handle();
+    ASSERT_TRUE(h) << h.error().message;
+    EXPECT_EQ(u64_of(reply(vu::Request::kSetVringEnable)), 0U);
+    EXPECT_EQ(h->change, VhostUserBackend::Change::kQueueEnabled);
+    EXPECT_EQ(h->queue, q);
+    auto info = backend_.queue_info(q);
+    ASSERT_TRUE(info) << info.error().message;
+    EXPECT_EQ(info->da, kGuest + 0x10000 * (q + 1)) << "the ring in guest addresses";
+    EXPECT_EQ(info->num, 256U);
+    EXPECT_EQ(info->align, 4096U);
+    EXPECT_TRUE(backend_.queue(q).kick.valid());
+    EXPECT_TRUE(backend_.queue(q).call.valid());
+  }
+  // Power-off: both disabled, then the socket closes.
+  send(vu::Request::kSetVringEnable, Bytes().u32(1).u32(0));
+  auto off = handle();
+  ASSERT_TRUE(off);
+  EXPECT_EQ(off->change, VhostUserBackend::Change::kQueueDisabled);
+  front_.reset();
+  auto gone = handle();
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().status, Status::kClosed);
+  EXPECT_EQ(gone.error().message, "vhost-user: the front end hung up");
+}
+
+TEST_F(VhostUserBackendTest, RingsOutsideTheSharedMemoryAreRefused) {
+  ASSERT_NO_FATAL_FAILURE(negotiate());
+  send(vu::Request::kSetVringNum, Bytes().u32(0).u32(256));
+  ASSERT_TRUE(handle());
+  Bytes outside;
+  outside.u32(0).u32(0).u64(kUser + kMemSize - 0x800).u64(kUser).u64(kUser + 0x1000).u64(0);
+  send(vu::Request::kSetVringAddr, outside, {}, true);
+  expect_refused(
+      "SET_VRING_ADDR: queue 0: 0x7f00000ff800 (+4096 bytes) lies in no region of the memory table");
+  EXPECT_EQ(u64_of(reply(vu::Request::kSetVringAddr)), 1U) << "a failure is acked with 1";
+  EXPECT_FALSE(backend_.queue_info(0));
+}
+
+TEST_F(VhostUserBackendTest, AMemoryTableThatLiesAboutItsFileIsRefused) {
+  send(vu::Request::kSetMemTable, one_region(2 * kMemSize), {memory_.fd()});
+  expect_refused("SET_MEM_TABLE: region 0 (guest 0x60000000, 0x200000 bytes at offset 0x0)");
+  send(vu::Request::kSetMemTable, one_region(kMemSize, 0x1000), {memory_.fd()});
+  expect_refused("SET_MEM_TABLE: region 0");
+  send(vu::Request::kSetMemTable, one_region(), {});
+  expect_refused("SET_MEM_TABLE: 0 descriptors attached, not 1");
+  EXPECT_TRUE(backend_.memory().empty());
+}
+
+TEST_F(VhostUserBackendTest, AQueueIsNotEnabledBeforeItIsSetUp) {
+  ASSERT_NO_FATAL_FAILURE(negotiate());
+  send(vu::Request::kSetVringEnable, Bytes().u32(0).u32(1));
+  expect_refused("SET_VRING_ENABLE: queue 0 has no ring addresses");
+  send(vu::Request::kSetVringEnable, Bytes().u32(2).u32(1));
+  expect_refused("SET_VRING_ENABLE: queue 2 (the device has 2)");
+  send(vu::Request::kSetVringNum, Bytes().u32(0).u32(100));
+  expect_refused("SET_VRING_NUM: 100 entries (a power of two up to 1024)");
+  send(vu::Request::kSetVringBase, Bytes().u32(0).u32(7));
+  expect_refused("SET_VRING_BASE: 7 (amp's queues start at 0)");
+}
+
+TEST_F(VhostUserBackendTest, RingsNotInTheLegacyLayoutAreSaidSo) {
+  ASSERT_NO_FATAL_FAILURE(negotiate());
+  expect_acked(vu::Request::kSetVringNum, Bytes().u32(0).u32(256));
+  expect_acked(vu::Request::kSetVringAddr, vring_addr(0, 0x1000));  // the used ring a page further
+  auto info = backend_.queue_info(0);
+  ASSERT_FALSE(info);
+  EXPECT_NE(info.error().message.find("is not the split ring's layout"), std::string::npos)
+      << info.error().message;
+}
+
+TEST_F(VhostUserBackendTest, WhatIsNotOfferedIsRefused) {
+  send(vu::Request::kSetFeatures, Bytes().u64(1ULL << 29));  // EVENT_IDX, not offered by this device
+  expect_refused("SET_FEATURES: 0x20000000 has bits not offered (0x20000000)");
+  send(vu::Request::kSetProtocolFeatures, Bytes().u64(1ULL << vu::kProtocolInbandNotifications));
+  expect_refused("SET_PROTOCOL_FEATURES: 0x4000 has bits not offered");
+  auto s = UnixSocket::pair();
+  ASSERT_TRUE(s);
+  send(vu::Request::kSetSlaveReqFd, {}, {s->first.fd()});
+  expect_refused("SET_SLAVE_REQ_FD: SLAVE_REQ was not negotiated");
+  send(vu::Request::kGetVringBase, Bytes().u32(0).u32(0));
+  expect_refused("GET_VRING_BASE: not supported by amp's backend");
+  send(static_cast<vu::Request>(77));
+  expect_refused("request 77: not supported by amp's backend");
+  send(vu::Request::kSetOwner, {}, {s->first.fd()});
+  expect_refused("SET_OWNER: 1 descriptors attached, not 0");
+}
+
+TEST_F(VhostUserBackendTest, AMessageCutShortEndsTheConnection) {
+  Bytes m;
+  m.u32(static_cast<std::uint32_t>(vu::Request::kSetFeatures)).u32(vu::kVersion).u32(8).u32(0);  // 4 of 8
+  ASSERT_EQ(front_->send_all(m.v), Status::kOk);
+  front_.reset();
+  expect_refused("SET_FEATURES: reading its 8 bytes");
+}
+
+}  // namespace
+}  // namespace amp::virtio
