@@ -12,28 +12,13 @@
 
 #include "amp/rproc/resource_table.hpp"
 #include "amp/virtio/rsc_vdev.hpp"
+#include "le_bytes.hpp"
 
 namespace amp::rproc {
 namespace {
 
 using metal::IoRegion;
-
-struct Bytes {
-  std::vector<std::uint8_t> v;
-  Bytes& u32(std::uint32_t x) {
-    for (int i = 0; i < 4; ++i) v.push_back(static_cast<std::uint8_t>(x >> (8 * i)));
-    return *this;
-  }
-  Bytes& u8(std::uint8_t x) {
-    v.push_back(x);
-    return *this;
-  }
-  Bytes& name(std::string_view s) {
-    for (std::size_t i = 0; i < kRscNameSize; ++i)
-      v.push_back(i < s.size() ? static_cast<std::uint8_t>(s[i]) : 0);
-    return *this;
-  }
-};
+using Bytes = amp::testing::LeBytes;
 
 // The board's values (firmware/baremetal/boards/virt-a15).
 constexpr BaremetalFirmwareTable kTable = baremetal_firmware_table(
@@ -67,7 +52,7 @@ TEST(BaremetalTable, IsByteForByteLinuxsLayout) {
   // vendor: type, mode, state, the watchdog's ping and pong
   want.u32(128).u32(kDoorbellModeInterrupt).u32(kDoorbellStateIdle).u32(0).u32(0);
   ASSERT_EQ(want.v.size(), sizeof kTable);
-  std::vector<std::uint8_t> got(sizeof kTable);
+  std::vector<std::byte> got(sizeof kTable);
   std::memcpy(got.data(), &kTable, sizeof kTable);
   EXPECT_EQ(got, want.v);
 }

@@ -2,6 +2,7 @@
 #include "amp/rproc/resource_table.hpp"
 
 #include "amp/rproc/firmware_table.hpp"
+#include "le_bytes.hpp"
 
 #include <gtest/gtest.h>
 
@@ -15,24 +16,7 @@ namespace {
 
 using metal::IoRegion;
 using virtio::QueueInfo;
-
-// Little-endian bytes written field by field, to compare with what the builder makes.
-struct Bytes {
-  std::vector<std::uint8_t> v;
-  Bytes& u32(std::uint32_t x) {
-    for (int i = 0; i < 4; ++i) v.push_back(static_cast<std::uint8_t>(x >> (8 * i)));
-    return *this;
-  }
-  Bytes& u8(std::uint8_t x) {
-    v.push_back(x);
-    return *this;
-  }
-  Bytes& name(std::string_view s) {  // char name[32], NUL-padded
-    for (std::size_t i = 0; i < kRscNameSize; ++i)
-      v.push_back(i < s.size() ? static_cast<std::uint8_t>(s[i]) : 0);
-    return *this;
-  }
-};
+using Bytes = amp::testing::LeBytes;
 
 // The representative table: a carveout, a trace and an rpmsg vdev with two rings, as a Linux/OpenAMP
 // firmware declares them. Layout: header 0..16, offsets 16..28, carveout 28..84, trace 84..132, vdev
@@ -71,7 +55,7 @@ Table golden() {
   return t;
 }
 
-std::vector<std::uint8_t> golden_bytes() {
+std::vector<std::byte> golden_bytes() {
   Bytes b;
   b.u32(1).u32(3).u32(0).u32(0);                                              // ver, num, reserved[2]
   b.u32(kCarveoutAt).u32(kTraceAt).u32(kVdevAt);                              // offset[3]
@@ -94,7 +78,7 @@ TEST(ResourceTable, GoldenBytes) {
   ASSERT_EQ(t.size, kGoldenSize);
   ASSERT_EQ(expected.size(), kGoldenSize);
   for (std::size_t i = 0; i < kGoldenSize; ++i) {
-    EXPECT_EQ(static_cast<std::uint8_t>(t.mem[i]), expected[i]) << "byte " << i;
+    EXPECT_EQ(t.mem[i], expected[i]) << "byte " << i;
   }
 }
 
@@ -189,7 +173,7 @@ TEST(FirmwareTable, IsTheRpmsgVdevTableLinuxExpects) {
   want.u32(kRscAddrAny).u32(0x1000).u32(64).u32(0).u32(0);  // vring 0
   want.u32(0x3000'0000).u32(0x1000).u32(64).u32(0).u32(0);  // vring 1
   ASSERT_EQ(want.v.size(), sizeof kTable);
-  std::vector<std::uint8_t> got(sizeof kTable);
+  std::vector<std::byte> got(sizeof kTable);
   std::memcpy(got.data(), &kTable, sizeof kTable);
   EXPECT_EQ(got, want.v);
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "amp/virtio/ring.hpp"
+#include "le_bytes.hpp"
 
 namespace amp::virtio {
 namespace {
@@ -24,16 +25,7 @@ constexpr std::uint64_t kUser = 0x7F00'0000'0000;
 constexpr std::size_t kMemSize = 1 << 20;
 constexpr std::uint64_t kFeatures = (1ULL << 0) | (1ULL << 32);  // VIRTIO_RPMSG_F_NS, VIRTIO_F_VERSION_1
 
-struct Bytes {
-  std::vector<std::byte> v;
-  Bytes& u32(std::uint32_t x) {
-    for (int i = 0; i < 4; ++i) v.push_back(std::byte(static_cast<std::uint8_t>(x >> (8 * i))));
-    return *this;
-  }
-  Bytes& u64(std::uint64_t x) {
-    return u32(static_cast<std::uint32_t>(x)).u32(static_cast<std::uint32_t>(x >> 32));
-  }
-};
+using Bytes = amp::testing::LeBytes;
 
 std::uint64_t u64_of(const std::vector<std::byte>& b) {
   std::uint64_t v = 0;

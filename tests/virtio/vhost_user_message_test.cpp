@@ -2,6 +2,7 @@
 // vhost-user messages as a front end sends them (byte layouts of QEMU's vhost-user.rst and UML's
 // virtio_uml), and what a hostile one may send instead: each refused with the line that says why.
 #include "amp/virtio/linux/vhost_user_message.hpp"
+#include "le_bytes.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,19 +14,11 @@ namespace amp::virtio::vhost_user {
 namespace {
 
 /// Little-endian bytes, built field by field.
-struct Bytes {
-  std::vector<std::byte> v;
-  Bytes& u32(std::uint32_t x) {
-    for (int i = 0; i < 4; ++i) v.push_back(std::byte(static_cast<std::uint8_t>(x >> (8 * i))));
-    return *this;
-  }
-  Bytes& u64(std::uint64_t x) {
-    return u32(static_cast<std::uint32_t>(x)).u32(static_cast<std::uint32_t>(x >> 32));
-  }
-  std::span<const std::byte, kHeaderSize> header() const {
-    return std::span<const std::byte, kHeaderSize>(v.data(), kHeaderSize);
-  }
-};
+using Bytes = amp::testing::LeBytes;
+
+std::span<const std::byte, kHeaderSize> header_bytes(const Bytes& b) {
+  return std::span<const std::byte, kHeaderSize>(b.v.data(), kHeaderSize);
+}
 
 Header header_of(Request r, std::size_t size) {
   return Header{static_cast<std::uint32_t>(r), kVersion, static_cast<std::uint32_t>(size)};
@@ -39,7 +32,7 @@ Bytes& region(Bytes& b, std::uint64_t guest, std::uint64_t size, std::uint64_t u
 TEST(VhostUserHeader, ParsesARequestWithItsFlags) {
   Bytes b;
   b.u32(5).u32(kVersion | kFlagNeedReply).u32(40);
-  auto h = parse_header(b.header());
+  auto h = parse_header(header_bytes(b));
   ASSERT_TRUE(h) << h.error().message;
   EXPECT_EQ(h->request, 5U);
   EXPECT_EQ(h->flags & kFlagNeedReply, kFlagNeedReply);
@@ -49,27 +42,27 @@ TEST(VhostUserHeader, ParsesARequestWithItsFlags) {
 TEST(VhostUserHeader, RefusesAnotherVersionAReplyAndAnOversizedPayload) {
   Bytes v2;
   v2.u32(1).u32(2).u32(0);
-  auto h = parse_header(v2.header());
+  auto h = parse_header(header_bytes(v2));
   ASSERT_FALSE(h);
   EXPECT_EQ(h.error().status, Status::kNotSupported);
   EXPECT_EQ(h.error().message, "GET_FEATURES: protocol version 2, not 1");
 
   Bytes reply;
   reply.u32(1).u32(kVersion | kFlagReply).u32(8);
-  h = parse_header(reply.header());
+  h = parse_header(header_bytes(reply));
   ASSERT_FALSE(h);
   EXPECT_EQ(h.error().message, "GET_FEATURES: a reply where a request was due");
 
   Bytes huge;
   huge.u32(5).u32(kVersion).u32(0xFFFF'FFFF);
-  h = parse_header(huge.header());
+  h = parse_header(header_bytes(huge));
   ASSERT_FALSE(h);
   EXPECT_EQ(h.error().status, Status::kTooLarge);
   EXPECT_EQ(h.error().message, "SET_MEM_TABLE: 4294967295 bytes of payload (at most 264)");
 
   Bytes unknown;
   unknown.u32(99).u32(kVersion).u32(kMaxPayload + 1);
-  h = parse_header(unknown.header());
+  h = parse_header(header_bytes(unknown));
   ASSERT_FALSE(h);
   EXPECT_EQ(h.error().message, "request 99: 265 bytes of payload (at most 264)");
 }
