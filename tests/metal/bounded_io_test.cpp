@@ -151,6 +151,24 @@ TEST(BoundedIo, TheWatchdogSleepsWhenNoCallIsMade) {
   EXPECT_EQ(errno, ETIMEDOUT);
 }
 
+/// Waits (up to 5 s) until this process's watchdog thread sleeps in its idle futex wait, past its start-up.
+/// A fork while a thread is starting can copy an allocator lock that thread holds into the child (glibc's
+/// malloc takes care of that at fork, ASan's allocator in GCC 12 does not): the child's own watchdog
+/// thread then waits on it for ever.
+bool watchdog_asleep() {
+  namespace fs = std::filesystem;
+  for (int i = 0; i < 500; ++i) {
+    for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+      std::string comm, wchan;
+      std::getline(std::ifstream(task.path() / "comm"), comm);
+      std::getline(std::ifstream(task.path() / "wchan"), wchan);
+      if (comm == "amp-io-watch" && wchan.find("futex") != std::string::npos) return true;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
 TEST(BoundedIo, AForkedChildIsBoundedToo) {
 #if defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "ThreadSanitizer cannot start threads in the child of a multi-threaded fork (the other "
@@ -159,6 +177,7 @@ TEST(BoundedIo, AForkedChildIsBoundedToo) {
   UniqueFd warm(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   const std::uint64_t one = 1;
   ASSERT_EQ(bounded_write(warm.get(), &one, sizeof one, 50ms), 8);  // the parent's watchdog runs
+  ASSERT_TRUE(watchdog_asleep()) << "the watchdog thread did not go idle within 5 s";
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
