@@ -263,13 +263,12 @@ void QemuDriver::start_watchdog() {
     return;
   }
   Watchdog w;
-  w.generation = generation_;
   w.ping = 1;
   w.answered = std::chrono::steady_clock::now();
   (void)qemu_->ram().store<std::uint32_t>(*at, w.ping, std::memory_order_release);
   const auto period = std::max<std::chrono::nanoseconds>(config_.watchdog / 4, std::chrono::milliseconds(5));
-  const std::uint64_t gen = generation_;
-  auto timer = loop_->add_timer(period, period, [this, gen](std::uint64_t) { on_watchdog_tick(gen); });
+  // Its QEMU's: every way a QEMU ends or is replaced removes the timer first (stop_watchdog).
+  auto timer = loop_->add_timer(period, period, [this](std::uint64_t) { on_watchdog_tick(); });
   if (!timer) {
     AMP_LOG_WARNING("rproc qemu: no watchdog: %s", timer.error().message.c_str());
     return;
@@ -284,11 +283,10 @@ void QemuDriver::stop_watchdog() {
   watchdog_.reset();
 }
 
-void QemuDriver::on_watchdog_tick(std::uint64_t generation) {
+void QemuDriver::on_watchdog_tick() {
   // An operation holds the lock for a bounded time (and may end this QEMU): look again at the next tick.
   std::unique_lock op(op_mutex_, std::try_to_lock);
-  if (!op.owns_lock() || !watchdog_ || watchdog_->generation != generation) return;
-  if (!qemu_ || qemu_->ended() || !started_ || generation != generation_) return;
+  if (!op.owns_lock() || !watchdog_ || !qemu_ || qemu_->ended() || !started_) return;
   const auto at = ping_offset();
   if (!at) return;
   const metal::IoRegion ram = qemu_->ram();

@@ -19,18 +19,14 @@ namespace {
 
 constexpr std::uint32_t kRingAlign = 4096;  // the split ring's legacy layout, as virtio_uml places it
 
-std::array<std::byte, 8> u64_bytes(std::uint64_t v) {
-  std::array<std::byte, 8> out{};
-  for (std::size_t i = 0; i < 8; ++i) out[i] = std::byte(static_cast<std::uint8_t>(v >> (8 * i)));
-  return out;
-}
-
-Status send_reply(metal::UnixSocket& s, std::uint32_t request, std::span<const std::byte> payload) {
-  const auto head = vu::reply_header(request, static_cast<std::uint32_t>(payload.size()));
-  std::array<std::byte, vu::kHeaderSize + 16> buf{};
+/// A reply: its header and a u64 (every reply this backend sends is one: a GET_*'s value or an ack).
+Status send_u64_reply(metal::UnixSocket& s, std::uint32_t request, std::uint64_t value) {
+  std::array<std::byte, vu::kHeaderSize + 8> buf{};
+  const auto head = vu::reply_header(request, 8);
   std::copy(head.begin(), head.end(), buf.begin());
-  std::copy(payload.begin(), payload.end(), buf.begin() + vu::kHeaderSize);
-  return s.send_all(std::span(buf).first(vu::kHeaderSize + payload.size()));
+  for (std::size_t i = 0; i < 8; ++i)
+    buf[vu::kHeaderSize + i] = std::byte(static_cast<std::uint8_t>(value >> (8 * i)));
+  return s.send_all(buf);
 }
 
 }  // namespace
@@ -78,14 +74,12 @@ SysResult<VhostUserBackend::Handled> VhostUserBackend::handle(metal::UnixSocket&
   reply_.reset();
   auto r = act(*h, body, fds, replied);
   if (r && reply_) {
-    const auto bytes = u64_bytes(*reply_);
-    if (const Status s = send_reply(socket, h->request, bytes); !ok(s))
+    if (const Status s = send_u64_reply(socket, h->request, *reply_); !ok(s))
       return sys_fail(s, "vhost-user: answering " + vu::to_string(h->request) + ": " + to_string(s));
   }
   if ((h->flags & vu::kFlagNeedReply) != 0 && !replied) {
     // REPLY_ACK: 0 for success. A failure is acked too, then the connection ends.
-    const auto ack = u64_bytes(r ? 0 : 1);
-    if (const Status s = send_reply(socket, h->request, ack); !ok(s) && r) {
+    if (const Status s = send_u64_reply(socket, h->request, r ? 0 : 1); !ok(s) && r) {
       return sys_fail(s, "vhost-user: acknowledging " + vu::to_string(h->request) + ": " + to_string(s));
     }
   }
@@ -165,8 +159,8 @@ SysResult<VhostUserBackend::Handled> VhostUserBackend::act(const vu::Header& h, 
       std::vector<metal::SharedMemory> mapped;
       for (std::uint32_t i = 0; i < t->count; ++i) {
         const vu::MemoryRegion& r = t->regions[i];
-        auto m =
-            metal::shm::map_fd(std::move(fds[i]), static_cast<std::size_t>(r.size), r.guest_addr, r.mmap_offset);
+        auto m = metal::shm::map_fd(std::move(fds[i]), static_cast<std::size_t>(r.size), r.guest_addr,
+                                    r.mmap_offset);
         if (!m) {
           return sys_fail(m.error().status, "SET_MEM_TABLE: region " + std::to_string(i) + " (guest " +
                                                 hex(r.guest_addr) + ", " + hex(r.size) + " bytes at offset " +
@@ -201,7 +195,6 @@ SysResult<VhostUserBackend::Handled> VhostUserBackend::act(const vu::Header& h, 
         if (s->num != 0)
           return sys_fail(Status::kNotSupported,
                           "SET_VRING_BASE: " + std::to_string(s->num) + " (amp's queues start at 0)");
-        q.base = s->num;
       } else {
         if (s->num > 1)
           return sys_fail(Status::kMalformed, "SET_VRING_ENABLE: " + std::to_string(s->num) + " (0 or 1)");

@@ -174,7 +174,7 @@ class QemuDriver final : public Driver {
   std::string describe_end();
   void start_watchdog();
   void stop_watchdog();
-  void on_watchdog_tick(std::uint64_t generation);
+  void on_watchdog_tick();
   std::optional<std::size_t> ping_offset() const;
 
   QemuConfig config_;
@@ -190,8 +190,7 @@ class QemuDriver final : public Driver {
   std::optional<metal::SourceId> drain_;  // the doorbell, while no vdev host reads it
   struct Watchdog {
     metal::SourceId timer{};
-    std::uint64_t generation = 0;  // of the QEMU it watches
-    std::uint32_t ping = 0;        // the last one written
+    std::uint32_t ping = 0;  // the last one written
     std::chrono::steady_clock::time_point answered;
   };
   std::optional<Watchdog> watchdog_;

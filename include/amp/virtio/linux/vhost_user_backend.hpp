@@ -43,7 +43,6 @@ struct VhostUserConfig {
 /// One queue as the front end set it up.
 struct VhostUserQueue {
   std::uint32_t num = 0;
-  std::uint32_t base = 0;
   bool addressed = false;                              ///< SET_VRING_ADDR seen
   metal::DeviceAddress desc = 0, avail = 0, used = 0;  ///< guest addresses, checked inside the memory
   metal::UniqueFd kick;
@@ -63,7 +62,8 @@ class VhostUserBackend {
     std::uint32_t queue = 0;  ///< for kQueueEnabled / kQueueDisabled
   };
 
-  /// Reads one message from `socket` (blocking for its header; `timeout` for the rest), acts on it and
+  /// Reads one message from `socket` (header and payload, at most `timeout` each: call it once the socket is
+  /// readable), acts on it and
   /// sends its reply. An error means the connection must end: the message was malformed or not one this
   /// backend takes (the error says which and why), or the socket failed (kClosed when the front end hung
   /// up).
