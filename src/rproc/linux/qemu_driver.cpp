@@ -23,6 +23,20 @@ using metal::hex;
 using metal::sys_fail;
 using metal::SysResult;
 
+namespace {
+
+// The amp doorbell entry's body words (baremetal_table.hpp).
+enum DoorbellWord : unsigned { kModeWord = 0, kStateWord = 1, kPingWord = 2, kPongWord = 3 };
+
+/// Where `word` of the image's doorbell entry is in guest RAM (from RAM's start), if the image has it.
+std::optional<std::size_t> doorbell_word(const QemuFirmware& fw, metal::DeviceAddress ram_base,
+                                         DoorbellWord word) {
+  if (!fw.doorbell_mode_offset || (word >= kPingWord && !fw.watchdog)) return std::nullopt;
+  return static_cast<std::size_t>(fw.table_da - ram_base) + *fw.doorbell_mode_offset + 4 * std::size_t{word};
+}
+
+}  // namespace
+
 struct QemuDriver::Image {
   QemuFirmware fw;
 };
@@ -182,11 +196,9 @@ Status QemuDriver::load(std::span<const std::byte> firmware) noexcept {
   if (!image) return fail(Status::kInternal, "firmware: parsed once, not twice");
   if (auto loaded = rproc::load(*image, ram, {.machine = config_.board.elf_machine}); !loaded)
     return fail(to_status(loaded.error()), std::string("firmware: loading it: ") + to_string(loaded.error()));
-  if (fw->doorbell_mode_offset) {
+  if (const auto at = doorbell_word(*fw, config_.board.ram_base, kModeWord)) {
     const std::uint32_t mode = config_.poll ? kDoorbellModePoll : kDoorbellModeInterrupt;
-    const std::size_t at =
-        static_cast<std::size_t>(fw->table_da - config_.board.ram_base) + *fw->doorbell_mode_offset;
-    if (!ok(ram[0].store<std::uint32_t>(at, mode, std::memory_order_release)))
+    if (!ok(ram[0].store<std::uint32_t>(*at, mode, std::memory_order_release)))
       return fail(Status::kInternal, "writing the doorbell mode");
   }
 
@@ -248,16 +260,10 @@ Status QemuDriver::start() noexcept {
   return Status::kOk;
 }
 
-std::optional<std::size_t> QemuDriver::ping_offset() const {
-  const QemuFirmware& fw = image_->fw;
-  if (!fw.watchdog || !fw.doorbell_mode_offset) return std::nullopt;
-  return static_cast<std::size_t>(fw.table_da - config_.board.ram_base) + *fw.doorbell_mode_offset + 8;
-}
-
 void QemuDriver::start_watchdog() {
   stop_watchdog();
   if (config_.watchdog.count() <= 0) return;
-  const auto at = ping_offset();
+  const auto at = doorbell_word(image_->fw, config_.board.ram_base, kPingWord);
   if (!at) {
     AMP_LOG_INFO("rproc qemu: the firmware's doorbell entry has no watchdog words: no watchdog");
     return;
@@ -287,11 +293,12 @@ void QemuDriver::on_watchdog_tick() {
   // An operation holds the lock for a bounded time (and may end this QEMU): look again at the next tick.
   std::unique_lock op(op_mutex_, std::try_to_lock);
   if (!op.owns_lock() || !watchdog_ || !qemu_ || qemu_->ended() || !started_) return;
-  const auto at = ping_offset();
-  if (!at) return;
+  const auto at = doorbell_word(image_->fw, config_.board.ram_base, kPingWord);
+  const auto pong_at = doorbell_word(image_->fw, config_.board.ram_base, kPongWord);
+  if (!at || !pong_at) return;
   const metal::IoRegion ram = qemu_->ram();
   const auto now = std::chrono::steady_clock::now();
-  const auto pong = ram.load<std::uint32_t>(*at + 4, std::memory_order_acquire);
+  const auto pong = ram.load<std::uint32_t>(*pong_at, std::memory_order_acquire);
   if (pong && *pong == watchdog_->ping) {
     watchdog_->answered = now;
     ++watchdog_->ping;
@@ -320,11 +327,11 @@ Status QemuDriver::open_vdev() {
   // The table as the image has it: vrings at ANY, no status, for the host to fill in again.
   const std::size_t table_at = static_cast<std::size_t>(fw.table_da - config_.board.ram_base);
   if (!ok(ram.write(table_at, fw.table))) return fail(Status::kInternal, "restoring the resource table");
-  if (fw.doorbell_mode_offset) {
+  if (const auto at = doorbell_word(fw, config_.board.ram_base, kModeWord)) {
     const std::uint32_t mode = config_.poll ? kDoorbellModePoll : kDoorbellModeInterrupt;
-    (void)ram.store<std::uint32_t>(table_at + *fw.doorbell_mode_offset, mode, std::memory_order_release);
+    (void)ram.store<std::uint32_t>(*at, mode, std::memory_order_release);
   }
-  if (const auto at = ping_offset(); at && watchdog_) {
+  if (const auto at = doorbell_word(fw, config_.board.ram_base, kPingWord); at && watchdog_) {
     // The watchdog's ping as it was, not the image's 0 (an attach puts the table back under it).
     (void)ram.store<std::uint32_t>(*at, watchdog_->ping, std::memory_order_release);
   }
@@ -364,14 +371,12 @@ void QemuDriver::wait_until_idle() {
   // Until the firmware says it let go of the old vrings, it may still be working on them: a message it was
   // handling then could reach the new ones. A firmware that never says so is noticed anyway (putting the
   // table back resets its state), so the wait is bounded.
-  const QemuFirmware& fw = image_->fw;
-  if (!fw.doorbell_mode_offset) return;
-  const std::size_t at =
-      static_cast<std::size_t>(fw.table_da - config_.board.ram_base) + *fw.doorbell_mode_offset + 4;
+  const auto at = doorbell_word(image_->fw, config_.board.ram_base, kStateWord);
+  if (!at) return;
   const metal::IoRegion ram = qemu_->ram();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   for (;;) {
-    const auto state = ram.load<std::uint32_t>(at, std::memory_order_acquire);
+    const auto state = ram.load<std::uint32_t>(*at, std::memory_order_acquire);
     if (!state || *state == kDoorbellStateIdle) return;
     pollfd ended{qemu_->pidfd(), POLLIN, 0};
     if (std::chrono::steady_clock::now() >= deadline || ::poll(&ended, 1, 0) > 0) break;

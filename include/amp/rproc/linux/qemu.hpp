@@ -175,7 +175,6 @@ class QemuDriver final : public Driver {
   void start_watchdog();
   void stop_watchdog();
   void on_watchdog_tick();
-  std::optional<std::size_t> ping_offset() const;
 
   QemuConfig config_;
   std::mutex op_mutex_;       // serialises the operations and an exit's teardown
