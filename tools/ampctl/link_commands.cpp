@@ -24,6 +24,7 @@
 #include "ping.hpp"
 #include "signals.hpp"
 #include "text.hpp"
+#include "vhost_user.hpp"
 
 namespace ampctl {
 
@@ -47,6 +48,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 struct EchoOptions {
   CommonOptions common;
   LinkOptions link;
+  VhostUserOptions vhost_user;
   bool quiet = false;
 };
 
@@ -82,6 +84,17 @@ const char* describe(EchoEnd e, bool interrupted) {
 }
 
 int run_echo(const EchoOptions& o) {
+  if (given(o.vhost_user.given_socket)) {
+    const auto& g = o.link.given;
+    refuse_given({g.listen, g.connect, g.join_fd, g.preset, g.index, g.socket, g.shm, g.notify, g.ring_size,
+                  g.buffer_size},
+                 "not with --vhost-user (the front end sets the rings and buffers up)");
+    if (o.link.role != Role::kDevice)
+      usage_error("--vhost-user serves the device role (the guest is the driver)");
+    return run_vhost_user_echo(o.vhost_user, o.common, o.link.service.empty() ? "rpmsg-raw" : o.link.service,
+                               o.quiet);
+  }
+  refuse_given({o.vhost_user.given_event_idx, o.vhost_user.given_connections}, "only with --vhost-user");
   check_link_options(o.link);
   auto link = open_link(o.link);
   const std::string service = service_name(o.link);
@@ -269,7 +282,8 @@ sends OpenAMP's shutdown value, or until SIGINT/SIGTERM; every message is sent b
 echoed, what the rpmsg device dropped (rx_malformed, rx_unroutable) and why it ended ("ended": shutdown,
 unbind, hang-up or interrupted). A socket file of --listen is removed on every way out.
 
-)") + kLinkOptionsHelp;
+)") + kLinkOptionsHelp +
+         kVhostUserHelp;
 }
 
 std::string ping_help() {
@@ -297,6 +311,7 @@ void add_link_commands(CLI::App& root, std::vector<Command>& commands) {
     auto o = std::make_shared<EchoOptions>();
     CLI::App* app = add_command(root, "echo", "serve an echo endpoint", echo_help(), o->common);
     add_link_options(*app, o->link, Role::kDevice);
+    add_vhost_user_options(*app, o->vhost_user);
     app->add_flag("--quiet", o->quiet);
     commands.push_back({app, &o->common, [o] { return run_echo(*o); }});
   }

@@ -247,6 +247,9 @@ SysResult<VhostUserBackend::Handled> VhostUserBackend::act(const vu::Header& h, 
       if (!f->has_fd)  // polling the ring instead: not offered
         return sys_fail(Status::kNotSupported, vu::to_string(h.request) + ": without a descriptor (NOFD)");
       VhostUserQueue& q = queues_[*i];
+      // A running queue's descriptors are in use (watched, written from other threads): not replaced.
+      if (q.enabled && h.request != static_cast<std::uint32_t>(Request::kSetVringErr))
+        return sys_fail(Status::kBusy, vu::to_string(h.request) + ": queue " + std::to_string(*i) + " runs");
       if (h.request == static_cast<std::uint32_t>(Request::kSetVringKick)) {
         q.kick = std::move(fds[0]);
       } else if (h.request == static_cast<std::uint32_t>(Request::kSetVringCall)) {

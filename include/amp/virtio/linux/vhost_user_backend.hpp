@@ -9,8 +9,10 @@
 // Offered: the caller's device features plus VHOST_USER_F_PROTOCOL_FEATURES; protocol features REPLY_ACK and
 // SLAVE_REQ (without SLAVE_REQ, virtio_uml fails its probe). Not offered, so refused if asked for: dirty
 // logging, in-band notifications, config space, status, memory slots; GET_VRING_BASE (amp's queues do not
-// resume where another backend stopped) and SET_VRING_BASE other than 0. A request the backend does not
-// take ends the connection with one line that says why (handle() returns it); NEED_REPLY gets its u64 ack.
+// resume where another backend stopped) and SET_VRING_BASE other than 0; changing an enabled queue's size,
+// rings, kick or call descriptor (QEMU swaps call descriptors of running queues; UML never does). A request
+// the backend does not take ends the connection with one line that says why (handle() returns it); NEED_REPLY
+// gets its u64 ack.
 //
 // Thread-safety: one thread at a time (the connection's owner).
 #pragma once
@@ -69,9 +71,14 @@ class VhostUserBackend {
   /// up).
   metal::SysResult<Handled> handle(metal::UnixSocket& socket);
 
+  std::uint64_t device_features() const noexcept { return config_.device_features; }
   std::uint64_t acked_features() const noexcept { return acked_features_; }
   std::uint64_t protocol_features() const noexcept { return protocol_features_; }
   const std::vector<metal::SharedMemory>& memory() const noexcept { return memory_; }
+  /// Has `event_fd` signalled when a front end shrinks a memory file under us (see SharedMemory::lost()).
+  void notify_when_memory_lost(int event_fd) noexcept {
+    for (metal::SharedMemory& m : memory_) m.notify_when_lost(event_fd);
+  }
   const VhostUserQueue& queue(std::uint32_t index) const noexcept { return queues_[index]; }
   std::uint32_t queue_count() const noexcept { return config_.queues; }
   /// Queue `index` as amp's split queues place it: desc at `da`, avail right after the descriptors, used at

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "amp/rpmsg/linux/vhost_user_server.hpp"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "amp/metal/linux/bounded_io.hpp"
+#include "amp/metal/linux/event_fd.hpp"
+#include "amp/metal/log.hpp"
+#include "amp/rpmsg/linux/runtime_storage.hpp"
+#include "amp/virtio/linux/vhost_user_backend.hpp"
+#include "amp/virtio/linux/vhost_user_transport.hpp"
+#include "amp/virtio/ring.hpp"
+
+namespace amp::rpmsg {
+
+using metal::SourceId;
+using metal::sys_fail;
+using metal::SysResult;
+using metal::UniqueFd;
+
+namespace {
+
+constexpr std::uint32_t kQueues = 2;
+
+/// Notifies the front end through each queue's call descriptor: 8 bytes, as to an eventfd. virtio_uml's is
+/// one end of a stream socketpair (sent without waiting: a full socket already holds notifications the front
+/// end has not read, so one more adds nothing), others' an eventfd (written with a bound, since its
+/// O_NONBLOCK flag is the front end's to change). The descriptors are this session's own copies, so a
+/// sender on another thread never writes to one that the connection's thread closed.
+class CallNotifier final : public Notifier {
+ public:
+  using FailFn = std::function<void(std::string)>;
+  CallNotifier(std::array<UniqueFd, kQueues> fds, FailFn on_failure)
+      : fds_(std::move(fds)), on_failure_(std::move(on_failure)) {
+    for (std::uint32_t i = 0; i < kQueues; ++i) {
+      struct stat st {};
+      socket_[i] = fstat(fds_[i].get(), &st) == 0 && S_ISSOCK(st.st_mode);
+    }
+  }
+
+  Status notify(std::uint32_t notify_id) noexcept override {
+    if (notify_id >= kQueues) return Status::kOutOfRange;
+    const std::uint64_t one = 1;
+    const int fd = fds_[notify_id].get();
+    const ssize_t n = socket_[notify_id] ? ::send(fd, &one, sizeof one, MSG_DONTWAIT | MSG_NOSIGNAL)
+                                         : metal::bounded_write(fd, &one, sizeof one, metal::kSharedFdLimit);
+    if (n == static_cast<ssize_t>(sizeof one)) return Status::kOk;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return Status::kOk;  // notifications are pending
+    const int err = n < 0 ? errno : EIO;
+    if (!failed_.exchange(true, std::memory_order_acq_rel)) {
+      on_failure_("writing the call descriptor of queue " + std::to_string(notify_id) + ": " +
+                  (err == ETIMEDOUT ? std::string("blocked (the front end interfered with it)")
+                   : n >= 0         ? "a short write of " + std::to_string(n) + " bytes"
+                                    : std::string(std::strerror(err))));
+    }
+    return Status::kClosed;
+  }
+
+ private:
+  std::array<UniqueFd, kQueues> fds_;
+  std::array<bool, kQueues> socket_{};
+  FailFn on_failure_;
+  std::atomic<bool> failed_{false};
+};
+
+std::uint64_t offered_features(const VhostUserServerConfig& c) {
+  std::uint64_t f = std::uint64_t{1} << kFeatureNs;
+  if (c.event_idx) f |= std::uint64_t{1} << virtio::kFeatureEventIdx;
+  if (c.version_1) f |= std::uint64_t{1} << virtio::kFeatureVersion1;
+  return f;
+}
+
+}  // namespace
+
+struct VhostUserServer::Session {
+  Session(metal::UnixSocket s, const VhostUserServerConfig& c, std::uint64_t gen)
+      : socket(std::move(s)),
+        backend(virtio::VhostUserConfig{.device_features = offered_features(c),
+                                        .queues = kQueues,
+                                        .max_queue_size = c.max_queue_size,
+                                        .timeout = c.message_timeout}),
+        transport(backend, kVirtioIdRpmsg),
+        generation(gen) {}
+
+  metal::UnixSocket socket;
+  virtio::VhostUserBackend backend;
+  virtio::VhostUserTransport transport;
+  std::uint64_t generation;
+  std::optional<SourceId> socket_source;
+  std::array<std::optional<SourceId>, kQueues> kick_sources;
+  std::optional<metal::EventFd> lost;  // signalled when the guest memory is lost
+  std::optional<SourceId> lost_source;
+  // While a driver is served (declared in this order so that the device goes first):
+  std::unique_ptr<CallNotifier> calls;
+  std::unique_ptr<RuntimeStorage> storage;
+  std::unique_ptr<Device> device;
+};
+
+SysResult<std::unique_ptr<VhostUserServer>> VhostUserServer::listen(const VhostUserServerConfig& config,
+                                                                    Callbacks callbacks) {
+  if (config.socket_path.empty()) return sys_fail(Status::kInvalidArgument, "vhost-user: no socket path");
+  auto listener = metal::UnixListener::listen(config.socket_path);
+  if (!listener) return sys_fail(listener.error().status, "vhost-user: " + listener.error().message);
+  auto loop = metal::EventLoop::create();
+  if (!loop) return sys_fail(loop.error().status, "vhost-user: " + loop.error().message);
+  std::unique_ptr<VhostUserServer> s(
+      new VhostUserServer(config, std::move(callbacks), std::move(*listener), std::move(*loop)));
+  auto src = s->loop_->add_fd(s->listener_.fd(), EPOLLIN, [p = s.get()](std::uint32_t) { p->on_listener(); });
+  if (!src) return sys_fail(src.error().status, "vhost-user: " + src.error().message);
+  s->reschedule_.bind(s->loop_.get(), [p = s.get()] { p->process(); });
+  if (const Status st = s->loop_->start_thread(); !ok(st))
+    return sys_fail(st, std::string("vhost-user: starting the server's thread: ") + to_string(st));
+  return s;
+}
+
+VhostUserServer::VhostUserServer(const VhostUserServerConfig& config, Callbacks callbacks,
+                                 metal::UnixListener listener, std::unique_ptr<metal::EventLoop> loop)
+    : config_(config),
+      callbacks_(std::move(callbacks)),
+      listener_(std::move(listener)),
+      loop_(std::move(loop)) {}
+
+VhostUserServer::~VhostUserServer() {
+  stop();
+}
+
+void VhostUserServer::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  loop_->stop();
+  loop_->join();
+  // The loop's thread is gone: what it owned is this thread's now.
+  if (session_) end_connection("");
+  std::lock_guard lock(mutex_);
+  changed_.notify_all();
+}
+
+VhostUserServer::Counters VhostUserServer::counters() const {
+  std::lock_guard lock(mutex_);
+  return counters_;
+}
+
+bool VhostUserServer::wait_sessions_ended(std::uint64_t ended, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout,
+                           [&] { return counters_.sessions_ended >= ended || counters_.done; });
+}
+
+bool VhostUserServer::wait_disconnections(std::uint64_t gone, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return counters_.disconnections >= gone; });
+}
+
+bool VhostUserServer::wait_sessions_started(std::uint64_t started, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  return changed_.wait_for(lock, timeout, [&] { return counters_.sessions_started >= started; });
+}
+
+void VhostUserServer::on_listener() {
+  auto socket = listener_.accept(std::chrono::milliseconds(0));
+  if (!socket) {
+    if (socket.error().status != Status::kTimeout)
+      AMP_LOG_WARNING("vhost-user: accepting a front end: %s", socket.error().message.c_str());
+    return;
+  }
+  if (session_) {
+    // vhost-user has one front end per device: the one served keeps it.
+    AMP_LOG_WARNING("vhost-user: %s: a second front end connected while one is served; turned away",
+                    listener_.path().c_str());
+    std::lock_guard lock(mutex_);
+    ++counters_.turned_away;
+    return;  // the socket closes here
+  }
+  auto session = std::make_unique<Session>(std::move(*socket), config_, ++generation_);
+  auto src = loop_->add_fd(session->socket.fd(), EPOLLIN, [this](std::uint32_t) { on_message(); });
+  if (!src) {
+    AMP_LOG_ERROR("vhost-user: watching a front end's socket: %s", src.error().message.c_str());
+    return;
+  }
+  session->socket_source = *src;
+  session_ = std::move(session);
+  std::lock_guard lock(mutex_);
+  ++counters_.connections;
+}
+
+void VhostUserServer::on_message() {
+  if (!session_) return;
+  Session& s = *session_;
+  auto handled = s.backend.handle(s.socket);
+  if (!handled) {
+    end_connection(handled.error().status == Status::kClosed ? "" : handled.error().message);
+    return;
+  }
+  using Change = virtio::VhostUserBackend::Change;
+  switch (handled->change) {
+    case Change::kQueueEnabled: {
+      const std::uint32_t q = handled->queue;
+      auto src =
+          loop_->add_fd(s.backend.queue(q).kick.get(), EPOLLIN, [this, q](std::uint32_t) { on_kick(q); });
+      if (!src) {
+        end_connection("watching the kick descriptor of queue " + std::to_string(q) + ": " +
+                       src.error().message);
+        return;
+      }
+      s.kick_sources[q] = *src;
+      break;
+    }
+    case Change::kQueueDisabled: {
+      // The driver is going (the kernel disables its queues when it removes the device).
+      end_session();
+      const std::uint32_t q = handled->queue;
+      if (s.kick_sources[q]) (void)loop_->remove(*s.kick_sources[q]);
+      s.kick_sources[q].reset();
+      break;
+    }
+    case Change::kMemory: {
+      // Watch the new guest memory for being shrunk under us.
+      if (s.lost_source) (void)loop_->remove(*s.lost_source);
+      s.lost_source.reset();
+      if (!s.lost) {
+        auto e = metal::EventFd::create_private();
+        if (!e) {
+          end_connection("an eventfd for the guest memory: " + e.error().message);
+          return;
+        }
+        s.lost.emplace(std::move(*e));
+      }
+      s.backend.notify_when_memory_lost(s.lost->fd());
+      auto src = loop_->add_event_fd(*s.lost, [this](std::uint64_t) { on_memory_lost(); });
+      if (!src) {
+        end_connection("watching the guest memory: " + src.error().message);
+        return;
+      }
+      s.lost_source = *src;
+      break;
+    }
+    case Change::kReset:
+      end_session();
+      for (auto& k : s.kick_sources) {
+        if (k) (void)loop_->remove(*k);
+        k.reset();
+      }
+      break;
+    case Change::kNone:
+      break;
+  }
+}
+
+void VhostUserServer::on_kick(std::uint32_t queue) {
+  if (!session_) return;
+  Session& s = *session_;
+  std::uint64_t count = 0;
+  const ssize_t n =
+      metal::read_nowait(s.backend.queue(queue).kick.get(), &count, sizeof count, metal::kSharedFdLimit);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;  // someone else read it: nothing to do
+  if (n != static_cast<ssize_t>(sizeof count)) {
+    end_connection("reading the kick descriptor of queue " + std::to_string(queue) + ": " +
+                   (n < 0 ? std::string(std::strerror(errno)) : std::to_string(n) + " bytes, not 8"));
+    return;
+  }
+  if (!s.device) {
+    // No status byte over vhost-user: the first kick with every queue enabled says the driver is ready.
+    for (std::uint32_t q = 0; q < kQueues; ++q) {
+      if (!s.backend.queue(q).enabled) return;
+    }
+    if (!start_device()) return;
+  }
+  process();
+}
+
+void VhostUserServer::on_memory_lost() {
+  end_connection("the guest memory was lost: the front end shrank its file under us");
+}
+
+bool VhostUserServer::start_device() {
+  Session& s = *session_;
+  const auto& memory = s.backend.memory();
+  if (memory.size() != 1) {
+    end_connection("the rpmsg device needs the guest memory as one region; the front end shared " +
+                   std::to_string(memory.size()));
+    return false;
+  }
+  std::array<UniqueFd, kQueues> fds;
+  for (std::uint32_t q = 0; q < kQueues; ++q) {
+    fds[q] = UniqueFd(::fcntl(s.backend.queue(q).call.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fds[q].valid()) {
+      end_connection("copying the call descriptor of queue " + std::to_string(q) + ": " +
+                     std::strerror(errno));
+      return false;
+    }
+  }
+  const std::uint64_t gen = s.generation;
+  s.calls = std::make_unique<CallNotifier>(std::move(fds), [this, gen](std::string why) {
+    // From any sending thread: the connection ends on the server's.
+    (void)loop_->post([this, gen, why = std::move(why)] {
+      if (session_ && session_->generation == gen) end_connection(why);
+    });
+  });
+  s.transport.set_driver_ok();
+  std::uint32_t largest = 0;
+  for (std::uint32_t q = 0; q < kQueues; ++q) largest = std::max(largest, s.backend.queue(q).num);
+  s.storage = std::make_unique<RuntimeStorage>(largest);
+  s.device = std::make_unique<Device>();
+  DeviceConfig dc;
+  dc.role = Role::kDevice;
+  dc.shm = memory[0].region();
+  dc.transport = &s.transport;
+  dc.notifier = s.calls.get();
+  dc.buffer_size = config_.buffer_size;
+  dc.reschedule = &reschedule_;
+  if (const Status st = s.storage->start(*s.device, dc); !ok(st)) {
+    const virtio::Fault f = s.device->fault();
+    s.device.reset();
+    end_connection(std::string("starting the rpmsg device over the front end's queues: ") + to_string(st) +
+                   (f != virtio::Fault::kNone ? std::string(" (") + virtio::to_string(f) + ")" : ""));
+    return false;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    ++counters_.sessions_started;
+  }
+  changed_.notify_all();
+  if (callbacks_.on_ready) callbacks_.on_ready(*s.device);
+  return session_ != nullptr;
+}
+
+void VhostUserServer::process() {
+  if (!session_ || !session_->device || !session_->device->running()) return;
+  Device& d = *session_->device;
+  if (const Status st = d.process(); st == Status::kBroken) {
+    end_connection(std::string("the front end broke the ring protocol: ") + virtio::to_string(d.fault()));
+  }
+}
+
+void VhostUserServer::end_session() {
+  if (!session_ || !session_->device) return;
+  Session& s = *session_;
+  s.device->stop();
+  if (callbacks_.on_gone) callbacks_.on_gone(*s.device);
+  s.device.reset();
+  s.storage.reset();
+  s.calls.reset();
+  s.transport.reset();
+  {
+    std::lock_guard lock(mutex_);
+    ++counters_.sessions_ended;
+  }
+  changed_.notify_all();
+}
+
+void VhostUserServer::end_connection(std::string why) {
+  if (!session_) return;
+  if (!why.empty())
+    AMP_LOG_ERROR("vhost-user: %s: %s; connection closed", listener_.path().c_str(), why.c_str());
+  end_session();
+  Session& s = *session_;
+  for (auto& k : s.kick_sources) {
+    if (k) (void)loop_->remove(*k);
+  }
+  if (s.lost_source) (void)loop_->remove(*s.lost_source);
+  if (s.socket_source) (void)loop_->remove(*s.socket_source);
+  session_.reset();
+  if (callbacks_.on_disconnected) callbacks_.on_disconnected(why);
+  {
+    std::lock_guard lock(mutex_);
+    ++counters_.disconnections;
+    if (!why.empty()) {
+      ++counters_.failures;
+      counters_.last_error = std::move(why);
+    }
+    if (!config_.reconnect) counters_.done = true;
+  }
+  changed_.notify_all();
+  if (!config_.reconnect) loop_->stop();
+}
+
+}  // namespace amp::rpmsg
