@@ -7,20 +7,39 @@ Cases:
   boots   boots it with the initramfs of tests/kernel/make-initramfs and checks that the kernel's rpmsg stack
           is there (virtio_rpmsg_bus, rpmsg_ns, rpmsg_char, rpmsg_ctrl registered), that /init ran and the
           machine powered off with status 0, and that the kernel printed no BUG:, WARNING:, Oops or panic
+  rpmsg   `ampctl echo --vhost-user` (event idx offered) and two boots against that one process: the first
+          runs the guest's echo, wire, ept and dev steps (tests/kernel/guest/rpmsg_guest.cpp) with the
+          kernel hexdumping every rpmsg message (dyndbg), whose bytes for amp's announcement and for one echo
+          are compared with what amp must have written; the second (the front end gone and back: a fresh
+          device) runs echo again and 100,000 round trips. amp's JSON summary must show both sessions, the
+          address it learned from the kernel's first message, the kernel's announcement of the channel the
+          guest created and its withdrawal, and every message echoed.
+  rpmsg_no_event_idx   the same without event idx: echo, ept and 100,000 round trips.
+Every boot fails the case on a kernel splat, or on one of the kernel's rpmsg complaints (a malformed
+message from amp, a message to no one, a ring error).
 
 Exit 0 passed, 1 failed, 77 skipped (CTest's SKIP_RETURN_CODE: linux-source-6.1 or busybox-static missing).
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPLATS = re.compile(r"BUG:|WARNING:|Oops|Kernel panic|general protection fault|Segfault with no mm")
+# What virtio_rpmsg_bus, rpmsg_ns and virtio_ring say of a peer that writes something wrong: amp must never
+# make the kernel say any of it.
+COMPLAINTS = re.compile(r"malformed ns msg|inbound msg too big|msg received with no recipient|"
+                        r"virtio_ring|id \d+ out of range|is not a head|failed to send|"
+                        r"rpmsg_ns .*failed|probe of virtio0 failed")
+ROUNDS = 100000  # more than 65536 + 256: both rings' 16-bit indexes wrap
 
 
 def fail(msg):
@@ -64,13 +83,147 @@ def check_clean(out):
     splat = SPLATS.search(out)
     if splat:
         fail("the kernel complained (%r):\n%s" % (splat.group(0), out))
+    complaint = COMPLAINTS.search(out)
+    if complaint:
+        fail("the kernel's rpmsg complained of what amp wrote (%r):\n%s" % (complaint.group(0), out))
 
 
-def case_boots(args):
+def need_kernel(args):
     if not os.path.exists(kernel_path(args.work)):
         skip("no kernel at %s (the build case did not run or was skipped)" % kernel_path(args.work))
     if not shutil.which("busybox") and not os.path.exists("/bin/busybox"):
         skip("busybox-static is not installed (scripts/install-deps installs it)")
+
+
+def guest_initramfs(args, name):
+    initramfs = os.path.join(args.work, name + ".cpio")
+    r = subprocess.run([os.path.join(HERE, "make-initramfs"), initramfs, args.guest])
+    if r.returncode != 0:
+        fail("make-initramfs exited %d" % r.returncode)
+    return initramfs
+
+
+class Echo:
+    """`ampctl echo --vhost-user` serving `connections` front ends, its JSON summary read at the end."""
+
+    def __init__(self, args, name, connections, extra=()):
+        self.socket = os.path.join(args.work, name + ".sock")
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        self.err = open(os.path.join(args.work, name + ".ampctl.log"), "w+")
+        self.proc = subprocess.Popen([args.ampctl, "echo", "--vhost-user", self.socket, "--connections",
+                                      str(connections), "--json"] + list(extra),
+                                     stdout=subprocess.PIPE, stderr=self.err)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.socket):  # UML must find it listening
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                fail("ampctl echo --vhost-user did not listen on %s:\n%s" % (self.socket, self.log()))
+            time.sleep(0.01)
+
+    def log(self):
+        self.err.seek(0)
+        return self.err.read()
+
+    def summary(self):
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            fail("ampctl echo did not end after its front ends left:\n" + self.log())
+        if self.proc.returncode != 0:
+            fail("ampctl echo exited %d:\n%s" % (self.proc.returncode, self.log()))
+        try:
+            return json.loads(out)
+        except ValueError:
+            fail("ampctl echo printed no JSON summary: %r\n%s" % (out, self.log()))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def boot_guest(args, echo, initramfs, steps, extra=()):
+    code, out = boot(args, initramfs, ["virtio_uml.device=%s:7" % echo.socket, "amp_test=rpmsg_guest",
+                                       "amp_args=" + ",".join(steps)] + list(extra))
+    if "creating channel rpmsg-raw" not in out:
+        echo.stop()
+        fail("the kernel made no channel of amp's announcement:\n%s\n--- ampctl:\n%s" % (out, echo.log()))
+    check_clean(out)
+    if "amp-guest: ok all steps" not in out or "amp-guest: result 0" not in out:
+        echo.stop()
+        fail("the guest's steps %s failed:\n%s\n--- ampctl:\n%s" % (",".join(steps), out, echo.log()))
+    if code != 0:
+        fail("UML exited with %d after power-off:\n%s" % (code, out))
+    return out
+
+
+def hexdumped_messages(out, direction):
+    """The messages the kernel hexdumped (dyndbg) in `direction` (RX: from amp; TX: to amp), as bytes."""
+    messages, current = [], None
+    for line in out.splitlines():
+        m = re.search(r"rpmsg_virtio %s: ((?:[0-9a-f]{2} )+)" % direction, line)
+        if not m:
+            if current is not None:
+                messages.append(bytes(current))
+                current = None
+            continue
+        if current is None:
+            current = bytearray()
+        current += bytes(int(b, 16) for b in m.group(1).split())
+    if current is not None:
+        messages.append(bytes(current))
+    return messages
+
+
+def header(src, dst, length):
+    return struct.pack("<IIIHH", src, dst, 0, length, 0)
+
+
+def check_wire(out, amp_address):
+    """amp's announcement and its echo of the guest's "amp-wire-check", byte for byte as the kernel saw them."""
+    rx = hexdumped_messages(out, "RX")
+    ns = header(amp_address, 0x35, 40) + b"rpmsg-raw".ljust(32, b"\0") + struct.pack("<II", amp_address, 0)
+    if ns not in rx:
+        fail("the kernel received no announcement with amp's bytes %s; it hexdumped:\n%s"
+             % (ns.hex(" "), "\n".join(m.hex(" ") for m in rx)))
+    tx = [m for m in hexdumped_messages(out, "TX") if m.endswith(b"amp-wire-check")]
+    if len(tx) != 1:
+        fail("the guest's amp-wire-check was not hexdumped once on its way out:\n" + out)
+    guest_address = struct.unpack_from("<I", tx[0])[0]
+    echo = header(amp_address, guest_address, 14) + b"amp-wire-check"
+    if echo not in rx:
+        fail("the kernel received no echo with amp's bytes %s; it hexdumped:\n%s"
+             % (echo.hex(" "), "\n".join(m.hex(" ") for m in rx)))
+
+
+def events(summary, session, kind):
+    return [e for e in summary["events"] if e.get("session") == session and e["event"] == kind]
+
+
+def check_summary(summary, sessions, event_idx, log):
+    def expect(cond, what):
+        if not cond:
+            fail("%s; ampctl's summary: %s\n%s" % (what, json.dumps(summary, indent=1), log))
+    expect(summary["sessions"] == sessions and summary["connections"] == sessions,
+           "%d sessions and connections expected" % sessions)
+    expect(summary["failures"] == 0 and summary["last_error"] == "", "a connection ended by an error")
+    expect(summary["received"] == summary["echoed"] > ROUNDS, "not every message echoed")
+    expect(summary["rx_malformed"] == 0 and summary["rx_unroutable"] == 0, "amp dropped messages")
+    for n in range(1, sessions + 1):
+        ready = events(summary, n, "ready")
+        expect(len(ready) == 1 and ready[0]["event_idx"] == event_idx,
+               "session %d: ready once, event idx %s" % (n, event_idx))
+        # The kernel never answers amp's announcement: amp takes the address from its first message.
+        bound = events(summary, n, "bound")
+        expect(len(bound) == 1 and bound[0]["address"] == ready[0]["address"] and bound[0]["peer"] >= 1024,
+               "session %d: amp's endpoint bound to the kernel's first dynamic address" % n)
+        expect(len(events(summary, n, "ended")) == 1, "session %d ended once" % n)
+
+
+def case_boots(args):
+    need_kernel(args)
     initramfs = os.path.join(args.work, "boots.cpio")
     r = subprocess.run([os.path.join(HERE, "make-initramfs"), initramfs])
     if r.returncode != 0:
@@ -89,14 +242,54 @@ def case_boots(args):
         fail("UML exited with %d after power-off:\n%s" % (code, out))
 
 
+def case_rpmsg(args):
+    need_kernel(args)
+    initramfs = guest_initramfs(args, "rpmsg")
+    echo = Echo(args, "rpmsg", 2)
+    try:
+        first = boot_guest(args, echo, initramfs, ["echo", "wire", "ept", "dev"],
+                           ['dyndbg="file drivers/rpmsg/* +p"', "loglevel=8"])
+        # The same amp process, a new front end: the guest rebooted.
+        boot_guest(args, echo, initramfs, ["echo", "rounds:%d" % ROUNDS])
+        summary = echo.summary()
+    finally:
+        echo.stop()
+    log = echo.log()
+    check_summary(summary, 2, True, log)
+    check_wire(first, events(summary, 1, "ready")[0]["address"])
+    # RPMSG_CREATE_DEV_IOCTL and RPMSG_RELEASE_DEV_IOCTL reached amp as the kernel's announcements.
+    announced = events(summary, 1, "announced")
+    withdrawn = events(summary, 1, "withdrawn")
+    if not (len(announced) == 1 and announced[0]["name"] == "rpmsg-raw" and announced[0]["peer"] == 0x2000
+            and announced[0]["status"] == "ok"):
+        fail("amp did not see the guest's channel at 0x2000 announced: %s\n%s" % (summary["events"], log))
+    if not (len(withdrawn) == 1 and withdrawn[0]["peer"] == 0x2000):
+        fail("amp did not see the guest's channel at 0x2000 withdrawn: %s\n%s" % (summary["events"], log))
+
+
+def case_rpmsg_no_event_idx(args):
+    need_kernel(args)
+    initramfs = guest_initramfs(args, "rpmsg_no_event_idx")
+    echo = Echo(args, "rpmsg_no_event_idx", 1, ["--no-event-idx"])
+    try:
+        boot_guest(args, echo, initramfs, ["echo", "ept", "rounds:%d" % ROUNDS])
+        summary = echo.summary()
+    finally:
+        echo.stop()
+    check_summary(summary, 1, False, echo.log())
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("case", choices=["build", "boots"])
+    p.add_argument("case", choices=["build", "boots", "rpmsg", "rpmsg_no_event_idx"])
     p.add_argument("--work", required=True)
+    p.add_argument("--ampctl")
+    p.add_argument("--guest", help="the static guest test program (tests/kernel/guest/rpmsg_guest.cpp)")
     p.add_argument("--timeout", type=int, default=120)
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    {"build": case_build, "boots": case_boots}[args.case](args)
+    {"build": case_build, "boots": case_boots, "rpmsg": case_rpmsg,
+     "rpmsg_no_event_idx": case_rpmsg_no_event_idx}[args.case](args)
     print("kernel %s: passed" % args.case)
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -338,6 +339,48 @@ def case_run_foreign_machine():
     check(code == 1, "run of a SPARC firmware: exit %d; %s" % (code, err))
     want = b"ampctl: firmware " + fw.encode() + b": built for EM_SPARC, this machine is EM_"
     check(err.startswith(want), "stderr %r does not start with %r" % (err, want))
+
+
+# ---- echo --vhost-user ---------------------------------------------------------------------------------------
+
+
+def case_vhost_user_interrupted():
+    # Serving until a signal is the normal end of a server: exit 0, the summary says why, no socket file left.
+    sock = work("vhost-user.sock")
+    echo = ampctl("echo", "--vhost-user", sock, "--json")
+    wait_for_path(sock, echo)
+    echo.send_signal(signal.SIGINT)
+    code, out, err = finish(echo)
+    check(code == 0, "echo --vhost-user ended by SIGINT: exit %d, expected 0; %s" % (code, err))
+    j = one_json(out, "echo --vhost-user --json")
+    check(j["transport"] == "vhost-user" and j["ended"] == "interrupted" and j["connections"] == 0,
+          "summary: %r" % j)
+    check(not os.path.lexists(sock), "the socket file %s is left behind" % sock)
+
+
+def case_vhost_user_hostile_front_end():
+    # A front end that sends garbage is dropped with the reason; the server goes on and takes the next one.
+    sock = work("vhost-user-hostile.sock")
+    echo = ampctl("echo", "--vhost-user", sock, "--json", "--connections", "2")
+    wait_for_path(sock, echo)
+    for garbage in (b"GET / HTTP/1.1\r\n\r\n", b"\x01\x00\x00\x00\x01\x00\x00\x00\xff\xff\xff\xff"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(sock)
+        s.sendall(garbage)
+        s.settimeout(10)
+        try:
+            closed = s.recv(1) == b""
+        except ConnectionResetError:  # closed with some of the garbage unread
+            closed = True
+        check(closed, "the server did not close a connection that sent %r" % garbage)
+        s.close()
+    code, out, err = finish(echo)
+    check(code == 0, "echo --vhost-user after two hostile front ends: exit %d; %s" % (code, err))
+    j = one_json(out, "echo --vhost-user --json")
+    check(j["connections"] == 2 and j["failures"] == 2 and j["sessions"] == 0, "summary: %r" % j)
+    dropped = [e["error"] for e in j["events"] if e["event"] == "disconnected"]
+    check(len(dropped) == 2 and "version" in dropped[0] and "bytes" in dropped[1], "events: %r" % j["events"])
+    check(b"connection closed" in err, "the reason was not logged: %r" % err)
 
 
 def main():

@@ -7,38 +7,39 @@
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
 
-#include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "amp/virtio/ring.hpp"
-#include "le_bytes.hpp"
+#include "virtio/vhost_user_front_end.hpp"
 
 namespace amp::virtio {
 namespace {
 
 namespace vu = vhost_user;
+using amp::testing::kGuest;
+using amp::testing::kMemSize;
+using amp::testing::one_region;
+using amp::testing::u64_of;
+using amp::testing::vring_addr;
 using metal::UniqueFd;
 using metal::UnixSocket;
-
-constexpr std::uint64_t kGuest = 0x6000'0000;
-constexpr std::uint64_t kUser = 0x7F00'0000'0000;
-constexpr std::size_t kMemSize = 1 << 20;
-constexpr std::uint64_t kFeatures = (1ULL << 0) | (1ULL << 32);  // VIRTIO_RPMSG_F_NS, VIRTIO_F_VERSION_1
-
 using Bytes = amp::testing::LeBytes;
 
-std::uint64_t u64_of(const std::vector<std::byte>& b) {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < 8 && i < b.size(); ++i) v |= std::to_integer<std::uint64_t>(b[i]) << (8 * i);
-  return v;
-}
+constexpr std::uint64_t kUser = amp::testing::kUser;
+constexpr std::uint64_t kFeatures = (1ULL << 0) | (1ULL << 32);  // VIRTIO_RPMSG_F_NS, VIRTIO_F_VERSION_1
 
 class VhostUserBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto pair = UnixSocket::pair();
     ASSERT_TRUE(pair);
-    front_.emplace(std::move(pair->first));
+    // Each request the front end's helpers send is handled here before its reply is read.
+    front_.emplace(std::move(pair->first), [this] {
+      auto h = handle();
+      ASSERT_TRUE(h) << h.error().message;
+    });
     back_.emplace(std::move(pair->second));
     auto mem = metal::shm::create_memfd("vhost-user-test", kMemSize);
     ASSERT_TRUE(mem) << mem.error().message;
@@ -46,41 +47,15 @@ class VhostUserBackendTest : public ::testing::Test {
   }
 
   /// Sends one request; `need_reply` sets NEED_REPLY.
-  void send(vu::Request r, const Bytes& payload = {}, std::vector<int> fds = {}, bool need_reply = false) {
-    Bytes m;
-    m.u32(static_cast<std::uint32_t>(r)).u32(vu::kVersion | (need_reply ? vu::kFlagNeedReply : 0U));
-    m.u32(static_cast<std::uint32_t>(payload.v.size()));
-    m.v.insert(m.v.end(), payload.v.begin(), payload.v.end());
-    ASSERT_EQ(front_->send_all(m.v, fds), Status::kOk);
+  void send(vu::Request r, const Bytes& payload = {}, const std::vector<int>& fds = {},
+            bool need_reply = false) {
+    front_->send(r, payload, fds, need_reply);
   }
 
   /// The backend handles what was sent.
   metal::SysResult<VhostUserBackend::Handled> handle() { return backend_.handle(*back_); }
 
-  /// Reads a reply to `r`: its payload.
-  std::vector<std::byte> reply(vu::Request r) {
-    std::array<std::byte, vu::kHeaderSize> head{};
-    EXPECT_EQ(front_->receive_exact(head, nullptr, 0, std::chrono::milliseconds(1000)), Status::kOk);
-    Bytes want;
-    std::vector<std::byte> got(head.begin(), head.end());
-    std::uint32_t size = 0;
-    std::memcpy(&size, head.data() + 8, 4);
-    want.u32(static_cast<std::uint32_t>(r)).u32(vu::kVersion | vu::kFlagReply).u32(size);
-    EXPECT_EQ(got, want.v) << "the reply's header";
-    std::vector<std::byte> body(size);
-    if (size > 0) {
-      EXPECT_EQ(front_->receive_exact(body, nullptr, 0, std::chrono::milliseconds(1000)), Status::kOk);
-    }
-    return body;
-  }
-
-  /// One request the backend must take, with NEED_REPLY and its ack 0.
-  void expect_acked(vu::Request r, const Bytes& payload = {}, std::vector<int> fds = {}) {
-    send(r, payload, fds, true);
-    auto h = handle();
-    ASSERT_TRUE(h) << h.error().message;
-    EXPECT_EQ(u64_of(reply(r)), 0U) << vu::to_string(static_cast<std::uint32_t>(r));
-  }
+  std::vector<std::byte> reply(vu::Request r) { return front_->reply(r); }
 
   /// The message is refused: the error's text holds `message`.
   void expect_refused(const std::string& message) {
@@ -89,51 +64,17 @@ class VhostUserBackendTest : public ::testing::Test {
     EXPECT_NE(h.error().message.find(message), std::string::npos) << h.error().message;
   }
 
-  static Bytes one_region(std::uint64_t size = kMemSize, std::uint64_t offset = 0) {
-    Bytes b;
-    b.u32(1).u32(0).u64(kGuest).u64(size).u64(kUser).u64(offset);
-    return b;
-  }
-
   static UniqueFd event_fd() { return UniqueFd(::eventfd(0, EFD_CLOEXEC)); }
 
-  /// Where queue `q` of 256 entries goes, in user addresses: as virtio_uml places it (legacy layout).
-  static Bytes vring_addr(std::uint32_t q, std::uint64_t shift = 0) {
-    const std::uint64_t desc = kUser + 0x10000 * (q + 1);
-    Bytes b;
-    b.u32(q).u32(0).u64(desc).u64(desc + 0x2000 + shift).u64(desc + 0x1000).u64(0);  // desc, used, avail, log
-    return b;
-  }
-
   /// The set-up up to the memory table, as UML sends it.
-  void negotiate() {
-    send(vu::Request::kSetOwner);
-    ASSERT_TRUE(handle());
-    send(vu::Request::kGetFeatures);
-    ASSERT_TRUE(handle());
-    EXPECT_EQ(u64_of(reply(vu::Request::kGetFeatures)), kFeatures | (1ULL << vu::kFeatureProtocolFeatures));
-    send(vu::Request::kGetProtocolFeatures);
-    ASSERT_TRUE(handle());
-    const std::uint64_t protocol = u64_of(reply(vu::Request::kGetProtocolFeatures));
-    EXPECT_EQ(protocol, (1ULL << vu::kProtocolReplyAck) | (1ULL << vu::kProtocolSlaveReq));
-    expect_acked(vu::Request::kSetProtocolFeatures, Bytes().u64(protocol));
-    auto slave = UnixSocket::pair();
-    ASSERT_TRUE(slave);
-    expect_acked(vu::Request::kSetSlaveReqFd, {}, {slave->first.fd()});
-    expect_acked(vu::Request::kSetFeatures, Bytes().u64(kFeatures | (1ULL << vu::kFeatureProtocolFeatures)));
-    expect_acked(vu::Request::kSetMemTable, one_region(), {memory_.fd()});
-  }
+  void negotiate() { front_->negotiate(memory_.fd(), kFeatures, kFeatures); }
 
   void set_up_queue(std::uint32_t q) {
     UniqueFd call = event_fd(), kick = event_fd();
-    expect_acked(vu::Request::kSetVringCall, Bytes().u64(q), {call.get()});
-    expect_acked(vu::Request::kSetVringNum, Bytes().u32(q).u32(256));
-    expect_acked(vu::Request::kSetVringBase, Bytes().u32(q).u32(0));
-    expect_acked(vu::Request::kSetVringAddr, vring_addr(q));
-    expect_acked(vu::Request::kSetVringKick, Bytes().u64(q), {kick.get()});
+    front_->set_up_queue(q, call.get(), kick.get());
   }
 
-  std::optional<UnixSocket> front_;
+  std::optional<amp::testing::VhostUserFrontEnd> front_;
   std::optional<UnixSocket> back_;
   metal::SharedMemory memory_;
   VhostUserBackend backend_{VhostUserConfig{.device_features = kFeatures, .queues = 2}};
@@ -210,8 +151,8 @@ TEST_F(VhostUserBackendTest, AQueueIsNotEnabledBeforeItIsSetUp) {
 
 TEST_F(VhostUserBackendTest, RingsNotInTheLegacyLayoutAreSaidSo) {
   ASSERT_NO_FATAL_FAILURE(negotiate());
-  expect_acked(vu::Request::kSetVringNum, Bytes().u32(0).u32(256));
-  expect_acked(vu::Request::kSetVringAddr, vring_addr(0, 0x1000));  // the used ring a page further
+  front_->expect_acked(vu::Request::kSetVringNum, Bytes().u32(0).u32(256));
+  front_->expect_acked(vu::Request::kSetVringAddr, vring_addr(0, 0x1000));  // the used ring a page further
   auto info = backend_.queue_info(0);
   ASSERT_FALSE(info);
   EXPECT_NE(info.error().message.find("is not the split ring's layout"), std::string::npos)
@@ -238,7 +179,7 @@ TEST_F(VhostUserBackendTest, WhatIsNotOfferedIsRefused) {
 TEST_F(VhostUserBackendTest, AMessageCutShortEndsTheConnection) {
   Bytes m;
   m.u32(static_cast<std::uint32_t>(vu::Request::kSetFeatures)).u32(vu::kVersion).u32(8).u32(0);  // 4 of 8
-  ASSERT_EQ(front_->send_all(m.v), Status::kOk);
+  ASSERT_EQ(front_->socket().send_all(m.v), Status::kOk);
   front_.reset();
   expect_refused("SET_FEATURES: reading its 8 bytes");
 }

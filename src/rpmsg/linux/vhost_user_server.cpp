@@ -143,6 +143,10 @@ void VhostUserServer::stop() {
   loop_->join();
   // The loop's thread is gone: what it owned is this thread's now.
   if (session_) end_connection("");
+  // Stop listening here, as documented, not only when the server is destroyed: the socket file goes now,
+  // and a front end that connects from now on is refused instead of waiting in the backlog of a server that
+  // will never accept it. (The listener's epoll registration goes with its descriptor; the loop is done.)
+  { const metal::UnixListener closed = std::move(listener_); }
   std::lock_guard lock(mutex_);
   changed_.notify_all();
 }
@@ -327,12 +331,14 @@ bool VhostUserServer::start_device() {
                    (f != virtio::Fault::kNone ? std::string(" (") + virtio::to_string(f) + ")" : ""));
     return false;
   }
+  if (callbacks_.on_ready) callbacks_.on_ready(*s.device);
+  // Counted once on_ready has run, as Counters says: whoever wait_sessions_started() wakes may use what
+  // on_ready created (counted before it, a waiter could find the endpoints not there yet).
   {
     std::lock_guard lock(mutex_);
     ++counters_.sessions_started;
   }
   changed_.notify_all();
-  if (callbacks_.on_ready) callbacks_.on_ready(*s.device);
   return session_ != nullptr;
 }
 
@@ -340,6 +346,14 @@ void VhostUserServer::process() {
   if (!session_ || !session_->device || !session_->device->running()) return;
   Device& d = *session_->device;
   if (const Status st = d.process(); st == Status::kBroken) {
+    // Rings of zeros are what a guest memory shrunk under us reads (the fault guard mapped them): a runaway
+    // index follows. Say that the memory was lost, not that the front end broke the ring protocol, even
+    // when the guard's eventfd was not read yet (it is signalled, but this handler runs first).
+    const auto& memory = session_->backend.memory();
+    if (std::any_of(memory.begin(), memory.end(), [](const metal::SharedMemory& m) { return m.lost(); })) {
+      on_memory_lost();
+      return;
+    }
     end_connection(std::string("the front end broke the ring protocol: ") + virtio::to_string(d.fault()));
   }
 }

@@ -108,7 +108,8 @@ class VhostUserServer {
   bool wait_disconnections(std::uint64_t gone, std::chrono::milliseconds timeout) const;
   /// Sleeps until `started` sessions have started, or `timeout` passes (false).
   bool wait_sessions_started(std::uint64_t started, std::chrono::milliseconds timeout) const;
-  const std::string& path() const noexcept { return listener_.path(); }
+  /// The socket's path (config.socket_path; still known after stop() closed the listener).
+  const std::string& path() const noexcept { return config_.socket_path; }
 
  private:
   struct Session;
