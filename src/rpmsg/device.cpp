@@ -460,6 +460,9 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
     unbind_locked(*ep);
     return;
   }
+  // Nothing to undo (Linux says "rpmsg_destroy_channel failed" in this case): not an error of the wire.
+  AMP_LOG_INFO("rpmsg: the peer withdrew '%.*s' at %u, which nothing here is bound to",
+               static_cast<int>(name.size()), name.data(), static_cast<unsigned>(m.addr));
 }
 
 void Device::drop_pending_locked(std::size_t i) noexcept {

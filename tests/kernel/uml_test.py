@@ -15,6 +15,11 @@ Cases:
           address it learned from the kernel's first message, the kernel's announcement of the channel the
           guest created and its withdrawal, and every message echoed.
   rpmsg_no_event_idx   the same without event idx: echo, ept and 100,000 round trips.
+  faults  amp as the source of faults, the kernel as their oracle (tests/kernel/fault_remote.cpp): a remote
+          that sends name-service messages of 39 and 41 bytes, a message to no one, an announcement of
+          RPMSG_ADDR_ANY and the withdrawal of a channel never announced; the kernel must say what it says
+          of each (amp's own checks of the same faults are the Malformed cases of tests/rpmsg/device_test.cpp),
+          print no splat, and still pass the guest's echo step.
 Every boot fails the case on a kernel splat, or on one of the kernel's rpmsg complaints (a malformed
 message from amp, a message to no one, a ring error).
 
@@ -79,11 +84,11 @@ def boot(args, initramfs, extra=()):
     return r.returncode, r.stdout.decode(errors="replace")
 
 
-def check_clean(out):
+def check_clean(out, complaints=True):
     splat = SPLATS.search(out)
     if splat:
         fail("the kernel complained (%r):\n%s" % (splat.group(0), out))
-    complaint = COMPLAINTS.search(out)
+    complaint = COMPLAINTS.search(out) if complaints else None
     if complaint:
         fail("the kernel's rpmsg complained of what amp wrote (%r):\n%s" % (complaint.group(0), out))
 
@@ -104,16 +109,17 @@ def guest_initramfs(args, name):
 
 
 class Echo:
-    """`ampctl echo --vhost-user` serving `connections` front ends, its JSON summary read at the end."""
+    """`ampctl echo --vhost-user` serving `connections` front ends, its JSON summary read at the end (or
+    another vhost-user remote given as `argv`, which takes the socket as its last argument)."""
 
-    def __init__(self, args, name, connections, extra=()):
+    def __init__(self, args, name, connections, extra=(), argv=None):
         self.socket = os.path.join(args.work, name + ".sock")
         if os.path.exists(self.socket):
             os.unlink(self.socket)
         self.err = open(os.path.join(args.work, name + ".ampctl.log"), "w+")
-        self.proc = subprocess.Popen([args.ampctl, "echo", "--vhost-user", self.socket, "--connections",
-                                      str(connections), "--json"] + list(extra),
-                                     stdout=subprocess.PIPE, stderr=self.err)
+        argv = list(argv) + [self.socket] if argv else \
+            [args.ampctl, "echo", "--vhost-user", self.socket, "--connections", str(connections), "--json"]
+        self.proc = subprocess.Popen(argv + list(extra), stdout=subprocess.PIPE, stderr=self.err)
         deadline = time.monotonic() + 10
         while not os.path.exists(self.socket):  # UML must find it listening
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -144,13 +150,13 @@ class Echo:
             self.proc.wait()
 
 
-def boot_guest(args, echo, initramfs, steps, extra=()):
+def boot_guest(args, echo, initramfs, steps, extra=(), complaints=True):
     code, out = boot(args, initramfs, ["virtio_uml.device=%s:7" % echo.socket, "amp_test=rpmsg_guest",
                                        "amp_args=" + ",".join(steps)] + list(extra))
     if "creating channel rpmsg-raw" not in out:
         echo.stop()
         fail("the kernel made no channel of amp's announcement:\n%s\n--- ampctl:\n%s" % (out, echo.log()))
-    check_clean(out)
+    check_clean(out, complaints)
     if "amp-guest: ok all steps" not in out or "amp-guest: result 0" not in out:
         echo.stop()
         fail("the guest's steps %s failed:\n%s\n--- ampctl:\n%s" % (",".join(steps), out, echo.log()))
@@ -279,17 +285,38 @@ def case_rpmsg_no_event_idx(args):
     check_summary(summary, 1, False, echo.log())
 
 
+def case_faults(args):
+    need_kernel(args)
+    initramfs = guest_initramfs(args, "faults")
+    remote = Echo(args, "faults", 1, argv=[args.fault_remote])
+    try:
+        out = boot_guest(args, remote, initramfs, ["echo"], complaints=False)
+        said, _ = remote.proc.communicate(timeout=30)
+    finally:
+        remote.stop()
+    said = said.decode(errors="replace")
+    for fault in ("echo", "ns39", "ns41", "nobody", "any", "unknown"):
+        if "%s ok" % fault not in said:
+            fail("fault_remote did not send %s:\n%s\n%s" % (fault, said, remote.log()))
+    for complaint in ("malformed ns msg (39)", "malformed ns msg (41)", "msg received with no recipient",
+                      "creating channel amp-fault-any addr 0xffffffff",
+                      "destroying channel amp-never-announced addr 0x9999"):
+        if complaint not in out:
+            fail("the kernel did not say %r of amp's fault:\n%s" % (complaint, out))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("case", choices=["build", "boots", "rpmsg", "rpmsg_no_event_idx"])
+    p.add_argument("case", choices=["build", "boots", "rpmsg", "rpmsg_no_event_idx", "faults"])
     p.add_argument("--work", required=True)
     p.add_argument("--ampctl")
     p.add_argument("--guest", help="the static guest test program (tests/kernel/guest/rpmsg_guest.cpp)")
+    p.add_argument("--fault-remote", help="tests/kernel/fault_remote.cpp")
     p.add_argument("--timeout", type=int, default=120)
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
     {"build": case_build, "boots": case_boots, "rpmsg": case_rpmsg,
-     "rpmsg_no_event_idx": case_rpmsg_no_event_idx}[args.case](args)
+     "rpmsg_no_event_idx": case_rpmsg_no_event_idx, "faults": case_faults}[args.case](args)
     print("kernel %s: passed" % args.case)
 
 

@@ -72,6 +72,8 @@ TEST(RpmsgWire, NameServiceRejects) {
   EXPECT_EQ(decode_ns(raw).error(), Status::kMalformed);
   ASSERT_EQ(encode_ns("x", 1, 7, raw), Status::kOk);  // unknown flag
   EXPECT_EQ(decode_ns(raw).error(), Status::kMalformed);
+  ASSERT_EQ(encode_ns("x", kAddrAny, kNsCreate, raw), Status::kOk);  // a channel nothing can write to
+  EXPECT_EQ(decode_ns(raw).error(), Status::kMalformed);
   EXPECT_EQ(encode_ns(std::string(32, 'n'), 1, kNsCreate, raw), Status::kInvalidArgument);
 }
 
@@ -770,6 +772,48 @@ TEST_F(Malformed, NameServiceMessageOfTheWrongSize) {
   pump();
   EXPECT_EQ(handler_calls, 0);
   EXPECT_EQ(driver_.stats().rx_malformed, 1U);
+}
+
+// The faults tests/kernel/fault_remote.cpp makes the Linux kernel see, made here for amp's driver role (the
+// kernel's role): the kernel's complaint about each (kernel.faults) is the oracle for amp's own check.
+TEST_F(Malformed, WhatLinuxCallsAMalformedNameServiceMessageAmpDropsToo) {
+  int handler_calls = 0;
+  driver_.set_name_service_handler([&](Device&, std::string_view, std::uint32_t) { ++handler_calls; });
+  std::byte ns[kNsMessageSize + 1] = {};
+  ASSERT_EQ(encode_ns("amp-fault", 0x400, kNsCreate, std::span(ns).first<kNsMessageSize>()), Status::kOk);
+  // "malformed ns msg (39)", "(41)"
+  ASSERT_EQ(tx_.send_to(kNsAddress, std::span(ns).first(39)), Status::kOk);
+  ASSERT_EQ(tx_.send_to(kNsAddress, std::span(ns)), Status::kOk);
+  // Linux takes this one ("creating channel amp-fault-any addr 0xffffffff"), amp does not.
+  ASSERT_EQ(encode_ns("amp-fault-any", kAddrAny, kNsCreate, std::span(ns).first<kNsMessageSize>()),
+            Status::kOk);
+  ASSERT_EQ(tx_.send_to(kNsAddress, std::span(ns).first(kNsMessageSize)), Status::kOk);
+  pump();
+  EXPECT_EQ(handler_calls, 0);
+  EXPECT_EQ(driver_.stats().rx_malformed, 3U);
+  EXPECT_EQ(inbox_.messages.size(), 0U);
+}
+
+TEST_F(Malformed, WhatLinuxReceivesWithNoRecipientAmpCountsAsUnroutable) {
+  Endpoint stray;  // "msg received with no recipient"
+  ASSERT_EQ(device_.create_endpoint(stray, "", kAddrAny, 0x7777, nullptr), Status::kOk);
+  ASSERT_EQ(stray.send(bytes_of("to nobody")), Status::kOk);
+  pump();
+  EXPECT_EQ(driver_.stats().rx_unroutable, 1U);
+  EXPECT_EQ(driver_.stats().rx_malformed, 0U);
+}
+
+TEST_F(Malformed, AWithdrawalOfWhatWasNeverAnnouncedUnbindsNothing) {
+  // "rpmsg_destroy_channel failed: -22" in Linux; amp keeps every binding and counts no error.
+  std::byte ns[kNsMessageSize] = {};
+  ASSERT_EQ(encode_ns("amp-never-announced", 0x9999, kNsDestroy, ns), Status::kOk);
+  ASSERT_EQ(tx_.send_to(kNsAddress, ns), Status::kOk);
+  ASSERT_EQ(tx_.send(bytes_of("still bound")), Status::kOk);
+  pump();
+  EXPECT_EQ(tx_.remote_address(), 0x500U);
+  EXPECT_EQ(rx_.remote_address(), tx_.address());  // bound by the message that came after
+  EXPECT_EQ(driver_.stats().rx_malformed, 0U);
+  ASSERT_EQ(inbox_.messages.size(), 1U);
 }
 
 TEST_F(Malformed, UsedLengthBeyondTheBufferBreaksTheDevice) {

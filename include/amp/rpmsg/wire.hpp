@@ -95,6 +95,9 @@ struct NsMessage {
   std::memcpy(&m.addr, in.data() + 32, 4);
   std::memcpy(&m.flags, in.data() + 36, 4);
   if (m.flags != kNsCreate && m.flags != kNsDestroy) return fail(Status::kMalformed);
+  // A channel at "any address" cannot be written to (Linux takes such an announcement and makes a channel
+  // whose writes fail with EINVAL): no peer that works announces it.
+  if (m.addr == kAddrAny) return fail(Status::kMalformed);
   return m;
 }
 
