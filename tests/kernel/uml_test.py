@@ -15,6 +15,9 @@ Cases:
           address it learned from the kernel's first message, the kernel's announcement of the channel the
           guest created and its withdrawal, and every message echoed.
   rpmsg_no_event_idx   the same without event idx: echo, ept and 100,000 round trips.
+  firmware  `ampctl run amp-echo-firmware --vhost-user SOCKET`: a native firmware's service (announced as
+          rpmsg-raw) relayed to the guest: its echo step and 10,000 round trips go guest -> ampctl -> firmware
+          and back; SIGINT then stops the run cleanly.
   faults  amp as the source of faults, the kernel as their oracle (tests/kernel/fault_remote.cpp): a remote
           that sends name-service messages of 39 and 41 bytes, a message to no one, an announcement of
           RPMSG_ADDR_ANY and the withdrawal of a channel never announced; the kernel must say what it says
@@ -31,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -119,6 +123,7 @@ class Echo:
         self.err = open(os.path.join(args.work, name + ".ampctl.log"), "w+")
         argv = list(argv) + [self.socket] if argv else \
             [args.ampctl, "echo", "--vhost-user", self.socket, "--connections", str(connections), "--json"]
+        # A remote that must listen before the guest boots says where: the socket appears.
         self.proc = subprocess.Popen(argv + list(extra), stdout=subprocess.PIPE, stderr=self.err)
         deadline = time.monotonic() + 10
         while not os.path.exists(self.socket):  # UML must find it listening
@@ -285,6 +290,27 @@ def case_rpmsg_no_event_idx(args):
     check_summary(summary, 1, False, echo.log())
 
 
+def case_firmware(args):
+    need_kernel(args)
+    initramfs = guest_initramfs(args, "firmware")
+    run = Echo(args, "firmware", 1, argv=[args.ampctl, "run", args.firmware, "--json", "--vhost-user"],
+               extra=["--", "--service", "rpmsg-raw"])
+    try:
+        boot_guest(args, run, initramfs, ["echo", "rounds:10000"])
+        run.proc.send_signal(signal.SIGINT)
+        out, _ = run.proc.communicate(timeout=30)
+    finally:
+        run.stop()
+    if run.proc.returncode != 0:
+        fail("ampctl run --vhost-user exited %d after SIGINT:\n%s" % (run.proc.returncode, run.log()))
+    lines = [json.loads(l) for l in out.decode().splitlines() if l.strip()]
+    kinds = [(e.get("event"), e.get("name"), e.get("to")) for e in lines]
+    for want in (("service", "rpmsg-raw", None), ("vm-service", "rpmsg-raw", None), ("state", None, "running"),
+                 ("state", None, "stopped")):
+        if want not in kinds:
+            fail("ampctl run's events lack %r: %s\n%s" % (want, kinds, run.log()))
+
+
 def case_faults(args):
     need_kernel(args)
     initramfs = guest_initramfs(args, "faults")
@@ -307,16 +333,18 @@ def case_faults(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("case", choices=["build", "boots", "rpmsg", "rpmsg_no_event_idx", "faults"])
+    p.add_argument("case", choices=["build", "boots", "rpmsg", "rpmsg_no_event_idx", "firmware", "faults"])
     p.add_argument("--work", required=True)
     p.add_argument("--ampctl")
     p.add_argument("--guest", help="the static guest test program (tests/kernel/guest/rpmsg_guest.cpp)")
     p.add_argument("--fault-remote", help="tests/kernel/fault_remote.cpp")
+    p.add_argument("--firmware", help="the native echo firmware (firmware/native/echo.cpp)")
     p.add_argument("--timeout", type=int, default=120)
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
     {"build": case_build, "boots": case_boots, "rpmsg": case_rpmsg,
-     "rpmsg_no_event_idx": case_rpmsg_no_event_idx, "faults": case_faults}[args.case](args)
+     "rpmsg_no_event_idx": case_rpmsg_no_event_idx, "firmware": case_firmware,
+     "faults": case_faults}[args.case](args)
     print("kernel %s: passed" % args.case)
 
 

@@ -23,6 +23,7 @@
 #include "ping.hpp"
 #include "signals.hpp"
 #include "text.hpp"
+#include "vhost_user_bridge.hpp"
 
 namespace ampctl {
 
@@ -46,6 +47,7 @@ struct RunOptions {
   long timeout = 10000;
   long buffer_size = 512;
   bool echo = false;
+  std::string vhost_user;  // serve the remote's services to a VM over vhost-user at this socket
   // process
   bool recover = false;
   long max_recoveries = 3;
@@ -188,6 +190,10 @@ options:
                         times), check every echo, print a summary, stop; the exit code says if all matched
   --echo                answer each service the remote announces with an endpoint of the same name,
                         announced back, that echoes every message the remote sends it
+  --vhost-user SOCKET   serve the remote's services to a virtual machine: a vhost-user virtio-rpmsg
+                        device at SOCKET (User-mode Linux: virtio_uml.device=SOCKET:7) where each service
+                        the remote announces is announced to the VM's kernel, and messages are relayed
+                        both ways (a service named rpmsg-raw becomes /dev/rpmsgN in the guest)
   --recover             (process, qemu) on a crash, reload and restart the firmware
   --max-recoveries N    (process, qemu) with --recover: give up after N recoveries (default 3)
   --duration MS         stop after MS milliseconds instead of waiting for a signal
@@ -211,13 +217,18 @@ struct Run {
   Wake crashed;
   std::chrono::milliseconds timeout;
 
-  explicit Run(const RunOptions& opts) : o(opts), report(opts.common.json), timeout(opts.timeout) {}
+  std::unique_ptr<VhostUserBridge> bridge;  // --vhost-user
+
+  explicit Run(const RunOptions& opts) : o(opts), report(opts.common.json), timeout(opts.timeout) {
+    if (!o.vhost_user.empty()) bridge = std::make_unique<VhostUserBridge>(o.vhost_user, o.common.json);
+  }
 
   /// On each new rpmsg device: report the services the remote announces, answer them with --echo.
   void watch(amp::rpmsg::Device& device) {
     device.set_name_service_handler(
         [this](amp::rpmsg::Device& dev, std::string_view name, std::uint32_t addr) {
           report.service(std::string(name), addr);
+          if (bridge) bridge->remote_service(dev, name, addr);
           std::lock_guard lock(services.m);
           services.seen.emplace_back(std::string(name), addr);
           if (o.echo) {
@@ -235,6 +246,7 @@ struct Run {
 
   /// The device went down: let go of what was made on it (after a ping in progress is out of it).
   void unwatch() {
+    if (bridge) bridge->remote_gone();
     std::lock_guard using_link(services.using_link);
     std::lock_guard lock(services.m);
     services.echoes.clear();  // destroys them (the device is stopped already)
@@ -610,6 +622,7 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   add_number(*app, "--timeout", o->timeout, 1, 3600000);
   add_number(*app, "--buffer-size", o->buffer_size, 24, 65552);
   app->add_flag("--echo", o->echo);
+  add_text(*app, "--vhost-user", o->vhost_user, "SOCKET");
   g.recover = app->add_flag("--recover", o->recover);
   g.max_recoveries = add_number(*app, "--max-recoveries", o->max_recoveries, 1, 1000);
   g.notify = add_notify_option(*app, o->notify);
