@@ -91,6 +91,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (!n || *n == 0) break;
     }
     if (!handled) break;  // the connection ends there
+    if (handled->change == amp::virtio::VhostUserBackend::Change::kReset)
+      backend.reset();  // as its owner would
     for (std::uint32_t q = 0; q < backend.queue_count(); ++q) {
       const amp::virtio::VhostUserQueue& vq = backend.queue(q);
       if (vq.addressed) {

@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <array>
@@ -356,6 +357,16 @@ class Guest {
 
   VhostUserFrontEnd& front() { return *front_; }
   metal::SharedMemory& memory() { return memory_; }
+
+  /// After a RESET_OWNER: the same memory and descriptors set up again on the same connection (eventfd
+  /// calls only: a socketpair's far end was closed once sent).
+  void set_up_again() {
+    ASSERT_EQ(config_.call, Call::kEventFd);
+    ASSERT_NO_FATAL_FAILURE(front_->negotiate(memory_.fd(), kOffered, acked_));
+    for (std::uint32_t q = 0; q < 2; ++q)
+      ASSERT_NO_FATAL_FAILURE(front_->set_up_queue(q, call_event_[q]->fd(), kicks_[q]->fd()));
+    for (std::uint32_t q = 0; q < 2; ++q) ASSERT_NO_FATAL_FAILURE(front_->enable(q, true));
+  }
   std::byte* at(std::uint64_t offset) { return memory_.bytes().data() + offset; }
 
   // The kernel's side (declared before what uses them).
@@ -605,6 +616,98 @@ TEST(VhostUserServer, StopEndsTheSessionRunsTheCallbacksAndRemovesTheSocket) {
   ASSERT_NO_FATAL_FAILURE(guest.front().expect_hung_up());
   rig.server->stop();  // idempotent
   EXPECT_FALSE(UnixSocket::connect(rig.path)) << "nobody listens any more";
+}
+
+TEST(VhostUserServer, AResetOwnerStopsTheDeviceBeforeItsMemoryGoesAndTheSameConnectionMaySetUpAgain) {
+  Rig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.listen());
+  Guest guest({.event_idx = true, .call = Call::kEventFd});
+  ASSERT_NO_FATAL_FAILURE(guest.boot(rig.path, *rig.server, 1));
+  EXPECT_EQ(rig.event(), "ready");
+  // An application thread sends all along: the reset must stop it before the rings are unmapped.
+  std::atomic<bool> done{false};
+  std::atomic<int> closed{0};
+  std::thread sender([&] {
+    while (!done.load()) {
+      if (rig.app.send("x") == Status::kClosed) ++closed;
+    }
+  });
+  guest.front().send(Request::kResetOwner);
+  const bool ended = rig.server->wait_sessions_ended(1, kWait);
+  std::this_thread::sleep_for(20ms);  // sends go on meanwhile, against the stopped device
+  done = true;
+  sender.join();
+  ASSERT_TRUE(ended);
+  EXPECT_EQ(rig.event(), "gone");
+  EXPECT_GT(closed.load(), 0) << "sends after the reset fail with kClosed";
+  // The front end sets the same memory and descriptors up again: a fresh session on the same connection.
+  ASSERT_NO_FATAL_FAILURE(guest.set_up_again());
+  ASSERT_NO_FATAL_FAILURE(guest.start_driver());
+  ASSERT_TRUE(rig.server->wait_sessions_started(2, kWait));
+  EXPECT_EQ(rig.event(), "ready");
+  ASSERT_NO_FATAL_FAILURE(guest.bind());
+  ASSERT_NO_FATAL_FAILURE(exchange(rig.app, guest));
+  const auto c = rig.counters();
+  EXPECT_EQ(c.connections, 1U);
+  EXPECT_EQ(c.failures, 0U) << c.last_error;
+}
+
+TEST(VhostUserServer, StopDoesNotWaitForEchoesThatWaitForBuffersTheGuestNeverGivesBack) {
+  // An echo that waits up to 10 s per message for one of the guest's receive buffers, and a guest that
+  // stops giving them back: stop() tells the device to give up at once instead of waiting out each echo.
+  metal::testing::TempDir dir;
+  const std::string path = (dir.path() / "vhost.sock").string();
+  Endpoint echo;
+  Mailbox<bool> ready;
+  VhostUserServer::Callbacks cb;
+  cb.on_ready = [&](Device& d) {
+    ASSERT_EQ(d.create_endpoint(
+                  echo, kService, kAddrAny, kAddrAny,
+                  [](Endpoint& e, const Message& m) { (void)e.send_to(m.src, m.payload, 10 * kSecond); }),
+              Status::kOk);
+    ready.push(true);
+  };
+  cb.on_gone = [&](Device&) { echo.destroy(); };
+  VhostUserServerConfig config;
+  config.socket_path = path;
+  auto server = VhostUserServer::listen(config, std::move(cb));
+  ASSERT_TRUE(server) << server.error().message;
+  Guest guest;
+  ASSERT_NO_FATAL_FAILURE(guest.boot(path, **server, 1));
+  ASSERT_TRUE(ready.pop());
+  ASSERT_NO_FATAL_FAILURE(guest.unwatch_call(0));  // its receive buffers are never taken back and re-posted
+  for (std::size_t i = 0; i < kRingEntries + 8; ++i)
+    ASSERT_EQ(guest.endpoint.send(bytes_of("echo me"), kSecond), Status::kOk) << i;
+  std::this_thread::sleep_for(100ms);  // the server's thread is now in an echo that waits
+  const auto t0 = std::chrono::steady_clock::now();
+  (*server)->stop();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  // A bound on a liveness property, not a speed measurement: one waiting echo alone would take 10 s.
+  EXPECT_LT(took, 5s) << "stop() waited for the echoes";
+}
+
+TEST(VhostUserServer, AFrontEndThatReadsNoRepliesIsDroppedInsteadOfBlockingTheServer) {
+  Rig rig;
+  VhostUserServerConfig config;
+  config.message_timeout = 300ms;
+  ASSERT_NO_FATAL_FAILURE(rig.listen(config));
+  auto s = UnixSocket::connect(rig.path);
+  ASSERT_TRUE(s);
+  VhostUserFrontEnd front(std::move(*s));
+  front.send(Request::kSetOwner);
+  // GET_FEATURES again and again, never reading an answer, until the server stops reading too (its replies
+  // filled the socket) and then drops us: a send that waits 1 s for room, or fails, ends the flood.
+  const timeval limit{1, 0};
+  ASSERT_EQ(::setsockopt(front.socket().fd(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit), 0);
+  Bytes get;
+  get.u32(static_cast<std::uint32_t>(Request::kGetFeatures)).u32(virtio::vhost_user::kVersion).u32(0);
+  int sent = 0;
+  while (sent < 1'000'000 && front.socket().send(get.v)) ++sent;
+  EXPECT_LT(sent, 1'000'000);
+  ASSERT_TRUE(rig.server->wait_disconnections(1, kWait)) << "the server still waits for room for a reply";
+  EXPECT_EQ(disconnection(rig),
+            "vhost-user: answering GET_FEATURES: the front end reads no replies (the socket stayed full)");
+  ASSERT_NO_FATAL_FAILURE(expect_dropped_then_serves_the_next(rig, 1, "the front end reads no replies"));
 }
 
 // ---- hostile front ends ----

@@ -108,6 +108,12 @@ class EchoSession {
   }
 
   void on_announcement(Device& d, std::string_view name, std::uint32_t remote) {
+    if (announced_.size() >= kMaxAnnounced) {
+      journal_.event({{"session", number_}, {"event", "error"}, {"what", "too many announcements"}},
+                     "session " + std::to_string(number_) + ": the peer announced '" + std::string(name) +
+                         "' beyond the " + std::to_string(kMaxAnnounced) + " channels served; ignored");
+      return;
+    }
     Announced& a = announced_.emplace_back();
     a.name = std::string(name);
     a.remote = remote;
@@ -133,13 +139,17 @@ class EchoSession {
                    "session " + std::to_string(number_) + ": the peer announced '" + a.name + "' at " +
                        std::to_string(remote) + "; endpoint " + std::to_string(a.ep.address()) + " for it (" +
                        amp::to_string(s) + ")");
-    if (!ok(s)) return;
+    if (!ok(s)) {
+      announced_.pop_back();
+      return;
+    }
     // A channel the guest created with RPMSG_CREATE_DEV_IOCTL has no destination to write to: it can only
     // read. Greet it, so that the guest sees amp answer its announcement.
     const std::string hello = "amp greets '" + a.name + "'";
-    (void)a.ep.send(std::as_bytes(std::span(hello.data(), hello.size())), 1'000'000'000);
+    (void)a.ep.send(std::as_bytes(std::span(hello.data(), hello.size())), 0);  // never holds the server up
   }
 
+  static constexpr std::size_t kMaxAnnounced = 64;  // the peer's channels served per session
   struct Announced {
     Endpoint ep;
     std::string name;

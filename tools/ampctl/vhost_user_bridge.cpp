@@ -26,6 +26,7 @@ struct VhostUserBridge::Relay {
   bool remote_open = false;                                  // guarded by m_: to_remote may be used
   bool vm_open = false;                                      // guarded by m_: to_vm may be used
   std::atomic<std::uint32_t> vm_peer{amp::rpmsg::kAddrAny};  // who in the VM wrote last
+  bool withdrawn = false;                                    // guarded by changes_: the remote withdrew it
 };
 
 VhostUserBridge::VhostUserBridge(const std::string& socket, bool json) : json_(json) {
@@ -82,17 +83,45 @@ void VhostUserBridge::open_vm_end(Relay& r) {
   event("vm-service", r.name, "'" + r.name + "' announced to the VM");
 }
 
+void VhostUserBridge::close_relay(Relay& r) {
+  {
+    std::unique_lock lock(m_);
+    r.remote_open = r.vm_open = false;
+  }
+  r.to_vm.destroy();  // withdrawn from the VM
+  r.withdrawn = true;
+}
+
 void VhostUserBridge::remote_service(Device& host, std::string_view name, std::uint32_t addr) {
   std::lock_guard changing(changes_);
+  // A service announced again (at another address: the remote moved it) replaces the old relay, and a
+  // withdrawn one is forgotten, so the VM sees each name once and the list does not grow.
+  for (auto it = relays_.begin(); it != relays_.end();) {
+    if (it->name == name || it->withdrawn) {
+      if (!it->withdrawn) close_relay(*it);
+      it = relays_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   Relay& r = relays_.emplace_back();
   r.name = std::string(name);
-  // Bound to the remote's endpoint, not announced: the remote learns this address from the first message.
+  // Bound to the remote's endpoint and named like it (so that its withdrawal unbinds it), not announced:
+  // the remote learns this address from the first message.
   const Status s = host.create_endpoint(
-      r.to_remote, "", amp::rpmsg::kAddrAny, addr, [this, &r](Endpoint&, const Message& m) {
+      r.to_remote, r.name, amp::rpmsg::kAddrAny, addr,
+      [this, &r](Endpoint&, const Message& m) {
         std::shared_lock lock(m_);
         const std::uint32_t peer = r.vm_peer.load(std::memory_order_relaxed);
         if (r.vm_open && peer != amp::rpmsg::kAddrAny)
           (void)r.to_vm.send_to(peer, m.payload, kForwardTimeoutNs);
+      },
+      [this, &r, &host](Endpoint&) {
+        if (!host.running()) return;  // the link goes down: remote_gone() closes everything
+        // The remote withdrew the service (on the host's thread, in its name-service handling).
+        std::lock_guard changing_now(changes_);
+        close_relay(r);
+        event("vm-withdrawn", r.name, "'" + r.name + "' withdrawn by the remote, and from the VM");
       });
   if (!ok(s)) {
     relays_.pop_back();
@@ -118,7 +147,9 @@ void VhostUserBridge::remote_gone() {
 void VhostUserBridge::vm_ready(Device& vm) {
   std::lock_guard changing(changes_);
   vm_ = &vm;
-  for (Relay& r : relays_) open_vm_end(r);
+  for (Relay& r : relays_) {
+    if (!r.withdrawn) open_vm_end(r);
+  }
 }
 
 void VhostUserBridge::vm_gone() {

@@ -4,8 +4,8 @@
 // relay: an endpoint on the host's rpmsg device bound to the remote's, and an endpoint of the same name on
 // the VM's device, announced to the VM's kernel (so a service named rpmsg-raw becomes /dev/rpmsgN there).
 // What the VM sends goes to the remote; what the remote sends back goes to whoever in the VM last wrote.
-// Remote links and VM sessions come and go independently; a relay lives while its service does, and its VM
-// end while a VM session does.
+// Remote links and VM sessions come and go independently; a relay lives while its service does (until the
+// remote withdraws it, announces it again or its link goes down), and its VM end while a VM session does.
 //
 // Thread-safety: remote_service() and remote_gone() are called on the remote's device thread (its name
 // service handler and link-down), the VM's callbacks on the server's thread. Changes of the relays are
@@ -46,6 +46,7 @@ class VhostUserBridge {
   void vm_ready(amp::rpmsg::Device& vm);
   void vm_gone();
   void open_vm_end(Relay& r);  // changes_ held, vm_ set
+  void close_relay(Relay& r);  // changes_ held: both ends closed, the VM's withdrawn
   void event(const char* kind, const std::string& name, const std::string& line);
 
   bool json_;

@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,6 +53,7 @@ class CallNotifier final : public Notifier {
 
   Status notify(std::uint32_t notify_id) noexcept override {
     if (notify_id >= kQueues) return Status::kOutOfRange;
+    if (failed_.load(std::memory_order_acquire)) return Status::kClosed;  // the connection is ending
     const std::uint64_t one = 1;
     const int fd = fds_[notify_id].get();
     const ssize_t n = socket_[notify_id] ? ::send(fd, &one, sizeof one, MSG_DONTWAIT | MSG_NOSIGNAL)
@@ -95,12 +97,13 @@ struct VhostUserServer::Session {
         generation(gen) {}
 
   metal::UnixSocket socket;
+  std::optional<metal::EventFd>
+      lost;  // signalled when the guest memory is lost (outlives the memory's guard)
   virtio::VhostUserBackend backend;
   virtio::VhostUserTransport transport;
   std::uint64_t generation;
   std::optional<SourceId> socket_source;
   std::array<std::optional<SourceId>, kQueues> kick_sources;
-  std::optional<metal::EventFd> lost;  // signalled when the guest memory is lost
   std::optional<SourceId> lost_source;
   // While a driver is served (declared in this order so that the device goes first):
   std::unique_ptr<CallNotifier> calls;
@@ -119,6 +122,7 @@ SysResult<std::unique_ptr<VhostUserServer>> VhostUserServer::listen(const VhostU
       new VhostUserServer(config, std::move(callbacks), std::move(*listener), std::move(*loop)));
   auto src = s->loop_->add_fd(s->listener_.fd(), EPOLLIN, [p = s.get()](std::uint32_t) { p->on_listener(); });
   if (!src) return sys_fail(src.error().status, "vhost-user: " + src.error().message);
+  s->listener_source_ = *src;
   s->reschedule_.bind(s->loop_.get(), [p = s.get()] { p->process(); });
   if (const Status st = s->loop_->start_thread(); !ok(st))
     return sys_fail(st, std::string("vhost-user: starting the server's thread: ") + to_string(st));
@@ -139,6 +143,11 @@ VhostUserServer::~VhostUserServer() {
 void VhostUserServer::stop() {
   if (stopped_) return;
   stopped_ = true;
+  {
+    // A process() under way on the loop's thread (its callbacks' sends waiting for buffers) gives up at once.
+    std::lock_guard lock(live_mutex_);
+    if (live_ != nullptr) live_->stop();
+  }
   loop_->stop();
   loop_->join();
   // The loop's thread is gone: what it owned is this thread's now.
@@ -175,14 +184,36 @@ bool VhostUserServer::wait_sessions_started(std::uint64_t started, std::chrono::
 void VhostUserServer::on_listener() {
   auto socket = listener_.accept(std::chrono::milliseconds(0));
   if (!socket) {
-    if (socket.error().status != Status::kTimeout)
-      AMP_LOG_WARNING("vhost-user: accepting a front end: %s", socket.error().message.c_str());
+    if (socket.error().status == Status::kTimeout) return;
+    // Out of descriptors or memory: the listener stays readable, so it rests a while instead of spinning.
+    AMP_LOG_WARNING("vhost-user: accepting a front end: %s; trying again in 100 ms",
+                    socket.error().message.c_str());
+    if (listener_source_ && ok(loop_->disable(*listener_source_))) {
+      auto timer = loop_->add_timer(std::chrono::milliseconds(100), std::chrono::nanoseconds(0),
+                                    [this](std::uint64_t) {
+                                      if (listener_source_) (void)loop_->enable(*listener_source_);
+                                      if (listener_timer_) (void)loop_->remove(*listener_timer_);
+                                      listener_timer_.reset();
+                                    });
+      if (timer)
+        listener_timer_ = *timer;
+      else
+        (void)loop_->enable(*listener_source_);
+    }
+    return;
+  }
+  // A reply the front end does not read ends the connection after message_timeout instead of blocking the
+  // server's thread (and stop()) for as long as it likes.
+  const auto ms = config_.message_timeout.count();
+  const timeval limit{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+  if (::setsockopt(socket->fd(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit) != 0) {
+    AMP_LOG_ERROR("vhost-user: bounding a front end's socket: %s", std::strerror(errno));
     return;
   }
   if (session_) {
     // vhost-user has one front end per device: the one served keeps it.
     AMP_LOG_WARNING("vhost-user: %s: a second front end connected while one is served; turned away",
-                    listener_.path().c_str());
+                    config_.socket_path.c_str());
     std::lock_guard lock(mutex_);
     ++counters_.turned_away;
     return;  // the socket closes here
@@ -202,12 +233,16 @@ void VhostUserServer::on_listener() {
 void VhostUserServer::on_message() {
   if (!session_) return;
   Session& s = *session_;
-  auto handled = s.backend.handle(s.socket);
+  using Change = virtio::VhostUserBackend::Change;
+  // The device stops before the front end is told a queue is off or the session reset: no sender touches
+  // rings it already considers its own again.
+  auto handled = s.backend.handle(s.socket, [this](const virtio::VhostUserBackend::Handled& h) {
+    if (h.change == Change::kQueueDisabled || h.change == Change::kReset) end_session();
+  });
   if (!handled) {
     end_connection(handled.error().status == Status::kClosed ? "" : handled.error().message);
     return;
   }
-  using Change = virtio::VhostUserBackend::Change;
   switch (handled->change) {
     case Change::kQueueEnabled: {
       const std::uint32_t q = handled->queue;
@@ -252,10 +287,15 @@ void VhostUserServer::on_message() {
     }
     case Change::kReset:
       end_session();
+      // Every source on a descriptor the reset closes goes first (epoll keeps a registration of a closed fd
+      // the front end still holds, and would report it for ever), then the backend lets go of them.
       for (auto& k : s.kick_sources) {
         if (k) (void)loop_->remove(*k);
         k.reset();
       }
+      if (s.lost_source) (void)loop_->remove(*s.lost_source);
+      s.lost_source.reset();
+      s.backend.reset();
       break;
     case Change::kNone:
       break;
@@ -335,6 +375,10 @@ bool VhostUserServer::start_device() {
   // Counted once on_ready has run, as Counters says: whoever wait_sessions_started() wakes may use what
   // on_ready created (counted before it, a waiter could find the endpoints not there yet).
   {
+    std::lock_guard lock(live_mutex_);
+    live_ = s.device.get();
+  }
+  {
     std::lock_guard lock(mutex_);
     ++counters_.sessions_started;
   }
@@ -362,6 +406,10 @@ void VhostUserServer::end_session() {
   if (!session_ || !session_->device) return;
   Session& s = *session_;
   s.device->stop();
+  {
+    std::lock_guard lock(live_mutex_);
+    live_ = nullptr;
+  }
   if (callbacks_.on_gone) callbacks_.on_gone(*s.device);
   s.device.reset();
   s.storage.reset();
@@ -377,7 +425,7 @@ void VhostUserServer::end_session() {
 void VhostUserServer::end_connection(std::string why) {
   if (!session_) return;
   if (!why.empty())
-    AMP_LOG_ERROR("vhost-user: %s: %s; connection closed", listener_.path().c_str(), why.c_str());
+    AMP_LOG_ERROR("vhost-user: %s: %s; connection closed", config_.socket_path.c_str(), why.c_str());
   end_session();
   Session& s = *session_;
   for (auto& k : s.kick_sources) {

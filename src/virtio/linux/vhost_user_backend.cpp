@@ -29,6 +29,11 @@ Status send_u64_reply(metal::UnixSocket& s, std::uint32_t request, std::uint64_t
   return s.send_all(buf);
 }
 
+/// Why a reply did not go out, for people (a socket with a send timeout says kWouldBlock when it expires).
+std::string reply_failure(Status s) {
+  return s == Status::kWouldBlock ? "the front end reads no replies (the socket stayed full)" : to_string(s);
+}
+
 }  // namespace
 
 VhostUserBackend::VhostUserBackend(VhostUserConfig config) : config_(config), queues_(config.queues) {}
@@ -51,7 +56,8 @@ SysResult<std::uint32_t> VhostUserBackend::queue_index(const vu::Header& h, std:
   return index;
 }
 
-SysResult<VhostUserBackend::Handled> VhostUserBackend::handle(metal::UnixSocket& socket) {
+SysResult<VhostUserBackend::Handled> VhostUserBackend::handle(metal::UnixSocket& socket,
+                                                              const BeforeReply& before_reply) {
   std::array<std::byte, vu::kHeaderSize> head{};
   std::vector<UniqueFd> fds;
   // The header: blocking until it starts (the caller polled), then the message's own time.
@@ -73,14 +79,15 @@ SysResult<VhostUserBackend::Handled> VhostUserBackend::handle(metal::UnixSocket&
   bool replied = false;
   reply_.reset();
   auto r = act(*h, body, fds, replied);
+  if (r && before_reply) before_reply(*r);
   if (r && reply_) {
     if (const Status s = send_u64_reply(socket, h->request, *reply_); !ok(s))
-      return sys_fail(s, "vhost-user: answering " + vu::to_string(h->request) + ": " + to_string(s));
+      return sys_fail(s, "vhost-user: answering " + vu::to_string(h->request) + ": " + reply_failure(s));
   }
   if ((h->flags & vu::kFlagNeedReply) != 0 && !replied) {
     // REPLY_ACK: 0 for success. A failure is acked too, then the connection ends.
     if (const Status s = send_u64_reply(socket, h->request, r ? 0 : 1); !ok(s) && r) {
-      return sys_fail(s, "vhost-user: acknowledging " + vu::to_string(h->request) + ": " + to_string(s));
+      return sys_fail(s, "vhost-user: acknowledging " + vu::to_string(h->request) + ": " + reply_failure(s));
     }
   }
   if (!r) return sys_fail(r.error().status, "vhost-user: " + r.error().message);
@@ -119,8 +126,7 @@ SysResult<VhostUserBackend::Handled> VhostUserBackend::act(const vu::Header& h, 
       owner_ = true;
       return no_fds();
     case Request::kResetOwner:
-      reset();
-      done.change = Change::kReset;
+      done.change = Change::kReset;  // the caller lets go of the memory and queues, then calls reset()
       return no_fds();
     case Request::kSetFeatures: {
       auto v = vu::parse_u64(h, p);

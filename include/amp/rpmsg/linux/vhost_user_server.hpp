@@ -21,16 +21,21 @@
 // that device; the device is destroyed after it.
 //
 // A front end is untrusted: its messages are checked by VhostUserBackend, its rings and buffers by the
-// rpmsg device (nothing outside the guest memory it shared is touched), its notification descriptors are
-// read and written without ever blocking (bounded_io.hpp), and a guest memory file it shrinks under us
-// turns to zeros (fault_guard.hpp). Each of these ends the connection with a line that says why (logged, and
-// in Counters::last_error), and the server goes on listening.
+// rpmsg device (nothing outside the guest memory it shared is touched), its kick descriptors are read
+// without ever waiting, its call descriptors written without waiting (a socket) or for at most
+// metal::kSharedFdLimit (an eventfd whose flags it changed: bounded_io.hpp), its socket is written for at
+// most message_timeout (a front end that does not read its replies), and a guest memory file it shrinks
+// under us turns to zeros (fault_guard.hpp). Each violation ends the connection with a line that says why
+// (logged, and in Counters::last_error), and the server goes on listening (unless config.reconnect is
+// false). A RESET_OWNER ends the session and the server serves what the front end sets up next. Known gap:
+// a front end that kicks without end (or hands over a semaphore eventfd) keeps the server's thread busy.
 //
 // Thread-safety: the server runs on a thread of its own; on_ready, on_gone and the device's receive and
-// unbind callbacks run on it (on_gone and on_disconnected of a connection still there at stop() run on the
-// thread calling stop()). The device may be used from any thread between on_ready and on_gone, as
-// rpmsg::Device allows. counters() and wait_sessions() may be called from any thread; stop() and the
-// destructor belong to the owner.
+// unbind callbacks run on it (for a connection still there at stop(), the unbind callbacks, on_gone and
+// on_disconnected run on the thread calling stop(); a process() under way on the server's thread is told to
+// give up first, so that its callbacks' sends fail at once). The device may be used from any thread between
+// on_ready and on_gone, as rpmsg::Device allows. counters() and wait_sessions() may be called from any
+// thread; stop() and the destructor belong to the owner.
 #pragma once
 
 #include <chrono>
@@ -39,6 +44,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "amp/metal/linux/event_loop.hpp"
@@ -60,7 +66,8 @@ struct VhostUserServerConfig {
   /// The size the device expects of the driver's buffers, header included (the kernel's are 512): it
   /// bounds the payload of what amp sends. The driver's buffers themselves say how big they are.
   std::uint32_t buffer_size = kDefaultBufferSize;
-  /// How long the rest of a vhost-user message may take once it started arriving.
+  /// How long the header, and then the payload, of a vhost-user message may take once it started arriving;
+  /// and how long a reply may wait for room in the socket.
   std::chrono::milliseconds message_timeout{5000};
   /// After a front end leaves, serve the next one (false: the server is done after one connection).
   bool reconnect = true;
@@ -135,7 +142,11 @@ class VhostUserServer {
   std::unique_ptr<Session> session_;  // the connection served now (loop thread only)
   ProcessOnLoop reschedule_;
   std::uint64_t generation_ = 0;  // numbers connections, so that a late post finds its own gone
+  std::optional<metal::SourceId> listener_source_;
+  std::optional<metal::SourceId> listener_timer_;  // while accepting rests after an error
   bool stopped_ = false;
+  std::mutex live_mutex_;   // guards live_ (stop() reaches the device from the owner's thread)
+  Device* live_ = nullptr;  // the running session's device
 
   mutable std::mutex mutex_;  // guards counters_
   mutable std::condition_variable changed_;

@@ -20,6 +20,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -64,12 +65,19 @@ class VhostUserBackend {
     std::uint32_t queue = 0;  ///< for kQueueEnabled / kQueueDisabled
   };
 
+  /// Runs before a handled message's reply or ack goes out: the caller's chance to stop using what the
+  /// message takes away (a queue disabled, a reset) before the front end is told it may reuse it.
+  using BeforeReply = std::function<void(const Handled&)>;
+
   /// Reads one message from `socket` (header and payload, at most `timeout` each: call it once the socket is
-  /// readable), acts on it and
-  /// sends its reply. An error means the connection must end: the message was malformed or not one this
-  /// backend takes (the error says which and why), or the socket failed (kClosed when the front end hung
-  /// up).
-  metal::SysResult<Handled> handle(metal::UnixSocket& socket);
+  /// readable), acts on it, calls `before_reply` and sends its reply. An error means the connection must
+  /// end: the message was malformed or not one this backend takes (the error says which and why), or the
+  /// socket failed (kClosed when the front end hung up). RESET_OWNER only reports kReset: the caller stops
+  /// using the memory and the queues' descriptors, then calls reset().
+  metal::SysResult<Handled> handle(metal::UnixSocket& socket, const BeforeReply& before_reply = {});
+
+  /// Forgets the session: ownership, features, memory (unmapped) and queues (descriptors closed).
+  void reset();
 
   std::uint64_t device_features() const noexcept { return config_.device_features; }
   std::uint64_t acked_features() const noexcept { return acked_features_; }
@@ -89,7 +97,6 @@ class VhostUserBackend {
   metal::SysResult<Handled> act(const vhost_user::Header& h, std::span<const std::byte> payload,
                                 std::vector<metal::UniqueFd>& fds, bool& acked_by_reply);
   metal::SysResult<std::uint32_t> queue_index(const vhost_user::Header& h, std::uint32_t index) const;
-  void reset();
 
   VhostUserConfig config_;
   bool owner_ = false;
