@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -711,6 +712,47 @@ TEST(VhostUserServer, AFrontEndThatReadsNoRepliesIsDroppedInsteadOfBlockingTheSe
 }
 
 // ---- hostile front ends ----
+
+TEST(VhostUserServer, AFrontEndThatKicksWithoutEndDoesNotKeepTheServerBusy) {
+  Rig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.listen());
+  const int mem = ::memfd_create("amp-guest-memory", MFD_CLOEXEC);
+  ASSERT_GE(mem, 0);
+  const metal::UniqueFd memory(mem);
+  ASSERT_EQ(::ftruncate(mem, kMemSize), 0);
+  auto s = UnixSocket::connect(rig.path);
+  ASSERT_TRUE(s);
+  VhostUserFrontEnd front(std::move(*s));
+  ASSERT_NO_FATAL_FAILURE(front.negotiate(mem, kOffered, kNsBit | kVersion1Bit));
+  // Semaphore eventfds as kicks: one write of a huge count keeps them readable for ever.
+  std::array<metal::UniqueFd, 2> kicks, calls;
+  for (std::uint32_t q = 0; q < 2; ++q) {
+    kicks[q] = metal::UniqueFd(::eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC));
+    calls[q] = metal::UniqueFd(::eventfd(0, EFD_CLOEXEC));
+    ASSERT_TRUE(kicks[q].valid() && calls[q].valid());
+    ASSERT_NO_FATAL_FAILURE(front.set_up_queue(q, calls[q].get(), kicks[q].get()));
+  }
+  for (std::uint32_t q = 0; q < 2; ++q) ASSERT_NO_FATAL_FAILURE(front.enable(q, true));
+  const std::uint64_t forever = 0xfffffffffffffffeULL;
+  ASSERT_EQ(::write(kicks[1].get(), &forever, sizeof forever), static_cast<ssize_t>(sizeof forever));
+  ASSERT_TRUE(rig.server->wait_sessions_started(1, kWait));
+  // This process's CPU time over half a second of the flood (the test's own thread sleeps): the server's
+  // thread would spend all of it reading kicks.
+  const auto cpu = [] {
+    timespec t{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec);
+  };
+  const auto cpu0 = cpu();
+  std::this_thread::sleep_for(500ms);
+  const auto used = cpu() - cpu0;
+  EXPECT_LT(used, 150ms) << "the server's thread spun on the kicks";
+  // Meanwhile it still answers the front end.
+  ASSERT_NO_FATAL_FAILURE(front.request(Request::kGetFeatures));
+  EXPECT_EQ(amp::testing::u64_of(front.reply(Request::kGetFeatures)),
+            kOffered | (1ULL << virtio::vhost_user::kFeatureProtocolFeatures));
+  EXPECT_EQ(rig.counters().failures, 0U);
+}
 
 TEST(VhostUserServer, RingsOutsideTheGuestMemoryEndTheConnection) {
   Rig rig;

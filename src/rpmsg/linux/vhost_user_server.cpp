@@ -19,6 +19,7 @@
 #include "amp/metal/linux/bounded_io.hpp"
 #include "amp/metal/linux/event_fd.hpp"
 #include "amp/metal/log.hpp"
+#include "amp/metal/time.hpp"
 #include "amp/rpmsg/linux/runtime_storage.hpp"
 #include "amp/virtio/linux/vhost_user_backend.hpp"
 #include "amp/virtio/linux/vhost_user_transport.hpp"
@@ -34,6 +35,12 @@ using metal::UniqueFd;
 namespace {
 
 constexpr std::uint32_t kQueues = 2;
+// A front end that kicks without end (or gives a semaphore eventfd, which stays readable after each read)
+// would keep the server's thread busy: after this many kicks within kKickWindowNs that brought no message,
+// its kicks are not looked at for kKickPause. A driver that works kicks far less (UML: ~10^4 per second).
+constexpr std::uint32_t kMaxIdleKicks = 256;
+constexpr std::uint64_t kKickWindowNs = 1'000'000;
+constexpr std::chrono::milliseconds kKickPause{10};
 
 /// Notifies the front end through each queue's call descriptor: 8 bytes, as to an eventfd. virtio_uml's is
 /// one end of a stream socketpair (sent without waiting: a full socket already holds notifications the front
@@ -104,6 +111,10 @@ struct VhostUserServer::Session {
   std::uint64_t generation;
   std::optional<SourceId> socket_source;
   std::array<std::optional<SourceId>, kQueues> kick_sources;
+  std::uint64_t kick_window = 0;       // when the current window of idle kicks began
+  std::uint32_t idle_kicks = 0;        // kicks in it that brought no message
+  std::optional<SourceId> kick_pause;  // the timer that looks at the kicks again
+  bool kick_flood_said = false;
   std::optional<SourceId> lost_source;
   // While a driver is served (declared in this order so that the device goes first):
   std::unique_ptr<CallNotifier> calls;
@@ -308,7 +319,10 @@ void VhostUserServer::on_kick(std::uint32_t queue) {
   std::uint64_t count = 0;
   const ssize_t n =
       metal::read_nowait(s.backend.queue(queue).kick.get(), &count, sizeof count, metal::kSharedFdLimit);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;  // someone else read it: nothing to do
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {  // someone else read it: nothing to do
+    idle_kick();
+    return;
+  }
   if (n != static_cast<ssize_t>(sizeof count)) {
     end_connection("reading the kick descriptor of queue " + std::to_string(queue) + ": " +
                    (n < 0 ? std::string(std::strerror(errno)) : std::to_string(n) + " bytes, not 8"));
@@ -317,11 +331,60 @@ void VhostUserServer::on_kick(std::uint32_t queue) {
   if (!s.device) {
     // No status byte over vhost-user: the first kick with every queue enabled says the driver is ready.
     for (std::uint32_t q = 0; q < kQueues; ++q) {
-      if (!s.backend.queue(q).enabled) return;
+      if (!s.backend.queue(q).enabled) {
+        idle_kick();
+        return;
+      }
     }
     if (!start_device()) return;
   }
+  const std::uint64_t before = s.device->rx_count();
   process();
+  if (session_.get() != &s || !s.device) return;  // the connection or the session ended meanwhile
+  if (s.device->rx_count() != before) {
+    s.idle_kicks = 0;
+  } else {
+    idle_kick();
+  }
+}
+
+void VhostUserServer::idle_kick() {
+  Session& s = *session_;
+  const std::uint64_t now = metal::monotonic_ns();
+  if (now - s.kick_window > kKickWindowNs) {
+    s.kick_window = now;
+    s.idle_kicks = 0;
+  }
+  if (++s.idle_kicks < kMaxIdleKicks || s.kick_pause) return;
+  if (!s.kick_flood_said) {
+    s.kick_flood_said = true;
+    AMP_LOG_WARNING(
+        "vhost-user: %s: the front end kicks %u times within 1 ms without a message; its kicks are "
+        "looked at every %lld ms while it goes on",
+        config_.socket_path.c_str(), static_cast<unsigned>(kMaxIdleKicks),
+        static_cast<long long>(kKickPause.count()));
+  }
+  for (const auto& k : s.kick_sources) {
+    if (k) (void)loop_->disable(*k);
+  }
+  const std::uint64_t gen = s.generation;
+  auto timer = loop_->add_timer(kKickPause, std::chrono::nanoseconds(0), [this, gen](std::uint64_t) {
+    if (!session_ || session_->generation != gen) return;  // (its timer went with it)
+    Session& now_s = *session_;
+    for (const auto& k : now_s.kick_sources) {
+      if (k) (void)loop_->enable(*k);
+    }
+    if (now_s.kick_pause) (void)loop_->remove(*now_s.kick_pause);
+    now_s.kick_pause.reset();
+    now_s.idle_kicks = 0;
+  });
+  if (timer) {
+    s.kick_pause = *timer;
+  } else {
+    for (const auto& k : s.kick_sources) {
+      if (k) (void)loop_->enable(*k);
+    }
+  }
 }
 
 void VhostUserServer::on_memory_lost() {
@@ -432,6 +495,7 @@ void VhostUserServer::end_connection(std::string why) {
     if (k) (void)loop_->remove(*k);
   }
   if (s.lost_source) (void)loop_->remove(*s.lost_source);
+  if (s.kick_pause) (void)loop_->remove(*s.kick_pause);
   if (s.socket_source) (void)loop_->remove(*s.socket_source);
   session_.reset();
   if (callbacks_.on_disconnected) callbacks_.on_disconnected(why);
