@@ -39,7 +39,7 @@ constexpr std::uint32_t kQueues = 2;
 // would keep the server's thread busy: after this many kicks within kKickWindowNs that brought no message,
 // its kicks are not looked at for kKickPause. A driver that works kicks far less (UML: ~10^4 per second).
 constexpr std::uint32_t kMaxIdleKicks = 256;
-constexpr std::uint64_t kKickWindowNs = 1'000'000;
+constexpr std::uint64_t kKickWindowNs = 10'000'000;
 constexpr std::chrono::milliseconds kKickPause{10};
 
 /// Notifies the front end through each queue's call descriptor: 8 bytes, as to an eventfd. virtio_uml's is
@@ -359,7 +359,7 @@ void VhostUserServer::idle_kick() {
   if (!s.kick_flood_said) {
     s.kick_flood_said = true;
     AMP_LOG_WARNING(
-        "vhost-user: %s: the front end kicks %u times within 1 ms without a message; its kicks are "
+        "vhost-user: %s: the front end kicks %u times within 10 ms without a message; its kicks are "
         "looked at every %lld ms while it goes on",
         config_.socket_path.c_str(), static_cast<unsigned>(kMaxIdleKicks),
         static_cast<long long>(kKickPause.count()));

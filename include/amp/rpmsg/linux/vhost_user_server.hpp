@@ -29,7 +29,7 @@
 // (logged, and in Counters::last_error), and the server goes on listening (unless config.reconnect is
 // false). A RESET_OWNER ends the session and the server serves what the front end sets up next. A front end
 // that kicks without end (or hands over a semaphore eventfd, readable for ever) cannot keep the server's
-// thread busy: after 256 kicks within 1 ms that brought no message, its kicks are looked at every 10 ms.
+// thread busy: after 256 kicks within 10 ms that brought no message, its kicks are looked at every 10 ms.
 //
 // Thread-safety: the server runs on a thread of its own; on_ready, on_gone and the device's receive and
 // unbind callbacks run on it (for a connection still there at stop(), the unbind callbacks, on_gone and
