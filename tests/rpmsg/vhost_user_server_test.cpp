@@ -471,6 +471,14 @@ void expect_dropped_then_serves_the_next(Rig& rig, std::uint64_t failures, const
   EXPECT_EQ(rig.counters().failures, failures) << "the next one ended well";
 }
 
+/// A session ran and its connection was dropped with `why`: ready, gone, that reason, then the next guest.
+void expect_session_dropped(Rig& rig, const std::string& why, const std::string& key) {
+  EXPECT_EQ(rig.event(), "ready");
+  EXPECT_EQ(rig.event(), "gone");
+  EXPECT_EQ(disconnection(rig), why);
+  ASSERT_NO_FATAL_FAILURE(expect_dropped_then_serves_the_next(rig, 1, key));
+}
+
 // ---- sessions ----
 
 TEST(VhostUserServer, AFrontEndInUmlsSequenceGetsASessionThatCarriesMessagesBothWays) {
@@ -822,10 +830,8 @@ TEST(VhostUserServer, GuestMemoryShrunkUnderTheServerEndsTheConnectionWithoutACr
     ASSERT_TRUE(rig.server->wait_disconnections(1, kWait));
     ASSERT_NO_FATAL_FAILURE(guest.front().expect_hung_up());
   }
-  EXPECT_EQ(rig.event(), "ready");
-  EXPECT_EQ(rig.event(), "gone");
-  EXPECT_EQ(disconnection(rig), "the guest memory was lost: the front end shrank its file under us");
-  ASSERT_NO_FATAL_FAILURE(expect_dropped_then_serves_the_next(rig, 1, "guest memory was lost"));
+  ASSERT_NO_FATAL_FAILURE(expect_session_dropped(
+      rig, "the guest memory was lost: the front end shrank its file under us", "guest memory was lost"));
 }
 
 TEST(VhostUserServer, ACallSocketWhoseOtherEndClosedEndsTheConnection) {
@@ -841,10 +847,8 @@ TEST(VhostUserServer, ACallSocketWhoseOtherEndClosedEndsTheConnection) {
     ASSERT_TRUE(rig.server->wait_disconnections(1, kWait));
     ASSERT_NO_FATAL_FAILURE(guest.front().expect_hung_up());
   }
-  EXPECT_EQ(rig.event(), "ready");
-  EXPECT_EQ(rig.event(), "gone");
-  EXPECT_EQ(disconnection(rig), "writing the call descriptor of queue 0: Broken pipe");
-  ASSERT_NO_FATAL_FAILURE(expect_dropped_then_serves_the_next(rig, 1, "Broken pipe"));
+  ASSERT_NO_FATAL_FAILURE(
+      expect_session_dropped(rig, "writing the call descriptor of queue 0: Broken pipe", "Broken pipe"));
 }
 
 TEST(VhostUserServer, ACallEventFdMadeBlockingAndFullEndsTheConnectionInsteadOfBlockingIt) {
@@ -884,10 +888,8 @@ TEST(VhostUserServer, ACallDescriptorSwappedOnARunningQueueIsRefused) {
     ASSERT_NO_FATAL_FAILURE(guest.front().expect_hung_up());
   }
   ASSERT_TRUE(rig.server->wait_disconnections(1, kWait));
-  EXPECT_EQ(rig.event(), "ready");
-  EXPECT_EQ(rig.event(), "gone");
-  EXPECT_EQ(disconnection(rig), "vhost-user: SET_VRING_CALL: queue 0 runs");
-  ASSERT_NO_FATAL_FAILURE(expect_dropped_then_serves_the_next(rig, 1, "SET_VRING_CALL: queue 0 runs"));
+  ASSERT_NO_FATAL_FAILURE(expect_session_dropped(rig, "vhost-user: SET_VRING_CALL: queue 0 runs",
+                                                 "SET_VRING_CALL: queue 0 runs"));
 }
 
 TEST(VhostUserServer, GarbageInsteadOfAHeaderEndsTheConnection) {
