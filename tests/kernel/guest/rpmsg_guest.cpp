@@ -39,25 +39,27 @@ constexpr std::size_t kMaxPayload = 496;
 constexpr int kWaitMs = 10000;
 constexpr long kAddrAny = -1;  // RPMSG_ADDR_ANY, as sysfs shows it
 
+/// One result line: "amp-guest: " + `verdict` + the formatted text.
+[[gnu::format(printf, 2, 0)]] void say(const char* verdict, const char* fmt, std::va_list ap) {
+  std::printf("amp-guest: %s ", verdict);
+  std::vprintf(fmt, ap);
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
 [[noreturn, gnu::format(printf, 1, 2)]] void fail(const char* fmt, ...) {
   std::va_list ap;
   va_start(ap, fmt);
-  std::printf("amp-guest: FAIL ");
-  std::vprintf(fmt, ap);
-  std::printf("\n");
+  say("FAIL", fmt, ap);
   va_end(ap);
-  std::fflush(stdout);
   std::exit(1);
 }
 
 [[gnu::format(printf, 1, 2)]] void pass(const char* fmt, ...) {
   std::va_list ap;
   va_start(ap, fmt);
-  std::printf("amp-guest: ok ");
-  std::vprintf(fmt, ap);
-  std::printf("\n");
+  say("ok", fmt, ap);
   va_end(ap);
-  std::fflush(stdout);
 }
 
 std::uint64_t now_ms() {
