@@ -36,11 +36,15 @@ namespace {
 
 constexpr std::uint32_t kQueues = 2;
 // A front end that kicks without end (or gives a semaphore eventfd, which stays readable after each read)
-// would keep the server's thread busy: after this many kicks within kKickWindowNs that brought no message,
-// its kicks are not looked at for kKickPause. A driver that works kicks far less (UML: ~10^4 per second).
-constexpr std::uint32_t kMaxIdleKicks = 256;
-constexpr std::uint64_t kKickWindowNs = 10'000'000;
+// would keep the server's thread busy. A kick is idle when no queue's available index moved forward since the
+// last kick: a working driver kicks only after it made buffers available (and an eventfd folds its kicks into
+// one read). After kMaxIdleKicks idle kicks in a row, its kicks are not looked at for kKickPause, doubled for
+// each such pause in a row up to kMaxKickPause, so a flood costs a few reads per pause however slow a read is
+// (a limit on kicks per unit of time is no limit when each read costs more than its share: a sanitizer's
+// build). The first kick that shows work ends the backoff.
+constexpr std::uint32_t kMaxIdleKicks = 64;
 constexpr std::chrono::milliseconds kKickPause{10};
+constexpr std::chrono::milliseconds kMaxKickPause{160};
 
 /// Notifies the front end through each queue's call descriptor: 8 bytes, as to an eventfd. virtio_uml's is
 /// one end of a stream socketpair (sent without waiting: a full socket already holds notifications the front
@@ -111,9 +115,10 @@ struct VhostUserServer::Session {
   std::uint64_t generation;
   std::optional<SourceId> socket_source;
   std::array<std::optional<SourceId>, kQueues> kick_sources;
-  std::uint64_t kick_window = 0;       // when the current window of idle kicks began
-  std::uint32_t idle_kicks = 0;        // kicks in it that brought no message
-  std::optional<SourceId> kick_pause;  // the timer that looks at the kicks again
+  std::array<std::uint16_t, kQueues> avail_seen{};    // each queue's available index at the last kick
+  std::uint32_t idle_kicks = 0;                       // kicks in a row that showed no work
+  std::chrono::milliseconds next_pause = kKickPause;  // how long the next pause of the kicks lasts
+  std::optional<SourceId> kick_pause;                 // the timer that looks at the kicks again
   bool kick_flood_said = false;
   std::optional<SourceId> lost_source;
   // While a driver is served (declared in this order so that the device goes first):
@@ -319,56 +324,74 @@ void VhostUserServer::on_kick(std::uint32_t queue) {
   std::uint64_t count = 0;
   const ssize_t n =
       metal::read_nowait(s.backend.queue(queue).kick.get(), &count, sizeof count, metal::kSharedFdLimit);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {  // someone else read it: nothing to do
-    idle_kick();
-    return;
-  }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;  // someone else read it: nothing to do
   if (n != static_cast<ssize_t>(sizeof count)) {
     end_connection("reading the kick descriptor of queue " + std::to_string(queue) + ": " +
                    (n < 0 ? std::string(std::strerror(errno)) : std::to_string(n) + " bytes, not 8"));
     return;
   }
-  if (!s.device) {
-    // No status byte over vhost-user: the first kick with every queue enabled says the driver is ready.
-    for (std::uint32_t q = 0; q < kQueues; ++q) {
-      if (!s.backend.queue(q).enabled) {
-        idle_kick();
-        return;
-      }
-    }
-    if (!start_device()) return;
-  }
-  const std::uint64_t before = s.device->rx_count();
-  process();
-  if (session_.get() != &s || !s.device) return;  // the connection or the session ended meanwhile
-  if (s.device->rx_count() != before) {
+  if (driver_made_buffers_available()) {
     s.idle_kicks = 0;
+    s.next_pause = kKickPause;
   } else {
     idle_kick();
   }
+  if (!s.device) {
+    // No status byte over vhost-user: the first kick with every queue enabled says the driver is ready.
+    for (std::uint32_t q = 0; q < kQueues; ++q) {
+      if (!s.backend.queue(q).enabled) return;
+    }
+    if (!start_device()) return;
+  }
+  process();
+}
+
+bool VhostUserServer::driver_made_buffers_available() {
+  Session& s = *session_;
+  const auto& memory = s.backend.memory();
+  if (memory.size() != 1) return false;  // (start_device() refuses that layout)
+  const metal::IoRegion region = memory[0].region();
+  bool moved = false;
+  for (std::uint32_t q = 0; q < kQueues; ++q) {
+    const virtio::VhostUserQueue& vq = s.backend.queue(q);
+    if (!vq.addressed) continue;
+    // The front end's word, read once: compared only, so whatever it holds is harmless. Only a move forward
+    // counts (as a 16-bit index does), so an index going back and forth shows no work.
+    auto offset = region.offset_of(vq.avail + 2, sizeof(std::uint16_t));
+    if (!offset || *offset % alignof(std::uint16_t) != 0) continue;
+    auto idx = region.load<std::uint16_t>(*offset);
+    if (!idx) continue;
+    const auto ahead = static_cast<std::int16_t>(static_cast<std::uint16_t>(*idx - s.avail_seen[q]));
+    if (ahead > 0) {
+      s.avail_seen[q] = *idx;
+      moved = true;
+    }
+  }
+  return moved;
 }
 
 void VhostUserServer::idle_kick() {
   Session& s = *session_;
-  const std::uint64_t now = metal::monotonic_ns();
-  if (now - s.kick_window > kKickWindowNs) {
-    s.kick_window = now;
-    s.idle_kicks = 0;
-  }
   if (++s.idle_kicks < kMaxIdleKicks || s.kick_pause) return;
+  const std::chrono::milliseconds pause = s.next_pause;
+  s.next_pause = std::min(pause * 2, kMaxKickPause);
   if (!s.kick_flood_said) {
     s.kick_flood_said = true;
     AMP_LOG_WARNING(
-        "vhost-user: %s: the front end kicks %u times within 10 ms without a message; its kicks are "
-        "looked at every %lld ms while it goes on",
+        "vhost-user: %s: the front end kicked %u times in a row without making buffers available; its "
+        "kicks are looked at every %lld ms (up to every %lld ms) while it goes on",
         config_.socket_path.c_str(), static_cast<unsigned>(kMaxIdleKicks),
-        static_cast<long long>(kKickPause.count()));
+        static_cast<long long>(kKickPause.count()), static_cast<long long>(kMaxKickPause.count()));
   }
   for (const auto& k : s.kick_sources) {
     if (k) (void)loop_->disable(*k);
   }
+  {
+    std::lock_guard lock(mutex_);
+    ++counters_.kick_pauses;
+  }
   const std::uint64_t gen = s.generation;
-  auto timer = loop_->add_timer(kKickPause, std::chrono::nanoseconds(0), [this, gen](std::uint64_t) {
+  auto timer = loop_->add_timer(pause, std::chrono::nanoseconds(0), [this, gen](std::uint64_t) {
     if (!session_ || session_->generation != gen) return;  // (its timer went with it)
     Session& now_s = *session_;
     for (const auto& k : now_s.kick_sources) {

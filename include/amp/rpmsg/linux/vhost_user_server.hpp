@@ -29,7 +29,8 @@
 // (logged, and in Counters::last_error), and the server goes on listening (unless config.reconnect is
 // false). A RESET_OWNER ends the session and the server serves what the front end sets up next. A front end
 // that kicks without end (or hands over a semaphore eventfd, readable for ever) cannot keep the server's
-// thread busy: after 256 kicks within 10 ms that brought no message, its kicks are looked at every 10 ms.
+// thread busy: after 64 kicks in a row after which no queue's available index moved forward, its kicks are
+// not looked at for 10 ms, then 20, 40... up to 160 ms while it goes on; a kick that shows work ends that.
 //
 // Thread-safety: the server runs on a thread of its own; on_ready, on_gone and the device's receive and
 // unbind callbacks run on it (for a connection still there at stop(), the unbind callbacks, on_gone and
@@ -92,8 +93,9 @@ class VhostUserServer {
     std::uint64_t sessions_started = 0;  ///< drivers that became ready (on_ready ran)
     std::uint64_t sessions_ended = 0;    ///< of those, ended (on_gone ran)
     std::uint64_t failures = 0;          ///< connections ended by an error (not a plain hang-up)
-    std::string last_error;              ///< why the last of those ended
-    bool done = false;                   ///< reconnect was false and the connection ended
+    std::uint64_t kick_pauses = 0;  ///< times a front end's kicks were not looked at a while (idle kicks)
+    std::string last_error;         ///< why the last of those ended
+    bool done = false;              ///< reconnect was false and the connection ended
   };
 
   /// Listens at config.socket_path (a stale socket file is replaced, a live one is kAlreadyExists) and
@@ -127,7 +129,9 @@ class VhostUserServer {
   void on_listener();
   void on_message();
   void on_kick(std::uint32_t queue);
-  void idle_kick();  // a kick that brought nothing: too many in a row pause the kicks a while
+  bool
+  driver_made_buffers_available();  // whether a queue's available index moved forward since the last kick
+  void idle_kick();                 // a kick that showed no work: too many in a row pause the kicks a while
   void on_memory_lost();
   /// Brings the rpmsg device up once the driver is ready; false ends the connection.
   bool start_device();
