@@ -203,6 +203,9 @@ int run_vhost_user_echo(const VhostUserOptions& o, const CommonOptions& common, 
                     "the front end was dropped: " + why);
     if (o.connections > 0 && ++gone >= static_cast<std::uint64_t>(o.connections)) g_wake.set();
   };
+  // Interruptible from before the socket file exists: whoever sees it may signal at once, and the answer must
+  // be the clean end (summary, socket file removed), not an exit in the middle of setting up.
+  set_interruptible(true);
   auto server = amp::rpmsg::VhostUserServer::listen(cfg, std::move(cb));
   if (!server) die(server.error().message);
   if (!quiet && !common.json) {
@@ -210,7 +213,6 @@ int run_vhost_user_echo(const VhostUserOptions& o, const CommonOptions& common, 
                  "ampctl echo: a vhost-user virtio-rpmsg device at %s (event idx %s); waiting for a driver\n",
                  printable(o.socket).c_str(), cfg.event_idx ? "offered" : "not offered");
   }
-  set_interruptible(true);
   g_wake.wait();  // asleep until the sessions asked for ended, or a signal
   (*server)->stop();
   const auto c = (*server)->counters();
