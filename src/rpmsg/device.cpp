@@ -688,6 +688,7 @@ void Device::release_endpoint_locked(Endpoint& ep) noexcept {
 }
 
 Endpoint* Device::find_locked(std::uint32_t addr) noexcept {
+  if (index_ops_ != nullptr) return index_ops_->find(*this, addr);
   for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
     if (ep->addr_ == addr) return ep;
   }
@@ -723,8 +724,7 @@ Status Device::create_endpoint(Endpoint& ep, std::string_view name, std::uint32_
     ep.on_unbind_ = static_cast<Endpoint::UnbindFn&&>(on_unbind);
     ep.busy_ = 0;
     ep.stop_notified_ = false;
-    ep.next_ = endpoints_;
-    endpoints_ = &ep;
+    link_locked(ep);
     ep.dev_ = this;
     do_announce = running() && ns_ && !name.empty() && remote == kAddrAny;
     ep.announced_ = do_announce;
@@ -766,6 +766,12 @@ Status Device::announce(Endpoint& ep, std::uint32_t flags, std::uint64_t timeout
   return send_copy(ep.addr_, kNsAddress, msg, timeout_ns);
 }
 
+void Device::link_locked(Endpoint& ep) noexcept {
+  ep.next_ = endpoints_;
+  endpoints_ = &ep;
+  if (index_ops_ != nullptr) index_ops_->add(*this, ep);
+}
+
 void Device::unlink_locked(Endpoint& ep) noexcept {
   for (Endpoint** p = &endpoints_; *p != nullptr; p = &(*p)->next_) {
     if (*p == &ep) {
@@ -774,6 +780,7 @@ void Device::unlink_locked(Endpoint& ep) noexcept {
     }
   }
   ep.next_ = nullptr;
+  if (index_ops_ != nullptr) index_ops_->remove(*this, ep);
 }
 
 void Device::destroy_endpoint(Endpoint& ep) noexcept {

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -234,6 +235,97 @@ TEST_F(Loopback, AddressAllocationAndExhaustion) {
   EXPECT_EQ(device_.create_endpoint(a, "", 31, kAddrAny, nullptr), Status::kBusy) << "already created";
   EXPECT_EQ(device_.create_endpoint(dup, std::string(32, 'n'), 31, kAddrAny, nullptr),
             Status::kInvalidArgument);
+}
+
+/// Endpoints on a device with an AddressIndex, and what each receives.
+struct Routed {
+  explicit Routed(std::size_t count) : inboxes(count), eps(count), alive(count, false) {}
+  std::vector<std::uint32_t> addrs;
+  std::vector<Inbox> inboxes;
+  std::vector<Endpoint> eps;
+  std::vector<bool> alive;
+};
+
+/// Sends one message from `driver` to each of `r.addrs` (pumping after each) and checks that each endpoint
+/// still alive got its own as its latest.
+void send_to_each(Device& driver, Routed& r, const std::string& tag, const std::function<void()>& pump) {
+  Endpoint tx;
+  ASSERT_EQ(driver.create_endpoint(tx, "", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  for (std::size_t i = 0; i < r.addrs.size(); ++i) {
+    ASSERT_EQ(tx.send_to(r.addrs[i], bytes_of(tag + std::to_string(r.addrs[i]))), Status::kOk) << i;
+    pump();
+  }
+  for (std::size_t i = 0; i < r.addrs.size(); ++i) {
+    if (!r.alive[i]) continue;
+    ASSERT_FALSE(r.inboxes[i].messages.empty()) << r.addrs[i];
+    EXPECT_EQ(r.inboxes[i].messages.back(), tag + std::to_string(r.addrs[i])) << "each endpoint gets its own";
+  }
+}
+
+TEST_F(Loopback, EndpointsBeyondTheIndexAreFoundTooAndTakeTheRoomOfDestroyedOnes) {
+  // An index of 8: the other endpoints are found on the list, and each destroy of an indexed one moves one
+  // of them into the index. Whichever way each is found, each message reaches its endpoint and no other,
+  // and a destroyed endpoint's address is unroutable.
+  layout();
+  std::vector<AddressIndex::Slot> slots(AddressIndex::slots_for(8));
+  Device device(slots);
+  ASSERT_EQ(driver_.start(config(Role::kDriver), driver_storage_), Status::kOk);
+  ASSERT_EQ(device.start(config(Role::kDevice), device_storage_), Status::kOk);
+  constexpr std::size_t kCount = 40;
+  Routed r(kCount);
+  for (std::size_t i = 0; i < kCount; ++i) {
+    r.addrs.push_back(0x2000 + static_cast<std::uint32_t>(i) * 7);
+    ASSERT_EQ(device.create_endpoint(r.eps[i], "", r.addrs[i], kAddrAny, r.inboxes[i].receiver()),
+              Status::kOk);
+    r.alive[i] = true;
+  }
+  const auto pump_fn = [&] { pump(device); };
+  ASSERT_NO_FATAL_FAILURE(send_to_each(driver_, r, "first ", pump_fn));
+  for (std::size_t i = 0; i < kCount; ++i) EXPECT_EQ(r.inboxes[i].messages.size(), 1U) << r.addrs[i];
+  // Destroy the oldest (indexed first) and every third one.
+  for (std::size_t i = 0; i < kCount; ++i) {
+    if (i < 8 || i % 3 == 0) {
+      r.eps[i].destroy();
+      r.alive[i] = false;
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(send_to_each(driver_, r, "second ", pump_fn));
+  std::uint64_t dead = 0;
+  for (std::size_t i = 0; i < kCount; ++i) {
+    EXPECT_EQ(r.inboxes[i].messages.size(), r.alive[i] ? 2U : 1U) << r.addrs[i];
+    if (!r.alive[i]) ++dead;
+  }
+  EXPECT_EQ(device.stats().rx_unroutable, dead);
+  // The freed addresses can be taken again, and are found.
+  for (std::size_t i = 0; i < kCount; ++i) {
+    if (r.alive[i]) continue;
+    ASSERT_EQ(device.create_endpoint(r.eps[i], "", r.addrs[i], kAddrAny, r.inboxes[i].receiver()),
+              Status::kOk);
+    r.alive[i] = true;
+  }
+  ASSERT_NO_FATAL_FAILURE(send_to_each(driver_, r, "third ", pump_fn));
+  EXPECT_EQ(device.stats().rx_unroutable, dead);
+  for (auto& ep : r.eps) ep.destroy();
+}
+
+TEST_F(Loopback, ADeviceWithAnIndexOf1024RoutesToEachOf1024Endpoints) {
+  layout();
+  std::vector<AddressIndex::Slot> slots(AddressIndex::slots_for(1024));
+  Device device(slots);
+  ASSERT_EQ(driver_.start(config(Role::kDriver), driver_storage_), Status::kOk);
+  ASSERT_EQ(device.start(config(Role::kDevice), device_storage_), Status::kOk);
+  constexpr std::size_t kCount = 1024;
+  Routed r(kCount);
+  for (std::size_t i = 0; i < kCount; ++i) {
+    ASSERT_EQ(device.create_endpoint(r.eps[i], "", kAddrAny, kAddrAny, r.inboxes[i].receiver()), Status::kOk);
+    r.addrs.push_back(r.eps[i].address());
+    r.alive[i] = true;
+  }
+  EXPECT_EQ(r.addrs.back(), kFirstDynamicAddress + 1023);
+  ASSERT_NO_FATAL_FAILURE(send_to_each(driver_, r, "to ", [&] { pump(device); }));
+  for (std::size_t i = 0; i < kCount; ++i) EXPECT_EQ(r.inboxes[i].messages.size(), 1U) << r.addrs[i];
+  EXPECT_EQ(device.stats().rx_unroutable, 0U);
+  for (auto& ep : r.eps) ep.destroy();
 }
 
 TEST_F(Loopback, BufferSizeAndCountPerDirection) {

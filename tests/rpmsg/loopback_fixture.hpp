@@ -78,14 +78,16 @@ class Loopback : public ::testing::Test {
     start(config(Role::kDriver), config(Role::kDevice));
   }
 
-  /// Runs process() on whichever side was notified until neither is.
-  void pump() {
+  /// Runs process() on whichever side was notified until neither is (`device` in the device role: device_
+  /// unless the test started one of its own on device_storage_).
+  void pump() { pump(device_); }
+  void pump(Device& device) {
     for (int round = 0; round < 10000; ++round) {
       const int to_dev = to_device_.pending.exchange(0);
       const int to_drv = to_driver_.pending.exchange(0);
       if (to_dev == 0 && to_drv == 0) return;
       if (to_dev != 0) {
-        ASSERT_EQ(device_.process(), Status::kOk);
+        ASSERT_EQ(device.process(), Status::kOk);
       }
       if (to_drv != 0) {
         ASSERT_EQ(driver_.process(), Status::kOk);

@@ -35,6 +35,7 @@
 #include "amp/metal/io_region.hpp"
 #include "amp/metal/result.hpp"
 #include "amp/metal/sync.hpp"
+#include "amp/rpmsg/address_index.hpp"
 #include "amp/rpmsg/wire.hpp"
 #include "amp/virtio/transport.hpp"
 #include "amp/virtio/virtqueue.hpp"
@@ -182,6 +183,7 @@ class Endpoint {
   char name_[kNameSize] = {};
   bool announced_ = false;
   bool stop_notified_ = false;
+  bool indexed_ = false;    // in the device's AddressIndex (else found by walking the list)
   std::uint32_t busy_ = 0;  // callbacks running on it (guarded by the device mutex)
   ReceiveFn on_receive_;
   UnbindFn on_unbind_;
@@ -281,7 +283,14 @@ class Device {
   using NameServiceFn =
       metal::InplaceFunction<void(Device&, std::string_view name, std::uint32_t remote), 6 * sizeof(void*)>;
 
-  Device() = default;
+  /// Keeps its endpoints on a list, which each received message's dispatch walks: what suits the few
+  /// endpoints of a remote, and links no index.
+  Device() noexcept = default;
+  /// Finds each received message's endpoint in O(1) through an AddressIndex over `index`
+  /// (AddressIndex::slots_for(N) slots for N endpoints, outliving the Device), however many endpoints there
+  /// are; those beyond its capacity are kept on the list, and take the room of indexed ones destroyed. Links
+  /// the index's code (src/rpmsg/device_index.cpp), which the other constructor does not.
+  explicit Device(std::span<AddressIndex::Slot> index) noexcept;
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
   ~Device();
@@ -403,6 +412,7 @@ class Device {
   Status announce(Endpoint& ep, std::uint32_t flags, std::uint64_t timeout_ns) noexcept;
   Endpoint* find_locked(std::uint32_t addr) noexcept;
   void release_endpoint_locked(Endpoint& ep) noexcept;
+  void link_locked(Endpoint& ep) noexcept;
   void unlink_locked(Endpoint& ep) noexcept;
   void destroy_endpoint(Endpoint& ep) noexcept;
   void kick(std::uint32_t notify_id) noexcept;
@@ -502,7 +512,20 @@ class Device {
   std::uint32_t unpublished_ = 0;     // sends held back by a single-threaded device
   std::uint32_t rx_unpublished_ = 0;  // receive buffers given back but not yet visible to the peer
 
-  Endpoint* endpoints_ = nullptr;
+  Endpoint* endpoints_ = nullptr;  // every endpoint, newest first
+  // Endpoints by address, those that fit. Used through index_ops_ (null: no index, the list alone), so
+  // that only an image that gives a Device an index links its code (device_index.cpp).
+  struct IndexOps {
+    Endpoint* (*find)(Device& d, std::uint32_t addr) noexcept;
+    void (*add)(Device& d, Endpoint& ep) noexcept;     // after ep went on the list
+    void (*remove)(Device& d, Endpoint& ep) noexcept;  // after ep left the list
+  };
+  static Endpoint* indexed_find(Device& d, std::uint32_t addr) noexcept;
+  static void indexed_add(Device& d, Endpoint& ep) noexcept;
+  static void indexed_remove(Device& d, Endpoint& ep) noexcept;
+  AddressIndex index_;
+  const IndexOps* index_ops_ = nullptr;
+  std::uint32_t unindexed_ = 0;  // endpoints on the list only (with an index)
   NameServiceFn on_name_service_;
   struct PendingAnnouncement {
     char name[kNameSize];
