@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # cmake -P script: enforces the layering rules of docs/architecture.md on every header and source.
-#  - a layer includes only itself and the layers below it: metal < virtio < rpmsg < rproc < (tools, examples)
+#  - a layer includes only itself and the layers below it: metal < virtio < rpmsg < rproc < client
+#    < (tools, examples)
 #  - the core (everything outside a linux/ or baremetal/ folder) includes no port header and no OS header
 #  - nothing in the library (include/amp, src) includes CLI11 or nlohmann/json, which only the tools use
-set(order metal virtio rpmsg rproc)
+set(order metal virtio rpmsg rproc client)
 set(os_headers "unistd.h|sys/|fcntl.h|pthread.h|linux/|iostream|filesystem|thread>|mutex>|condition_variable>|stdexcept|functional>|string>|vector>|map>|memory>")
 set(errors "")
 file(GLOB_RECURSE files ${ROOT}/include/amp/*.hpp ${ROOT}/src/*.cpp ${ROOT}/src/*.hpp)
