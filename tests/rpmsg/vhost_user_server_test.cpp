@@ -766,6 +766,15 @@ TEST(VhostUserServer, AFrontEndThatKicksWithoutEndDoesNotKeepTheServerBusy) {
   EXPECT_EQ(rig.counters().failures, 0U);
 }
 
+/// `n` messages from the guest to amp, one at a time (so each makes a kick of its own without event idx).
+void send_up(Rig& rig, Guest& guest, int n) {
+  for (int i = 0; i < n; ++i) {
+    const std::string up = "up " + std::to_string(i);
+    ASSERT_EQ(guest.endpoint.send(bytes_of(up), kSecond), Status::kOk) << i;
+    ASSERT_EQ(rig.app.received.pop().value_or("(none)"), up);
+  }
+}
+
 TEST(VhostUserServer, AGuestAtWorkIsNeverPausedHoweverOftenItKicks) {
   // Without event indexes the guest kicks for every message it sends and for the buffers it gives back when
   // amp waits for them: each of those kicks shows work (an available index moved), however many there are,
@@ -776,16 +785,34 @@ TEST(VhostUserServer, AGuestAtWorkIsNeverPausedHoweverOftenItKicks) {
   ASSERT_NO_FATAL_FAILURE(guest.boot(rig.path, *rig.server, 1));
   EXPECT_EQ(rig.event(), "ready");
   constexpr int kMessages = 16 * static_cast<int>(kRingEntries);
-  for (int i = 0; i < kMessages; ++i) {
-    const std::string up = "up " + std::to_string(i);
-    ASSERT_EQ(guest.endpoint.send(bytes_of(up), kSecond), Status::kOk) << i;
-    ASSERT_EQ(rig.app.received.pop().value_or("(none)"), up);
-  }
+  ASSERT_NO_FATAL_FAILURE(send_up(rig, guest, kMessages));
   for (int i = 0; i < kMessages; ++i) ASSERT_EQ(rig.app.send("down " + std::to_string(i)), Status::kOk) << i;
   for (int i = 0; i < kMessages; ++i)
     ASSERT_EQ(guest.received.pop().value_or("(none)"), "down " + std::to_string(i));
   EXPECT_EQ(rig.counters().kick_pauses, 0U);
   EXPECT_EQ(rig.counters().failures, 0U);
+}
+
+TEST(VhostUserServer, ADriverThatComesBackOnTheSameConnectionIsNotTakenForAFlood) {
+  // Its rings start again at index 0: what the last session's indexes reached says nothing of the new ones.
+  Rig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.listen());
+  Guest guest({.event_idx = false, .call = Call::kEventFd});
+  ASSERT_NO_FATAL_FAILURE(guest.boot(rig.path, *rig.server, 1));
+  EXPECT_EQ(rig.event(), "ready");
+  ASSERT_NO_FATAL_FAILURE(send_up(rig, guest, 300));
+  ASSERT_NO_FATAL_FAILURE(guest.front().enable(0, false));
+  ASSERT_NO_FATAL_FAILURE(guest.front().enable(1, false));
+  ASSERT_TRUE(rig.server->wait_sessions_ended(1, kWait));
+  EXPECT_EQ(rig.event(), "gone");
+  ASSERT_NO_FATAL_FAILURE(guest.front().enable(0, true));
+  ASSERT_NO_FATAL_FAILURE(guest.front().enable(1, true));
+  ASSERT_NO_FATAL_FAILURE(guest.start_driver());
+  ASSERT_TRUE(rig.server->wait_sessions_started(2, kWait));
+  EXPECT_EQ(rig.event(), "ready");
+  ASSERT_NO_FATAL_FAILURE(guest.bind());
+  ASSERT_NO_FATAL_FAILURE(send_up(rig, guest, 300));
+  EXPECT_EQ(rig.counters().kick_pauses, 0U);
 }
 
 TEST(VhostUserServer, RingsOutsideTheGuestMemoryEndTheConnection) {

@@ -270,6 +270,10 @@ void VhostUserServer::on_message() {
         return;
       }
       s.kick_sources[q] = *src;
+      // A queue enabled (again) starts at index 0: what the last session's indexes reached says nothing.
+      s.avail_seen[q] = 0;
+      s.idle_kicks = 0;
+      s.next_pause = kKickPause;
       break;
     }
     case Change::kQueueDisabled: {
