@@ -5,6 +5,16 @@
 
 namespace amp::client::protocol {
 
+// A kReply carries an amp::Status as its number: these numbers are the wire's, so they may not change (a new
+// Status goes at the end, and a peer that does not know it refuses the reply).
+static_assert(static_cast<int>(Status::kOk) == 0 && static_cast<int>(Status::kInvalidArgument) == 1 &&
+              static_cast<int>(Status::kNotFound) == 6 && static_cast<int>(Status::kAlreadyExists) == 7 &&
+              static_cast<int>(Status::kBusy) == 8 && static_cast<int>(Status::kWouldBlock) == 9 &&
+              static_cast<int>(Status::kTimeout) == 10 && static_cast<int>(Status::kClosed) == 11 &&
+              static_cast<int>(Status::kMalformed) == 13 && static_cast<int>(Status::kTooLarge) == 14 &&
+              static_cast<int>(Status::kNotSupported) == 15 &&
+              static_cast<int>(Status::kPermissionDenied) == 16 && static_cast<int>(Status::kInternal) == 18);
+
 Result<Name> Name::from(std::string_view s) noexcept {
   if (s.size() >= rpmsg::kNameSize || s.find('\0') != std::string_view::npos) {
     return unexpected(Status::kInvalidArgument);
@@ -29,6 +39,7 @@ std::size_t body_size(Type type) noexcept {
     case Type::kWait:
     case Type::kCreate:
     case Type::kService:
+    case Type::kRemote:
       return 8 + rpmsg::kNameSize;
     case Type::kOpen:
       return 16 + rpmsg::kNameSize;
@@ -106,6 +117,11 @@ Result<std::size_t> encode(const Message& m, std::span<std::byte> out) noexcept 
       c.put(m.dst);
       c.put(m.name);
       break;
+    case Type::kRemote:
+      c.put(m.remote);
+      c.put(m.state);
+      c.put(m.name);
+      break;
     case Type::kReply:
       c.put(static_cast<std::uint32_t>(m.status));
       c.put(m.value);
@@ -157,6 +173,11 @@ Result<Message> decode(std::span<const std::byte> packet) noexcept {
     case Type::kService:
       m.remote = c.u32();
       m.dst = c.u32();
+      named = c.name(m.name) && !m.name.empty();
+      break;
+    case Type::kRemote:
+      m.remote = c.u32();
+      m.state = c.u32();
       named = c.name(m.name) && !m.name.empty();
       break;
     case Type::kReply: {

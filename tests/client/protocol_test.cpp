@@ -86,6 +86,12 @@ TEST(ClientProtocol, GoldenBytesOfEachMessage) {
   append_name(want, "amp-matrix");
   EXPECT_EQ(encoded(service), want);
   EXPECT_EQ(want.size(), kHeaderSize + body_size(Type::kService));
+
+  Message remote{.type = Type::kRemote, .id = 0x01020304, .remote = 1, .state = 2, .name = name("r5f-0")};
+  want = head(0x82);
+  for (const int b : {1, 0, 0, 0, 2, 0, 0, 0}) want.push_back(std::byte(b));
+  append_name(want, "r5f-0");
+  EXPECT_EQ(encoded(remote), want);
 }
 
 TEST(ClientProtocol, EveryMessageDecodesToWhatWasEncoded) {
@@ -98,6 +104,7 @@ TEST(ClientProtocol, EveryMessageDecodesToWhatWasEncoded) {
       {.type = Type::kCreate, .id = 6, .remote = 0, .name = name(std::string(31, 'n'))},
       {.type = Type::kReply, .id = 7, .local = 1, .dst = 2, .status = Status::kInternal, .value = 9},
       {.type = Type::kService, .id = 8, .remote = 2, .dst = 0x400, .name = name("c")},
+      {.type = Type::kRemote, .id = 9, .remote = 4, .state = 4, .name = name("m4")},
   };
   for (const Message& m : all) {
     const auto wire = encoded(m);
@@ -109,6 +116,7 @@ TEST(ClientProtocol, EveryMessageDecodesToWhatWasEncoded) {
     EXPECT_EQ(back->local, m.local);
     EXPECT_EQ(back->dst, m.dst);
     EXPECT_EQ(back->timeout_ms, m.timeout_ms);
+    EXPECT_EQ(back->state, m.state);
     EXPECT_EQ(back->name.view(), m.name.view());
     EXPECT_EQ(back->status, m.status);
     EXPECT_EQ(back->value, m.value);

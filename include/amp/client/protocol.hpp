@@ -8,8 +8,8 @@
 //
 // Requests (client -> ampd) and their bodies:
 //   kHello   le32 min_version, le32 max_version: the first message; ampd answers with the version it speaks.
-//   kList    le32 remote: the services announced on that remote (kAllRemotes: on every one): zero or more
-//            kService messages, then the kReply that ends the list.
+//   kList    le32 remote: that remote (kAllRemotes: every one) and the services announced on it: per remote
+//            a kRemote and then its kService messages, then the kReply that ends the list.
 //   kWait    le32 remote, le32 timeout_ms, char name[32]: a kService once the service is announced there
 //            (at once if it is), then the kReply; kTimeout in the reply if it was not within timeout_ms.
 //   kOpen    le32 remote, le32 flags (0), le32 local, le32 dst, char name[32]: an endpoint on the remote,
@@ -21,11 +21,11 @@
 //   kReply   le32 status (amp::Status as a number), le32 value (kHello: the version; kOpen and kCreate: the
 //            MTU, the largest payload a write may carry), le32 local, le32 remote address (kOpen, kCreate).
 //   kService le32 remote, le32 addr, char name[32].
-// Names are NUL-terminated within their 32 bytes (rpmsg's own rule), and not empty in kWait, kCreate and
-// kService; a kOpen without a name needs a dst. kHello's min_version is at most its max_version; a
-// kReply's status is one amp::Status knows.
-// A packet that is not exactly one of these (a size, magic, version, type, a name or a flag out of place) is
-// refused with kMalformed and nothing else happens.
+//   kRemote  le32 remote, le32 state (amp::rproc::State as a number), char name[32] (from ampd's config).
+// Names are NUL-terminated within their 32 bytes (rpmsg's own rule), and not empty in kWait, kCreate,
+// kService and kRemote; a kOpen without a name needs a dst. kHello's min_version is at most its max_version;
+// a kReply's status is one amp::Status knows. A packet that is not exactly one of these (a size, magic,
+// version, type, a name or a flag out of place) is refused with kMalformed and nothing else happens.
 //
 // Thread-safety: constants and pure functions only.
 #pragma once
@@ -56,6 +56,7 @@ enum class Type : std::uint8_t {
   kCreate = 5,
   kReply = 0x80,
   kService = 0x81,
+  kRemote = 0x82,
 };
 
 /// A name as the protocol carries it: up to 31 bytes and its NUL.
@@ -84,6 +85,8 @@ struct Message {
   std::uint32_t remote = 0;
   // kWait
   std::uint32_t timeout_ms = 0;
+  // kRemote
+  std::uint32_t state = 0;
   // kOpen, kCreate; kService's addr and kReply's remote address are `dst`
   std::uint32_t flags = 0;
   std::uint32_t local = rpmsg::kAddrAny;

@@ -14,7 +14,8 @@
 
 namespace amp {
 
-/// Outcome of an operation. kOk is the only success value.
+/// Outcome of an operation. kOk is the only success value. The numbers cross ampd's client protocol
+/// (docs/ampd-protocol.md): add new values at the end only.
 enum class [[nodiscard]] Status : std::int32_t{
     kOk = 0,
     kInvalidArgument,   ///< A caller-supplied argument is wrong.
@@ -30,7 +31,7 @@ enum class [[nodiscard]] Status : std::int32_t{
     kClosed,            ///< The peer or the object is gone or shut down.
     kBroken,            ///< The peer violated the protocol; the object refuses further use.
     kMalformed,         ///< Input data (a file, a message, shared memory) is malformed.
-  kTooLarge,          ///< A message or request exceeds a size limit (nothing was truncated).
+    kTooLarge,          ///< A message or request exceeds a size limit (nothing was truncated).
     kNotSupported,      ///< The operation is not available on this platform or configuration.
     kPermissionDenied,  ///< The operating system refused access.
     kIoError,           ///< A system call failed for another reason; see the errno if one is attached.
