@@ -17,9 +17,10 @@
 //
 // Thread-safety: Device and Endpoint methods may be called from any thread; sends from several threads at
 // once are safe (unless DeviceConfig::single_threaded promises one thread, which removes all locking). One
-// internal mutex guards the queues and the endpoint list; it is never held while a receive or unbind callback
-// runs, so callbacks may send, create and destroy endpoints (a send that must wait for a buffer inside a
-// callback looks at the ring again every millisecond, since the thread that would wake it is itself).
+// internal mutex guards the queues, the endpoint list and its index; it is never held while a receive or
+// unbind callback runs, so callbacks may send, create and destroy endpoints (a send that must wait for a
+// buffer inside a callback looks at the ring again every millisecond, since the thread that would wake it
+// is itself).
 // process() should be called from one thread at a time (that keeps each endpoint's messages in order).
 // Destroy endpoints before their Device (or let the Device's destructor detach them, but not concurrently
 // with Endpoint calls).
