@@ -578,6 +578,21 @@ TEST(VhostUserServer, ASecondFrontEndIsTurnedAwayWhileOneIsServed) {
   EXPECT_EQ(rig.counters().sessions_ended, 0U);
 }
 
+/// The guest's driver goes (rmmod virtio_rpmsg_bus: its queues disabled, session 1 ends) and comes back
+/// (modprobe: the queues enabled again over the same rings, the driver starts afresh: session 2).
+void reload_driver(Rig& rig, Guest& guest) {
+  ASSERT_NO_FATAL_FAILURE(guest.front().enable(0, false));
+  ASSERT_NO_FATAL_FAILURE(guest.front().enable(1, false));
+  ASSERT_TRUE(rig.server->wait_sessions_ended(1, kWait));
+  EXPECT_EQ(rig.event(), "gone");
+  ASSERT_NO_FATAL_FAILURE(guest.front().enable(0, true));
+  ASSERT_NO_FATAL_FAILURE(guest.front().enable(1, true));
+  ASSERT_NO_FATAL_FAILURE(guest.start_driver());
+  ASSERT_TRUE(rig.server->wait_sessions_started(2, kWait));
+  EXPECT_EQ(rig.event(), "ready");
+  ASSERT_NO_FATAL_FAILURE(guest.bind());
+}
+
 TEST(VhostUserServer, QueuesDisabledAndEnabledAgainGiveAFreshSessionOnTheSameConnection) {
   Rig rig;
   ASSERT_NO_FATAL_FAILURE(rig.listen());
@@ -585,18 +600,7 @@ TEST(VhostUserServer, QueuesDisabledAndEnabledAgainGiveAFreshSessionOnTheSameCon
   ASSERT_NO_FATAL_FAILURE(guest.boot(rig.path, *rig.server, 1));
   EXPECT_EQ(rig.event(), "ready");
   ASSERT_NO_FATAL_FAILURE(exchange(rig.app, guest));
-  // The guest's driver goes (rmmod virtio_rpmsg_bus): its queues are disabled, the session ends.
-  ASSERT_NO_FATAL_FAILURE(guest.front().enable(0, false));
-  ASSERT_NO_FATAL_FAILURE(guest.front().enable(1, false));
-  ASSERT_TRUE(rig.server->wait_sessions_ended(1, kWait));
-  EXPECT_EQ(rig.event(), "gone");
-  // It comes back (modprobe): the queues enabled again over the same rings, the driver starts afresh.
-  ASSERT_NO_FATAL_FAILURE(guest.front().enable(0, true));
-  ASSERT_NO_FATAL_FAILURE(guest.front().enable(1, true));
-  ASSERT_NO_FATAL_FAILURE(guest.start_driver());
-  ASSERT_TRUE(rig.server->wait_sessions_started(2, kWait));
-  EXPECT_EQ(rig.event(), "ready");
-  ASSERT_NO_FATAL_FAILURE(guest.bind());
+  ASSERT_NO_FATAL_FAILURE(reload_driver(rig, guest));
   ASSERT_NO_FATAL_FAILURE(exchange(rig.app, guest));
   const auto c = rig.counters();
   EXPECT_EQ(c.connections, 1U);
@@ -801,16 +805,7 @@ TEST(VhostUserServer, ADriverThatComesBackOnTheSameConnectionIsNotTakenForAFlood
   ASSERT_NO_FATAL_FAILURE(guest.boot(rig.path, *rig.server, 1));
   EXPECT_EQ(rig.event(), "ready");
   ASSERT_NO_FATAL_FAILURE(send_up(rig, guest, 300));
-  ASSERT_NO_FATAL_FAILURE(guest.front().enable(0, false));
-  ASSERT_NO_FATAL_FAILURE(guest.front().enable(1, false));
-  ASSERT_TRUE(rig.server->wait_sessions_ended(1, kWait));
-  EXPECT_EQ(rig.event(), "gone");
-  ASSERT_NO_FATAL_FAILURE(guest.front().enable(0, true));
-  ASSERT_NO_FATAL_FAILURE(guest.front().enable(1, true));
-  ASSERT_NO_FATAL_FAILURE(guest.start_driver());
-  ASSERT_TRUE(rig.server->wait_sessions_started(2, kWait));
-  EXPECT_EQ(rig.event(), "ready");
-  ASSERT_NO_FATAL_FAILURE(guest.bind());
+  ASSERT_NO_FATAL_FAILURE(reload_driver(rig, guest));
   ASSERT_NO_FATAL_FAILURE(send_up(rig, guest, 300));
   EXPECT_EQ(rig.counters().kick_pauses, 0U);
 }
