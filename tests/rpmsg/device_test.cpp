@@ -266,11 +266,9 @@ TEST_F(Loopback, EndpointsBeyondTheIndexAreFoundTooAndTakeTheRoomOfDestroyedOnes
   // An index of 8: the other endpoints are found on the list, and each destroy of an indexed one moves one
   // of them into the index. Whichever way each is found, each message reaches its endpoint and no other,
   // and a destroyed endpoint's address is unroutable.
-  layout();
   std::vector<AddressIndex::Slot> slots(AddressIndex::slots_for(8));
   Device device(slots);
-  ASSERT_EQ(driver_.start(config(Role::kDriver), driver_storage_), Status::kOk);
-  ASSERT_EQ(device.start(config(Role::kDevice), device_storage_), Status::kOk);
+  ASSERT_NO_FATAL_FAILURE(start_with(device));
   constexpr std::size_t kCount = 40;
   Routed r(kCount);
   for (std::size_t i = 0; i < kCount; ++i) {
@@ -309,11 +307,9 @@ TEST_F(Loopback, EndpointsBeyondTheIndexAreFoundTooAndTakeTheRoomOfDestroyedOnes
 }
 
 TEST_F(Loopback, ADeviceWithAnIndexOf1024RoutesToEachOf1024Endpoints) {
-  layout();
   std::vector<AddressIndex::Slot> slots(AddressIndex::slots_for(1024));
   Device device(slots);
-  ASSERT_EQ(driver_.start(config(Role::kDriver), driver_storage_), Status::kOk);
-  ASSERT_EQ(device.start(config(Role::kDevice), device_storage_), Status::kOk);
+  ASSERT_NO_FATAL_FAILURE(start_with(device));
   constexpr std::size_t kCount = 1024;
   Routed r(kCount);
   for (std::size_t i = 0; i < kCount; ++i) {

@@ -77,6 +77,12 @@ class Loopback : public ::testing::Test {
     layout();
     start(config(Role::kDriver), config(Role::kDevice));
   }
+  /// As start(), with `device` (one the test made, e.g. with an address index) in the device role.
+  void start_with(Device& device) {
+    layout();
+    ASSERT_EQ(driver_.start(config(Role::kDriver), driver_storage_), Status::kOk);
+    ASSERT_EQ(device.start(config(Role::kDevice), device_storage_), Status::kOk);
+  }
 
   /// Runs process() on whichever side was notified until neither is (`device` in the device role: device_
   /// unless the test started one of its own on device_storage_).
