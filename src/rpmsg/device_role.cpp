@@ -63,9 +63,9 @@ struct Device::DeviceRole {
           return Status::kOk;
         }
       }
-      virtio::DeviceQueue::Chain c;
+      std::uint16_t head = 0;
       Buffer b;
-      auto r = q.pop_available(c, std::span(&b, 1));
+      auto r = q.pop_buffer(head, b);
       if (!r) return r.error();
       if (!*r) {
         if (!rearm || !q.enable_notifications()) return Status::kOk;
@@ -77,15 +77,15 @@ struct Device::DeviceRole {
         AMP_LOG_ERROR("rpmsg: the driver sent a device-writable buffer as a message");
         return Status::kBroken;
       }
-      d.deliver(b.data, b.len, b.len, c.head);  // checked and translated by the queue
+      d.deliver(b.data, b.len, b.len, head);  // checked and translated by the queue
       if (d.stopped_) return Status::kClosed;
     }
   }
 
   static bool take_tx(Device& d, TxSlot& slot, Status& error) noexcept {
-    virtio::DeviceQueue::Chain c;
+    std::uint16_t head = 0;
     Buffer b;
-    auto r = d.queues_.device.tx.pop_available(c, std::span(&b, 1));
+    auto r = d.queues_.device.tx.pop_buffer(head, b);
     if (!r) {
       error = r.error();
       return false;
@@ -98,7 +98,7 @@ struct Device::DeviceRole {
       error = Status::kBroken;
       return false;
     }
-    slot.id = c.head;
+    slot.id = head;
     slot.data = b.data;  // checked and translated by the queue
     slot.len = b.len < detail::kMaxBufferSize ? b.len : detail::kMaxBufferSize;
     return true;

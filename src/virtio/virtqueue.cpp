@@ -296,16 +296,47 @@ Result<bool> DeviceQueue::has_available() noexcept {
   return pending != 0;
 }
 
-Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noexcept {
+// pop_available and pop_buffer share these, inlined: an image links one of the two, and each is tight.
+[[gnu::always_inline]] inline Result<bool> DeviceQueue::next_head(std::uint16_t& head) noexcept {
   auto any = has_available();
   if (!any || !*any) return any;
+  const std::uint16_t h = read<std::uint16_t>(layout_.avail_entry(last_avail_ & (layout_.num - 1)));
+  if (h >= layout_.num) return fail(mark_broken("device", Fault::kDescriptorIndex));
+  if ((in_flight_[h / 64] & (std::uint64_t{1} << (h % 64))) != 0) {
+    return fail(mark_broken("device", Fault::kHeadInFlight));
+  }
+  head = h;
+  return true;
+}
 
-  const std::uint16_t head = read<std::uint16_t>(layout_.avail_entry(last_avail_ & (layout_.num - 1)));
-  if (head >= layout_.num) return fail(mark_broken("device", Fault::kDescriptorIndex));
-  std::uint64_t& word = in_flight_[head / 64];
-  const std::uint64_t bit = std::uint64_t{1} << (head % 64);
-  if ((word & bit) != 0) return fail(mark_broken("device", Fault::kHeadInFlight));
+[[gnu::always_inline]] inline Status DeviceQueue::read_descriptor(std::uint16_t idx, Buffer& out,
+                                                                  std::uint16_t& flags,
+                                                                  std::uint16_t& next) noexcept {
+  const std::size_t d = layout_.desc_entry(idx);
+  // Read once, in two 8-byte loads, into locals that are checked below.
+  const std::uint64_t addr = read<std::uint64_t>(d + kDescAddr);
+  const std::uint64_t rest = read<std::uint64_t>(d + kDescLen);
+  const auto len = static_cast<std::uint32_t>(rest);
+  flags = static_cast<std::uint16_t>(rest >> 32);
+  next = static_cast<std::uint16_t>(rest >> 48);
+  if ((flags & kDescFlagIndirect) != 0) return mark_broken("device", Fault::kUnexpectedIndirect);
+  auto data = buffers_.pointer_of(addr, len);  // checks the whole range, and translates it once
+  if (!data) return mark_broken("device", Fault::kDescriptorAddress);
+  out = Buffer{addr, len, (flags & kDescFlagWrite) != 0, *data};
+  return Status::kOk;
+}
 
+[[gnu::always_inline]] inline void DeviceQueue::take(std::uint16_t head) noexcept {
+  in_flight_[head / 64] |= std::uint64_t{1} << (head % 64);
+  ++held_;
+  ++last_avail_;
+  if (event_idx_ && !notifications_disabled_) write<std::uint16_t>(layout_.avail_event(), last_avail_);
+}
+
+Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noexcept {
+  std::uint16_t head = 0;
+  auto any = next_head(head);
+  if (!any || !*any) return any;
   Chain c;
   c.head = head;
   std::uint64_t readable = 0;
@@ -313,21 +344,15 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
   std::uint16_t idx = head;
   for (std::uint32_t n = 0;; ++n) {
     if (n >= layout_.num) return fail(mark_broken("device", Fault::kDescriptorLoop));
-    const std::size_t d = layout_.desc_entry(idx);
-    // Read once, in two 8-byte loads, into locals that are checked below.
-    const std::uint64_t addr = read<std::uint64_t>(d + kDescAddr);
-    const std::uint64_t rest = read<std::uint64_t>(d + kDescLen);
-    const auto len = static_cast<std::uint32_t>(rest);
-    const auto flags = static_cast<std::uint16_t>(rest >> 32);
-    const auto next = static_cast<std::uint16_t>(rest >> 48);
-    if ((flags & kDescFlagIndirect) != 0) return fail(mark_broken("device", Fault::kUnexpectedIndirect));
-    auto data = buffers_.pointer_of(addr, len);  // checks the whole range, and translates it once
-    if (!data) return fail(mark_broken("device", Fault::kDescriptorAddress));
-    const bool writable_buf = (flags & kDescFlagWrite) != 0;
-    if (!writable_buf && writable != 0) return fail(mark_broken("device", Fault::kReadableAfterWritable));
+    Buffer b;
+    std::uint16_t flags = 0;
+    std::uint16_t next = 0;
+    if (const Status st = read_descriptor(idx, b, flags, next); !ok(st)) return fail(st);
+    if (!b.device_writable && writable != 0)
+      return fail(mark_broken("device", Fault::kReadableAfterWritable));
     if (c.count >= out.size()) return fail(mark_broken("device", Fault::kChainTooLong));
-    out[c.count++] = Buffer{addr, len, writable_buf, *data};
-    (writable_buf ? writable : readable) += len;
+    out[c.count++] = b;
+    (b.device_writable ? writable : readable) += b.len;
     if ((flags & kDescFlagNext) == 0) break;
     if (next >= layout_.num) return fail(mark_broken("device", Fault::kDescriptorIndex));
     idx = next;
@@ -337,11 +362,23 @@ Result<bool> DeviceQueue::pop_available(Chain& chain, std::span<Buffer> out) noe
     return fail(mark_broken("device", Fault::kDescriptorAddress));
   c.readable_len = static_cast<std::uint32_t>(readable);
   c.writable_len = static_cast<std::uint32_t>(writable);
-  word |= bit;
-  ++held_;
-  ++last_avail_;
-  if (event_idx_ && !notifications_disabled_) write<std::uint16_t>(layout_.avail_event(), last_avail_);
+  take(head);
   chain = c;
+  return true;
+}
+
+Result<bool> DeviceQueue::pop_buffer(std::uint16_t& head, Buffer& out) noexcept {
+  std::uint16_t h = 0;
+  auto any = next_head(h);
+  if (!any || !*any) return any;
+  Buffer b;
+  std::uint16_t flags = 0;
+  std::uint16_t next = 0;
+  if (const Status st = read_descriptor(h, b, flags, next); !ok(st)) return fail(st);
+  if ((flags & kDescFlagNext) != 0) return fail(mark_broken("device", Fault::kChainTooLong));
+  take(h);
+  head = h;
+  out = b;
   return true;
 }
 

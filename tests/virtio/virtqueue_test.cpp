@@ -160,6 +160,31 @@ TEST_F(QueuePair, ChainsTravelBothWays) {
   EXPECT_FALSE(*driver_.pop_used(u));
 }
 
+TEST_F(QueuePair, SingleBuffersArePoppedOneAtATimeAndAChainIsRefused) {
+  auto a = driver_.add(std::array{buf(0x1000, 512, true)});
+  auto b = driver_.add(std::array{buf(0x1200, 64, false)});
+  ASSERT_TRUE(a && b);
+  std::uint16_t head = 0xffff;
+  Buffer got;
+  ASSERT_TRUE(*device_.pop_buffer(head, got));
+  EXPECT_EQ(head, *a);
+  EXPECT_EQ(got.addr, kShmBase + 0x1000);
+  EXPECT_EQ(got.len, 512U);
+  EXPECT_TRUE(got.device_writable);
+  EXPECT_EQ(got.data, mem_.data() + 0x1000) << "translated once, by the queue";
+  ASSERT_TRUE(*device_.pop_buffer(head, got));
+  EXPECT_EQ(head, *b);
+  EXPECT_FALSE(got.device_writable);
+  EXPECT_EQ(device_.held(), 2U);
+  EXPECT_FALSE(*device_.pop_buffer(head, got)) << "nothing more available";
+  ASSERT_EQ(device_.push_used(*a, 10), Status::kOk);
+  ASSERT_EQ(device_.push_used(*b, 0), Status::kOk);
+  ASSERT_TRUE(driver_.add(std::array{buf(0x1000, 8, false), buf(0x1100, 8, true)}));
+  auto chain = device_.pop_buffer(head, got);
+  ASSERT_FALSE(chain);
+  EXPECT_EQ(device_.fault(), Fault::kChainTooLong);
+}
+
 TEST_F(QueuePair, ManyRoundsWrapTheIndexes) {
   for (int round = 0; round < 70000; ++round) {  // past the 16-bit index wrap
     auto h = driver_.add(std::array{buf(0x3000, 32, true)});
@@ -286,9 +311,29 @@ TEST_F(EventIdxPair, DriverInterruptsFollowUsedEvent) {
 
 class Malformed : public QueuePair {
  protected:
+  void SetUp() override {
+    QueuePair::SetUp();
+    // A second device on the same ring, which takes single buffers (pop_buffer, as rpmsg does): it reads
+    // what the first reads, and writes nothing to the ring until it takes a buffer.
+    QueueConfig c;
+    c.ring = *shm_.subregion(0, layout_.size);
+    c.buffers = shm_;
+    c.num = kNum;
+    c.align = kAlign;
+    ASSERT_EQ(single_.init(c, single_in_flight_), Status::kOk);
+  }
   /// The driver offers one readable buffer; the test then corrupts what the device will read.
   void offer() { ASSERT_TRUE(driver_.add(std::array{buf(0x1000, 64, false)})); }
-  void expect_device_fault(Fault f) {
+  /// What the device finds is fault `f` (`single`, for a device that takes single buffers: kNone for the
+  /// same as `f`).
+  void expect_device_fault(Fault f, Fault single = Fault::kNone) {
+    std::uint16_t head = 0;
+    Buffer b;
+    auto one = single_.pop_buffer(head, b);
+    ASSERT_FALSE(one);
+    EXPECT_EQ(one.error(), Status::kBroken);
+    EXPECT_EQ(single_.fault(), single == Fault::kNone ? f : single) << to_string(single_.fault());
+    EXPECT_EQ(single_.pop_buffer(head, b).error(), Status::kBroken);
     DeviceQueue::Chain c;
     auto r = device_.pop_available(c, chain_buf_);
     ASSERT_FALSE(r);
@@ -307,6 +352,9 @@ class Malformed : public QueuePair {
     EXPECT_EQ(driver_.add(std::array{buf(0x1000, 8, false)}).error(), Status::kBroken);
   }
   std::size_t desc(std::uint32_t i, std::size_t field) { return layout_.desc_entry(i) + field; }
+
+  std::array<std::uint64_t, DeviceQueue::in_flight_words(kNum)> single_in_flight_{};
+  DeviceQueue single_;
 };
 
 TEST_F(Malformed, HeadIndexOutOfRange) {
@@ -319,7 +367,7 @@ TEST_F(Malformed, NextIndexOutOfRange) {
   offer();
   poke<std::uint16_t>(desc(0, 12), kDescFlagNext);
   poke<std::uint16_t>(desc(0, 14), 0xffff);
-  expect_device_fault(Fault::kDescriptorIndex);
+  expect_device_fault(Fault::kDescriptorIndex, Fault::kChainTooLong);
 }
 
 TEST_F(Malformed, AddressOutsideTheRegion) {
@@ -395,7 +443,7 @@ TEST_F(Malformed, IndirectNotNegotiated) {
 TEST_F(Malformed, ReadableAfterWritable) {
   ASSERT_TRUE(driver_.add(std::array{buf(0x1000, 8, true), buf(0x1100, 8, true)}));
   poke<std::uint16_t>(desc(1, 12), 0);  // second buffer now readable
-  expect_device_fault(Fault::kReadableAfterWritable);
+  expect_device_fault(Fault::kReadableAfterWritable, Fault::kChainTooLong);
 }
 
 TEST_F(Malformed, UsedIdOutOfRange) {
@@ -457,6 +505,9 @@ TEST_F(Malformed, HeadOfferedAgainWhileTheDeviceHoldsIt) {
   DeviceQueue::Chain c;
   ASSERT_TRUE(*device_.pop_available(c, chain_buf_));
   EXPECT_EQ(device_.held(), 1U);
+  std::uint16_t head = 0;
+  Buffer b;
+  ASSERT_TRUE(*single_.pop_buffer(head, b));
   // The driver puts the same head in the next avail slot and moves its index on, without the device having
   // returned it: the device would hold one buffer twice (and a flood of these is unbounded memory above).
   poke<std::uint16_t>(layout_.avail_entry(1), c.head);

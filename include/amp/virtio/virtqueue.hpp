@@ -34,8 +34,8 @@ struct Buffer {
   metal::DeviceAddress addr = 0;
   std::uint32_t len = 0;
   bool device_writable = false;
-  /// Where the buffer is in this process: set by DeviceQueue::pop_available, which checked that all of it
-  /// lies in QueueConfig::buffers (ignored by DriverQueue::add).
+  /// Where the buffer is in this process: set by DeviceQueue::pop_available/pop_buffer, which checked that
+  /// all of it lies in QueueConfig::buffers (ignored by DriverQueue::add).
   std::byte* data = nullptr;
 };
 
@@ -199,6 +199,9 @@ class DeviceQueue : public detail::SplitRing {
 
   /// Takes the next available chain into `out` (checked: see the file comment). Ok(false) when none.
   [[nodiscard]] Result<bool> pop_available(Chain& chain, std::span<Buffer> out) noexcept;
+  /// As pop_available for a driver that offers one buffer per chain, as rpmsg's do (Linux, OpenAMP): a chain
+  /// of more is a fault (Fault::kChainTooLong). `head` is what push_used() takes back.
+  [[nodiscard]] Result<bool> pop_buffer(std::uint16_t& head, Buffer& out) noexcept;
 
   /// Returns a chain to the driver, `written` bytes having been written into its writable buffers.
   /// kInvalidArgument for a head the device does not hold. With `publish_now` false the driver does not see
@@ -222,6 +225,12 @@ class DeviceQueue : public detail::SplitRing {
   [[nodiscard]] Result<bool> has_available() noexcept;
 
  private:
+  // The steps of pop_available and pop_buffer: the next head (checked), one descriptor read once and
+  // checked, and taking the head.
+  Result<bool> next_head(std::uint16_t& head) noexcept;
+  Status read_descriptor(std::uint16_t idx, Buffer& out, std::uint16_t& flags, std::uint16_t& next) noexcept;
+  void take(std::uint16_t head) noexcept;
+
   std::uint16_t last_avail_ = 0;     // next avail entry to read
   std::uint16_t avail_seen_ = 0;     // the driver's avail index when we last read it
   std::uint16_t used_idx_ = 0;       // next used index to publish
