@@ -95,9 +95,7 @@ void TxBuffer::reset() noexcept {
 // Endpoint
 
 std::string_view Endpoint::name() const noexcept {
-  std::size_t n = 0;
-  while (n < kNameSize && name_[n] != '\0') ++n;
-  return {name_, n};
+  return name_view(name_);
 }
 
 Status Endpoint::send(std::span<const std::byte> payload, std::uint64_t timeout_ns) noexcept {
@@ -246,10 +244,8 @@ void Device::set_name_service_handler(NameServiceFn fn) noexcept {
   while (on_name_service_ && pending_ns_count_ != 0) {
     const PendingAnnouncement p = pending_ns_[0];
     drop_pending_locked(0);
-    std::size_t n = 0;
-    while (n < kNameSize && p.name[n] != '\0') ++n;
     Unlocked u(*this);
-    on_name_service_(*this, std::string_view(p.name, n), p.addr);
+    on_name_service_(*this, name_view(p.name), p.addr);
   }
 }
 

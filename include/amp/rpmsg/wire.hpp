@@ -62,16 +62,19 @@ inline Header decode_header(std::span<const std::byte, kHeaderSize> in) noexcept
   return h;
 }
 
+/// A name field (an endpoint's, an announcement's) up to its NUL, or all of it when it has none.
+inline std::string_view name_view(const char (&name)[kNameSize]) noexcept {
+  std::size_t n = 0;
+  while (n < kNameSize && name[n] != '\0') ++n;
+  return {name, n};
+}
+
 struct NsMessage {
   char name[kNameSize] = {};  ///< Always NUL-terminated once decoded.
   std::uint32_t addr = 0;
   std::uint32_t flags = 0;
 
-  std::string_view name_view() const noexcept {
-    std::size_t n = 0;
-    while (n < kNameSize && name[n] != '\0') ++n;
-    return {name, n};
-  }
+  std::string_view name_view() const noexcept { return rpmsg::name_view(name); }
 };
 
 /// Encodes an announcement. kInvalidArgument if the name (without its NUL) is longer than 31 bytes.
