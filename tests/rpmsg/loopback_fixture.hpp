@@ -85,9 +85,10 @@ class Loopback : public ::testing::Test {
   }
 
   /// Runs process() on whichever side was notified until neither is (`device` in the device role: device_
-  /// unless the test started one of its own on device_storage_).
+  /// unless the test started one of its own, an rpmsg::Device or a LiteDevice).
   void pump() { pump(device_); }
-  void pump(Device& device) {
+  template <class DeviceRole>
+  void pump(DeviceRole& device) {
     for (int round = 0; round < 10000; ++round) {
       const int to_dev = to_device_.pending.exchange(0);
       const int to_drv = to_driver_.pending.exchange(0);
