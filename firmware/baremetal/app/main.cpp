@@ -3,13 +3,14 @@
 // device role over it.
 //
 // Lifecycle: the firmware waits (idle, woken by the doorbell) for DRIVER_OK in its vdev's status, starts an
-// rpmsg::Device over the vrings the host placed (read from the table each time), announces its services and
-// serves. When the host resets the vdev (a status without DRIVER_OK), or puts the image's table back (which
-// clears the doorbell entry's state word, set to serving while a session runs), it stops the Device and its
-// endpoints, sets the state word to idle, acknowledges with a doorbell byte 'r' (interrupt mode), and waits
-// for the next DRIVER_OK. When the host breaks the ring protocol, the firmware stops serving and waits for
-// the session to end in one of those ways. The firmware never writes the vdev's status (the driver's).
-// Each time round, in every state, it answers the host's watchdog (the doorbell entry's ping and pong).
+// rpmsg::LiteDevice (rpmsg's device role at its smallest) over the vrings the host placed (read from the
+// table each time), announces its services and serves. When the host resets the vdev (a status without
+// DRIVER_OK), or puts the image's table back (which clears the doorbell entry's state word, set to serving
+// while a session runs), it stops the Device and its endpoints, sets the state word to idle, acknowledges
+// with a doorbell byte 'r' (interrupt mode), and waits for the next DRIVER_OK. When the host breaks the ring
+// protocol, the firmware stops serving and waits for the session to end in one of those ways. The firmware
+// never writes the vdev's status (the driver's). Each time round, in every state, it answers the host's
+// watchdog (the doorbell entry's ping and pong).
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -19,7 +20,7 @@
 #include "amp/metal/io_region.hpp"
 #include "amp/metal/log.hpp"
 #include "amp/metal/platform.hpp"
-#include "amp/rpmsg/device.hpp"
+#include "amp/rpmsg/lite_device.hpp"
 #include "amp/rproc/baremetal_table.hpp"
 #include "amp/virtio/rsc_vdev.hpp"
 #include "board.hpp"
@@ -95,17 +96,11 @@ class DoorbellNotifier final : public rpmsg::Notifier {
   }
 };
 
-class NoNotifier final : public rpmsg::Notifier {
- public:
-  Status notify(std::uint32_t) noexcept override { return Status::kOk; }
-};
-
 struct Firmware {
   DoorbellMode mode = DoorbellMode::kInterrupt;
   DoorbellNotifier doorbell;
-  NoNotifier no_notifier;
-  rpmsg::DeviceRoleStorage<kRingSize> storage;  // the device role's storage only
-  rpmsg::Device device;
+  rpmsg::LiteStorage<kRingSize> storage;
+  rpmsg::LiteDevice device;
   Services services;
 };
 
@@ -187,16 +182,10 @@ void serve(Firmware& fw, virtio::RscVdevTransport& transport) noexcept {
   // Serving from here: the vrings are read after this, so a host that puts the table back from now on is
   // noticed (it clears the word), and one that did so before has already placed the vrings we read.
   set_state(rproc::kDoorbellStateServing);
-  rpmsg::DeviceConfig dc;
-  dc.role = rpmsg::Role::kDevice;
+  rpmsg::LiteConfig dc;
   dc.shm = shared_memory();
   dc.transport = &transport;
-  dc.notifier = interrupts ? static_cast<rpmsg::Notifier*>(&fw.doorbell) : &fw.no_notifier;
-  dc.notify_peer = interrupts;
-  dc.wait_mode = rpmsg::WaitMode::kSpin;
-  dc.single_threaded = true;  // the main loop is the only context that uses rpmsg
-  dc.event_idx = true;
-  dc.start_timeout_ns = 0;  // DRIVER_OK is already there
+  dc.notifier = interrupts ? &fw.doorbell : nullptr;  // poll mode: neither side kicks
   if (const Status s = fw.device.start(dc, fw.storage); !ok(s)) {
     AMP_LOG(LogLevel::kError, "rpmsg: cannot start over the host's vrings: %s; waiting for a reset",
             to_string(s));
@@ -214,7 +203,6 @@ void serve(Firmware& fw, virtio::RscVdevTransport& transport) noexcept {
   if (const Status s = fw.services.start(fw.device); !ok(s)) {
     AMP_LOG(LogLevel::kError, "rpmsg: announcing the services failed: %s", to_string(s));
   }
-  fw.device.flush();  // the announcements a single-threaded device held back
   bool broken = false;
   for (;;) {
     if (interrupts) (void)board::doorbell_take();  // before looking, so that a kick meanwhile is not lost

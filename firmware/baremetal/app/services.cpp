@@ -17,8 +17,8 @@ namespace amp::firmware {
 namespace {
 
 using metal::LogLevel;
-using rpmsg::Endpoint;
-using rpmsg::Message;
+using Endpoint = rpmsg::LiteEndpoint;
+using Message = rpmsg::LiteMessage;
 
 constexpr char kVersionLine[] = "amp-firmware " AMP_FIRMWARE_VERSION " " AMP_BOARD_NAME;
 
@@ -70,7 +70,7 @@ const char* version_line() noexcept {
   return kVersionLine;
 }
 
-Status Services::start(rpmsg::Device& device) noexcept {
+Status Services::start(rpmsg::LiteDevice& device) noexcept {
   using rpmsg::kAddrAny;
   AMP_RETURN_IF_ERROR(device.create_endpoint(echo_, "amp-echo", kAddrAny, kAddrAny, echo));
   AMP_RETURN_IF_ERROR(device.create_endpoint(

@@ -9,13 +9,13 @@
 // A message that is not a request (a matrix of the wrong length or size) is refused with a log line and no
 // reply. Replies wait at most kReplyTimeoutNs for a buffer; one that could not be sent is logged and dropped.
 //
-// Thread-safety: the firmware's main loop only (the Device is single-threaded).
+// Thread-safety: the firmware's main loop only (a LiteDevice is single-threaded).
 #pragma once
 
 #include <cstdint>
 
 #include "amp/metal/result.hpp"
-#include "amp/rpmsg/device.hpp"
+#include "amp/rpmsg/lite_device.hpp"
 
 namespace amp::firmware {
 
@@ -28,18 +28,18 @@ class Services {
  public:
   /// Creates (and announces) every endpoint on a started device. On failure the endpoints made so far stay:
   /// stop() removes them.
-  [[nodiscard]] Status start(rpmsg::Device& device) noexcept;
+  [[nodiscard]] Status start(rpmsg::LiteDevice& device) noexcept;
   /// Destroys the endpoints (announcing it while the device runs). Idempotent.
   void stop() noexcept;
 
  private:
-  rpmsg::Endpoint echo_;
-  rpmsg::Endpoint matrix_;
-  rpmsg::Endpoint openamp_matrix_;
-  rpmsg::Endpoint version_;
+  rpmsg::LiteEndpoint echo_;
+  rpmsg::LiteEndpoint matrix_;
+  rpmsg::LiteEndpoint openamp_matrix_;
+  rpmsg::LiteEndpoint version_;
   // Always here, used only by test images: this header is compiled into code shared by every image, so the
   // class must have one layout for all of them.
-  rpmsg::Endpoint fault_;
+  rpmsg::LiteEndpoint fault_;
 };
 
 }  // namespace amp::firmware

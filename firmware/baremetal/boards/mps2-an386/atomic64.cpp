@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // 64-bit atomic loads and stores for the Cortex-M4, which has no 64-bit exclusive access (no LDREXD):
-// GCC calls these libatomic functions for std::atomic<std::uint64_t> (rpmsg::Device's message count), and
-// the firmware links no libatomic. The M4 is this board's only core, so masking interrupts around the two
+// GCC calls these libatomic functions for std::atomic<std::uint64_t> (rpmsg::Device's message count, in an
+// app built on Device: the firmware's LiteDevice needs none), and the firmware links no libatomic. The M4 is this board's only core, so masking interrupts around the two
 // word accesses makes them atomic against every other context there is.
 #include <cstdint>
 
