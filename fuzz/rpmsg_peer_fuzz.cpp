@@ -19,6 +19,7 @@
 #include "amp/rpmsg/device.hpp"
 #include "amp/virtio/rsc_vdev.hpp"
 #include "fuzz_input.hpp"
+#include "rpmsg_world.hpp"
 
 namespace {
 
@@ -26,20 +27,8 @@ using amp::Status;
 
 constexpr std::size_t kSize = 0x50000;
 
-class NullNotifier final : public amp::rpmsg::Notifier {
- public:
-  Status notify(std::uint32_t) noexcept override { return Status::kOk; }
-};
-
-/// Reads every byte of a received payload, as an application would: ASan checks the whole range that a
-/// memcpy reads (a byte-by-byte loop costs several times more per message).
-void read_all(std::span<const std::byte> payload) {
-  std::byte copy[512];
-  for (std::size_t at = 0; at < payload.size(); at += sizeof copy) {
-    std::memcpy(copy, payload.data() + at, std::min(sizeof copy, payload.size() - at));
-    asm volatile("" : : "r"(copy) : "memory");  // the copy counts: it may not be optimised away
-  }
-}
+using amp::fuzz::NullNotifier;
+using amp::fuzz::read_all;
 
 struct World {
   std::byte* mem;
@@ -52,18 +41,15 @@ struct World {
   bool ok = false;
 
   explicit World(std::byte* block) : mem(block) {
-    const std::array<amp::virtio::QueueInfo, 2> rings{amp::virtio::QueueInfo{0x4000, 0x1000, 16, 1},
-                                                      amp::virtio::QueueInfo{0x8000, 0x1000, 16, 2}};
-    auto body =
-        amp::virtio::write_single_vdev_table(*shm.subregion(0, 0x4000), {7, 0, 1U | (1U << 29), 0, rings});
+    auto body = amp::fuzz::write_vdev(shm);
     if (!body) return;
     t1 = *amp::virtio::RscVdevTransport::open(*body);
     t2 = *amp::virtio::RscVdevTransport::open(*body);
     amp::rpmsg::DeviceConfig dc;
     dc.shm = shm;
     dc.notifier = &notifier;
-    dc.buffer_pool = 0x10000;
-    dc.buffer_pool_size = 0x40000;
+    dc.buffer_pool = amp::fuzz::kBufferPool;
+    dc.buffer_pool_size = amp::fuzz::kBufferPoolSize;
     dc.start_timeout_ns = 0;
     dc.announce_timeout_ns = 0;
     dc.transport = &t1;
