@@ -450,12 +450,23 @@ void Device::handle_ns(std::span<const std::byte> bytes) noexcept {
       ++i;
     }
   }
-  // ...and unbind our endpoint bound to it.
-  for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
-    if (ep->remote_address() != m.addr || (!name.empty() && ep->name() != name)) continue;
+  // ...and unbind every endpoint of ours bound to it (several may be: a broker's clients). The list may
+  // change while an unbind callback runs, so look again from the head each time; an unbound endpoint no
+  // longer matches.
+  // (At most as many as there were: a callback that binds a new one to it does not keep this going.)
+  std::size_t bound = 0;
+  for (Endpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) ++bound;
+  std::size_t unbound = 0;
+  for (Endpoint* ep = endpoints_; ep != nullptr && unbound < bound;) {
+    if (ep->remote_address() != m.addr || (!name.empty() && ep->name() != name)) {
+      ep = ep->next_;
+      continue;
+    }
     unbind_locked(*ep);
-    return;
+    ++unbound;
+    ep = endpoints_;
   }
+  if (unbound != 0) return;
   // Nothing to undo (Linux says "rpmsg_destroy_channel failed" in this case): not an error of the wire.
   AMP_LOG_INFO("rpmsg: the peer withdrew '%.*s' at %u, which nothing here is bound to",
                static_cast<int>(name.size()), name.data(), static_cast<unsigned>(m.addr));

@@ -552,6 +552,31 @@ TEST_F(Loopback, NameServiceDestroyUnbindsThePeer) {
   EXPECT_EQ(host_ep.send(bytes_of("anyone?")), Status::kNotFound);
 }
 
+TEST_F(Loopback, AWithdrawalUnbindsEveryEndpointBoundToTheService) {
+  // A broker's clients each hold an endpoint bound to the same service: its withdrawal ends them all, and
+  // leaves alone an endpoint of another name bound to the same address.
+  start();
+  Endpoint svc;
+  ASSERT_EQ(device_.create_endpoint(svc, "svc", kAddrAny, kAddrAny, nullptr), Status::kOk);
+  pump();
+  Inbox a, b, other;
+  Endpoint ea, eb, eo;
+  ASSERT_EQ(driver_.create_endpoint(ea, "svc", kAddrAny, svc.address(), a.receiver(), a.unbinder()),
+            Status::kOk);
+  ASSERT_EQ(driver_.create_endpoint(eb, "svc", kAddrAny, svc.address(), b.receiver(), b.unbinder()),
+            Status::kOk);
+  ASSERT_EQ(driver_.create_endpoint(eo, "else", kAddrAny, svc.address(), other.receiver(), other.unbinder()),
+            Status::kOk);
+  svc.destroy();  // announces the withdrawal
+  pump();
+  EXPECT_EQ(a.unbinds, 1);
+  EXPECT_EQ(b.unbinds, 1);
+  EXPECT_EQ(ea.remote_address(), kAddrAny);
+  EXPECT_EQ(eb.remote_address(), kAddrAny);
+  EXPECT_EQ(other.unbinds, 0) << "another name: not the withdrawn service's";
+  EXPECT_NE(eo.remote_address(), kAddrAny);
+}
+
 TEST_F(Loopback, AnnouncementsBeforeAHandlerAreReplayedToIt) {
   start();
   Endpoint a, b, gone;
