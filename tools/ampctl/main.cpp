@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "amp/metal/log.hpp"
+#include "ampd_commands.hpp"
 #include "cli.hpp"
 #include "lifecycle.hpp"
 #include "link_commands.hpp"
@@ -97,6 +98,7 @@ int main(int argc, char** argv) {
   add_link_commands(app, commands);
   add_run_command(app, commands);
   add_lifecycle_commands(app, commands);
+  add_ampd_commands(app, commands);
 
   const Command* chosen = nullptr;
   try {

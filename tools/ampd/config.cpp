@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "config.hpp"
 
+#include "amp/client/linux/connection.hpp"
+
 #include <unistd.h>
 
 #include <toml++/toml.h>
@@ -130,32 +132,30 @@ SysResult<void> read_daemon(const toml::table& t, std::string_view source, Confi
 
 SysResult<RemoteConfig> read_remote(const toml::table& t, std::string_view source, std::size_t index) {
   RemoteConfig rc;
-  TableReader r(t, source, "[[remote]] " + std::to_string(index + 1));
-  AMPD_CHECK(r.string("name", rc.name));
-  if (rc.name.empty() || rc.name.size() >= 32) {
-    return Unexpected<SysError>(
-        ConfigError(source, t.source(),
-                    "[[remote]] " + std::to_string(index + 1) + " needs a name of 1 to 31 bytes")
-            .error());
-  }
+  const std::string where = "[[remote]] " + std::to_string(index + 1);
+  TableReader r(t, source, where);
   std::string driver = "process";
-  AMPD_CHECK(r.string("driver", driver));
-  if (driver != "process") {
-    const toml::node* n = t.get("driver");
-    return Unexpected<SysError>(ConfigError(source, n != nullptr ? n->source() : t.source(),
-                                            "remote '" + rc.name + "': driver '" + driver +
-                                                "' is not one ampd can run yet (it can: process)")
-                                    .error());
-  }
-  AMPD_CHECK(r.string("firmware", rc.firmware));
-  if (rc.firmware.empty()) {
-    return Unexpected<SysError>(
-        ConfigError(source, t.source(), "remote '" + rc.name + "' needs a firmware (the program to run)")
-            .error());
-  }
-  AMPD_CHECK(r.strings("args", rc.args));
   std::string notify = "eventfd";
+  // Every key first (a misspelt one is the likeliest mistake, and its name the best hint), then the values.
+  AMPD_CHECK(r.string("name", rc.name));
+  AMPD_CHECK(r.string("driver", driver));
+  AMPD_CHECK(r.string("firmware", rc.firmware));
+  AMPD_CHECK(r.strings("args", rc.args));
   AMPD_CHECK(r.string("notify", notify));
+  AMPD_CHECK(r.boolean("recovery", rc.recovery));
+  AMPD_CHECK(r.unknown_keys());
+  auto error = [&](const char* key, const std::string& what) {
+    const toml::node* n = key != nullptr ? t.get(key) : nullptr;
+    return Unexpected<SysError>(ConfigError(source, n != nullptr ? n->source() : t.source(), what).error());
+  };
+  if (rc.name.empty() || rc.name.size() >= 32)
+    return error(nullptr, where + " needs a name of 1 to 31 bytes");
+  if (driver != "process") {
+    return error("driver", "remote '" + rc.name + "': driver '" + driver +
+                               "' is not one ampd can run yet (it can: process)");
+  }
+  if (rc.firmware.empty())
+    return error(nullptr, "remote '" + rc.name + "' needs a firmware (the program to run)");
   if (notify == "eventfd") {
     rc.notify = rpmsg::NotifyMode::kEventFd;
   } else if (notify == "socket") {
@@ -163,13 +163,9 @@ SysResult<RemoteConfig> read_remote(const toml::table& t, std::string_view sourc
   } else if (notify == "poll") {
     rc.notify = rpmsg::NotifyMode::kPoll;
   } else {
-    return Unexpected<SysError>(
-        ConfigError(source, t.get("notify")->source(),
-                    "remote '" + rc.name + "': notify is '" + notify + "', not eventfd, socket or poll")
-            .error());
+    return error("notify",
+                 "remote '" + rc.name + "': notify is '" + notify + "', not eventfd, socket or poll");
   }
-  AMPD_CHECK(r.boolean("recovery", rc.recovery));
-  AMPD_CHECK(r.unknown_keys());
   return rc;
 }
 
@@ -178,6 +174,9 @@ SysResult<Rule> read_rule(const toml::table& t, std::string_view source, std::si
   const std::string where = "[[allow]] " + std::to_string(index + 1);
   TableReader r(t, source, where);
   constexpr std::int64_t kMaxId = std::numeric_limits<std::uint32_t>::max() - 1;  // (uid_t)-1 means "none"
+  // Unknown keys first (see read_remote).
+  for (const char* key : {"uid", "gid", "remote", "services", "create", "addresses"}) r.get(key);
+  AMPD_CHECK(r.unknown_keys());
   AMPD_CHECK(r.integer("uid", rule.uid, 0, kMaxId));
   AMPD_CHECK(r.integer("gid", rule.gid, 0, kMaxId));
   if (!rule.uid && !rule.gid) {
@@ -228,16 +227,7 @@ SysResult<const toml::array*> tables(const toml::table& root, std::string_view k
 }  // namespace
 
 std::string default_socket_path() {
-  if (const char* d = std::getenv("RUNTIME_DIRECTORY"); d != nullptr && *d != '\0') {
-    std::string dir(d);
-    if (const auto colon = dir.find(':'); colon != std::string::npos) dir.resize(colon);  // the first one
-    return dir + "/ampd.sock";
-  }
-  if (::geteuid() == 0) return "/run/ampd.sock";
-  if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x != nullptr && *x != '\0') {
-    return std::string(x) + "/ampd.sock";
-  }
-  return "/tmp/ampd-" + std::to_string(::geteuid()) + ".sock";
+  return client::default_socket_path();
 }
 
 SysResult<Config> parse_config(std::string_view text, std::string_view source) {

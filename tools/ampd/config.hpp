@@ -74,8 +74,7 @@ struct Config {
   std::vector<Rule> rules;
 };
 
-/// $RUNTIME_DIRECTORY/ampd.sock (systemd's RuntimeDirectory=), else /run/ampd.sock for root and
-/// $XDG_RUNTIME_DIR/ampd.sock for others, else /tmp/ampd-<uid>.sock.
+/// client::default_socket_path(): where clients look for ampd.
 std::string default_socket_path();
 
 /// Parses a configuration; `source` names it in messages (a file name).

@@ -2,11 +2,26 @@
 #include "amp/client/linux/connection.hpp"
 
 #include <poll.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 
 namespace amp::client {
+
+std::string default_socket_path() {
+  if (const char* d = std::getenv("RUNTIME_DIRECTORY"); d != nullptr && *d != '\0') {
+    std::string dir(d);
+    if (const auto colon = dir.find(':'); colon != std::string::npos) dir.resize(colon);
+    return dir + "/ampd.sock";
+  }
+  if (::geteuid() == 0) return "/run/ampd.sock";
+  if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x != nullptr && *x != '\0') {
+    return std::string(x) + "/ampd.sock";
+  }
+  return "/tmp/ampd-" + std::to_string(::geteuid()) + ".sock";
+}
 
 using metal::sys_fail;
 using metal::SysResult;

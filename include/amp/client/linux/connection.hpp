@@ -49,6 +49,11 @@ struct EndpointFd {
   std::uint32_t mtu = 0;          ///< the largest payload one write may carry
 };
 
+/// Where ampd listens unless told otherwise: $RUNTIME_DIRECTORY/ampd.sock (systemd's RuntimeDirectory=, the
+/// first one), else /run/ampd.sock for root and $XDG_RUNTIME_DIR/ampd.sock for others, else
+/// /tmp/ampd-<uid>.sock. A client finds the ampd of its own user there ($AMPD_SOCKET, when set, first).
+std::string default_socket_path();
+
 class Connection {
  public:
   /// Connects to ampd at `path` (a SOCK_SEQPACKET UNIX socket; '@' for the abstract namespace) and says

@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// ampctl's commands through ampd (docs/ampd.md): `services` lists the remotes and what they announced,
+// `open` is an endpoint on stdin and stdout, one line per message.
+#pragma once
+
+#include <vector>
+
+#include "cli.hpp"
+
+namespace ampctl {
+
+void add_ampd_commands(CLI::App& root, std::vector<Command>& commands);
+
+}  // namespace ampctl
