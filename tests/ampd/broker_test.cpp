@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -41,7 +42,7 @@ constexpr uid_t kStranger = 65534;  // nobody
 class BrokerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    metal::set_log_level(metal::LogLevel::kWarning);
+    metal::set_log_level(std::getenv("AMPD_TEST_LOG") ? metal::LogLevel::kDebug : metal::LogLevel::kWarning);
     socket_ = "@ampd-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++);
   }
   void TearDown() override { stop(); }
@@ -257,9 +258,29 @@ TEST_F(BrokerTest, AKilledClientLosesOnlyItsOwnEndpoints) {
   for (std::size_t i = 0; i < 200; ++i) ASSERT_EQ(round_trip(ep.fd.get(), pattern(32, i)), pattern(32, i));
   ::kill(child, SIGKILL);
   EXPECT_EQ(wait_client(child), -1);
-  for (int i = 0; i < 50 && broker_->client_count() != 1; ++i) std::this_thread::sleep_for(20ms);
+  for (int i = 0; i < 100 && (broker_->client_count() != 1 || broker_->endpoint_count() != 1); ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
   EXPECT_EQ(broker_->client_count(), 1U);
+  EXPECT_EQ(broker_->endpoint_count(), 1U) << "the killed client's endpoint was not destroyed";
   for (std::size_t i = 0; i < 200; ++i) ASSERT_EQ(round_trip(ep.fd.get(), pattern(64, i)), pattern(64, i));
+}
+
+TEST_F(BrokerTest, AnEndpointOutlivesItsConnectionAndEndsWithItsDescriptor) {
+  // As /dev/rpmsgN outlives the /dev/rpmsg_ctrl descriptor that made it.
+  start();
+  EndpointFd ep;
+  {
+    Connection c = connect();
+    ep = open_echo(c);
+  }
+  for (int i = 0; i < 50 && broker_->client_count() != 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(broker_->client_count(), 0U);
+  EXPECT_EQ(round_trip(ep.fd.get(), "still open"), "still open");
+  EXPECT_EQ(broker_->endpoint_count(), 1U);
+  ep.fd = metal::UniqueFd();  // close(fd)
+  for (int i = 0; i < 100 && broker_->endpoint_count() != 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(broker_->endpoint_count(), 0U) << "closing the descriptor did not end the endpoint";
 }
 
 TEST_F(BrokerTest, ARemoteThatCrashesEndsItsEndpointsAtOnceAndClientsReopenAfterRecovery) {

@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """ampd and the ampctl commands over it, as a user runs them.
 
-    ampd_test.py CASE --ampd PATH --ampctl PATH --firmware PATH --work DIR
+    ampd_test.py CASE --ampd PATH --ampctl PATH --firmware PATH --work DIR [--example PATH]
 
 CASE: check (ampd --check on a good and a bad file), services_and_open (ampctl services, ampctl open with
-lines in and out), signal (SIGTERM stops ampd, its clients see their endpoints end). Prints what it checked
+lines in and out), signal (SIGTERM stops ampd, its clients see their endpoints end), rpmsg_char_simple
+(examples/rpmsg_char_simple.cpp, an rpmsg_char program ported to ampd, twice at once). Prints what it checked
 and exits 0, or says what failed.
 """
 import argparse
@@ -133,6 +134,19 @@ def case_signal():
     print("SIGTERM stops ampd; its client sees its endpoint end")
 
 
+def case_rpmsg_char_simple():
+    sock = socket_name()
+    p = start_ampd(sock)
+    runs = [subprocess.Popen([ARGS.example, "-s", sock, "-n", "500"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE) for _ in range(2)]
+    for r in runs:
+        out, err = r.communicate(timeout=60)
+        check(r.returncode == 0 and b"Communicated 500 messages successfully on amp-echo" in out,
+              "rpmsg_char_simple: %d %r %r" % (r.returncode, out, err))
+    stop_ampd(p)
+    print("two rpmsg_char_simple programs at once through ampd: 500 messages each")
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -141,8 +155,10 @@ def main():
     ap.add_argument("--ampctl", required=True)
     ap.add_argument("--firmware", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--example")
     ARGS = ap.parse_args()
-    {"check": case_check, "services_and_open": case_services_and_open, "signal": case_signal}[ARGS.case]()
+    {"check": case_check, "services_and_open": case_services_and_open, "signal": case_signal,
+     "rpmsg_char_simple": case_rpmsg_char_simple}[ARGS.case]()
 
 
 if __name__ == "__main__":

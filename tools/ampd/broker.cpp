@@ -2,6 +2,7 @@
 #include "broker.hpp"
 
 #include <grp.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,10 +29,20 @@ using metal::SysResult;
 namespace {
 
 constexpr std::size_t kMaxClients = 1024;
+/// Endpoints open through ampd at once, all clients together.
+constexpr std::size_t kMaxEndpoints = 65536;
 constexpr std::size_t kMaxEndpointsPerClient = 1024;
 constexpr std::size_t kMaxWaitsPerClient = 64;
 /// Packets taken from one client's control socket per wake-up.
 constexpr int kRequestBatch = 8;
+
+/// Whether the peer of `fd` has hung up: an empty read is then the end rather than an empty packet. The
+/// event that woke the handler may predate the hang-up, so the socket is asked again.
+bool hung_up(int fd, std::uint32_t revents) {
+  if ((revents & (EPOLLHUP | EPOLLRDHUP)) != 0) return true;
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP)) != 0;
+}
 
 std::string base_name(const std::string& path) {
   const auto slash = path.find_last_of('/');
@@ -63,7 +74,16 @@ struct Broker::Client {
   Credentials cred;
   metal::SourceId source{};
   bool greeted = false;
-  std::vector<std::pair<Remote*, std::shared_ptr<EndpointRelay>>> endpoints;
+  std::size_t opened = 0;  // endpoints opened through this connection and not ended yet
+};
+
+/// An endpoint ampd opened for a client. It lives as long as the client's descriptor (as /dev/rpmsgN outlives
+/// the /dev/rpmsg_ctrl descriptor that created it), not as long as the connection it was asked for on.
+struct Broker::Open {
+  Remote* remote = nullptr;
+  Credentials owner;
+  Client* client = nullptr;  // the connection that opened it, while it lasts
+  std::shared_ptr<EndpointRelay> relay;
 };
 
 struct Broker::Wait {
@@ -107,8 +127,11 @@ Broker::~Broker() {
     std::lock_guard lock(mutex_);
     loop_running_ = false;
   }
-  // The loop has stopped: end every client's endpoints here, before the remotes (and their Devices) go.
+  // The loop has stopped: end every endpoint here, before the remotes (and their Devices) go.
   while (!clients_.empty()) drop_client(*clients_.begin()->second, "ampd is stopping");
+  for (auto& [key, open] : endpoints_) open.relay->end();
+  endpoints_.clear();
+  endpoint_count_.store(0, std::memory_order_relaxed);
   {
     std::lock_guard lock(mutex_);
     relays_gone_ = true;
@@ -287,17 +310,20 @@ void Broker::on_link_down(Remote& r) {
 }
 
 void Broker::end_remote_endpoints(Remote& r) {
-  for (auto& [key, c] : clients_) {
-    auto& eps = c->endpoints;
-    for (auto it = eps.begin(); it != eps.end();) {
-      if (it->first != &r) {
-        ++it;
-        continue;
-      }
-      it->second->end();  // the client reads end of file; writes get EPIPE
-      it = eps.erase(it);
+  for (auto it = endpoints_.begin(); it != endpoints_.end();) {
+    if (it->second.remote != &r) {
+      ++it;
+      continue;
     }
+    it->second.relay->end();  // the client reads end of file; writes get EPIPE
+    forget(it->second);
+    it = endpoints_.erase(it);
   }
+  endpoint_count_.store(endpoints_.size(), std::memory_order_relaxed);
+}
+
+void Broker::forget(Open& open) {
+  if (open.client != nullptr && clients_.count(open.client) != 0) --open.client->opened;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -349,7 +375,7 @@ void Broker::on_client_readable(Client& c, std::uint32_t revents) {
       drop_client(c, std::string("reading its socket: ") + std::strerror(errno));
       return;
     }
-    if (n == 0 && (revents & (EPOLLHUP | EPOLLRDHUP)) != 0) {
+    if (n == 0 && hung_up(c.socket.fd(), revents)) {
       drop_client(c, "it hung up");
       return;
     }
@@ -509,7 +535,7 @@ void Broker::handle_open(Client& c, const proto::Message& m, bool create) {
     return;
   }
   Remote& r = *remotes_[m.remote];
-  if (c.endpoints.size() >= kMaxEndpointsPerClient) {
+  if (c.opened >= kMaxEndpointsPerClient || endpoints_.size() >= kMaxEndpoints) {
     reply(c, m.id, Status::kNoMemory);
     return;
   }
@@ -555,28 +581,30 @@ void Broker::handle_open(Client& c, const proto::Message& m, bool create) {
     reply(c, m.id, Status::kPermissionDenied);
     return;
   }
-  Client* cp = &c;
-  auto relay = EndpointRelay::open(
-      *loop_, link->device(), name, m.local, create ? rpmsg::kAddrAny : dst,
-      [this, cp](EndpointRelay& e, const std::string& why) {
-        AMP_LOG_INFO("ampd: client pid %d: endpoint %u ended: %s", static_cast<int>(cp->cred.pid),
-                     static_cast<unsigned>(e.local()), why.c_str());
-        // Forget it after this handler (it runs inside the relay).
-        EndpointRelay* ep = &e;
-        (void)loop_->post([this, cp, ep] {
-          if (clients_.count(cp) == 0) return;
-          auto& eps = cp->endpoints;
-          eps.erase(
-              std::remove_if(eps.begin(), eps.end(), [&](const auto& x) { return x.second.get() == ep; }),
-              eps.end());
-        });
-      });
+  const pid_t pid = c.cred.pid;
+  auto relay =
+      EndpointRelay::open(*loop_, link->device(), name, m.local, create ? rpmsg::kAddrAny : dst,
+                          [this, pid](EndpointRelay& e, const std::string& why) {
+                            AMP_LOG_INFO("ampd: client pid %d: endpoint %u ended: %s", static_cast<int>(pid),
+                                         static_cast<unsigned>(e.local()), why.c_str());
+                            // Forget it after this handler (it runs inside the relay).
+                            EndpointRelay* ep = &e;
+                            (void)loop_->post([this, ep] {
+                              auto it = endpoints_.find(ep);
+                              if (it == endpoints_.end()) return;
+                              forget(it->second);
+                              endpoints_.erase(it);
+                              endpoint_count_.store(endpoints_.size(), std::memory_order_relaxed);
+                            });
+                          });
   if (!relay) {
     reply(c, m.id, relay.error().status);
     return;
   }
   std::shared_ptr<EndpointRelay> rl = std::move(*relay);
-  c.endpoints.emplace_back(&r, rl);
+  endpoints_[rl.get()] = Open{&r, c.cred, &c, rl};
+  endpoint_count_.store(endpoints_.size(), std::memory_order_relaxed);
+  ++c.opened;
   reply(c, m.id, Status::kOk, rl->mtu(), rl->local(), rl->remote(), rl->client_socket().fd());
   rl->client_socket() = metal::UnixSocket(metal::UniqueFd());  // the client has it now
 }
@@ -611,10 +639,11 @@ void Broker::reply(Client& c, std::uint32_t id, Status s, std::uint32_t value, s
 void Broker::drop_client(Client& c, const std::string& why) {
   auto owned = clients_.find(&c);
   if (owned == clients_.end()) return;
-  AMP_LOG_DEBUG("ampd: client pid %d gone (%s); its %zu endpoints end", static_cast<int>(c.cred.pid),
-                why.c_str(), c.endpoints.size());
-  for (auto& [remote, relay] : c.endpoints) relay->end();  // withdraws what it announced
-  c.endpoints.clear();
+  AMP_LOG_DEBUG("ampd: client pid %d gone (%s); %zu endpoints it opened stay while their descriptors do",
+                static_cast<int>(c.cred.pid), why.c_str(), c.opened);
+  for (auto& [key, open] : endpoints_) {
+    if (open.client == &c) open.client = nullptr;
+  }
   for (auto it = waits_.begin(); it != waits_.end();) {
     if ((*it)->client != &c) {
       ++it;

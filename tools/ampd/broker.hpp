@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // ampd's broker: it brings up and owns the configured remotes, listens on its UNIX socket (SOCK_SEQPACKET,
 // the protocol of docs/ampd-protocol.md), and gives each client the endpoints it asks for, within what the
-// policy allows, as descriptors of their own (EndpointRelay). A client that goes away loses its endpoints
-// (ampd destroys them, withdrawing its announcements); a remote that goes away ends every endpoint on it at
-// once (their readers see end of file, their writers EPIPE), and when it comes back (recovery) its services
-// are announced again and clients open them anew.
+// policy allows, as descriptors of their own (EndpointRelay). An endpoint lives as long as the client's
+// descriptor does (a client that closes it, or dies, ends it: ampd destroys it, withdrawing what it
+// announced), not as long as the connection it was asked for on; a remote that goes away ends every endpoint
+// on it at once (their readers see end of file, their writers EPIPE), and when it comes back (recovery) its
+// services are announced again and clients open them anew.
 //
 // Thread-safety: start() and run() on one thread (the loop's), stop() from any thread or a signal handler's
 // helper. Everything else happens on the loop thread, except what the remotes' threads report (link up and
@@ -51,6 +52,8 @@ class Broker {
   const std::string& socket_path() const { return socket_path_; }
   /// Clients connected now (for tests and the log).
   std::size_t client_count() const;
+  /// Endpoints open now, all clients together (for tests and the log).
+  std::size_t endpoint_count() const { return endpoint_count_.load(std::memory_order_relaxed); }
   /// The process of remote `index`, while it runs (for tests and the log).
   std::optional<pid_t> remote_pid(std::uint32_t index) const;
 
@@ -58,6 +61,7 @@ class Broker {
   struct Remote;
   struct Client;
   struct Wait;
+  struct Open;
 
   explicit Broker(Config config, std::unique_ptr<metal::EventLoop> loop);
   void on_accept();
@@ -75,6 +79,7 @@ class Broker {
   /// Completes the waits a new announcement satisfies (loop thread).
   void complete_waits();
   void end_remote_endpoints(Remote& r);  // loop thread, or any once the loop stopped
+  void forget(Open& open);               // its connection's count
 
   // Remote threads.
   void on_link_up(Remote& r, rpmsg::Link& link);
@@ -90,11 +95,13 @@ class Broker {
   std::vector<std::unique_ptr<Remote>> remotes_;
   std::map<Client*, std::unique_ptr<Client>> clients_;
   std::vector<std::unique_ptr<Wait>> waits_;
+  std::map<EndpointRelay*, Open> endpoints_;  // every endpoint open, by relay
   mutable std::mutex mutex_;   // guards the remotes' link, services and watchers, and the two below
   bool loop_running_ = false;  // run() is dispatching: endpoints are the loop thread's to end
   bool relays_gone_ = false;   // the destructor ended every client's endpoints
   std::condition_variable gone_cv_;
   std::atomic<std::size_t> client_count_{0};
+  std::atomic<std::size_t> endpoint_count_{0};
 };
 
 }  // namespace amp::ampd

@@ -2,6 +2,7 @@
 #include "endpoint_relay.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -121,6 +122,13 @@ void EndpointRelay::on_writable() {
   (void)loop_.disable(out_src_);
 }
 
+bool EndpointRelay::hung_up(std::uint32_t revents) const {
+  // The event that woke the handler may predate the hang-up: ask the socket again.
+  if ((revents & (EPOLLHUP | EPOLLRDHUP)) != 0) return true;
+  pollfd p{ours_.fd(), POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP)) != 0;
+}
+
 void EndpointRelay::on_readable(std::uint32_t revents) {
   for (int i = 0; i < kReadBatch && !ended(); ++i) {
     pending_.resize(std::size_t{mtu_} + 1);
@@ -131,7 +139,7 @@ void EndpointRelay::on_readable(std::uint32_t revents) {
       return;
     }
     // An empty packet is an empty message, unless the client hung up: then it is the end.
-    if (n == 0 && (revents & (EPOLLHUP | EPOLLRDHUP)) != 0) {
+    if (n == 0 && hung_up(revents)) {
       finish("the client closed it");
       return;
     }

@@ -76,6 +76,8 @@ class EndpointRelay : public std::enable_shared_from_this<EndpointRelay> {
   /// the error that ended the relay.
   Status send_pending();
   void finish(const std::string& why);
+  /// Whether the client hung up (an empty read is then the end, not an empty message).
+  bool hung_up(std::uint32_t revents) const;
 
   metal::EventLoop& loop_;
   std::uint32_t mtu_;
