@@ -39,13 +39,16 @@ class SignalWatch {
       }
     });
   }
-  ~SignalWatch() {
+  /// Ends the watching thread (waking its sigwait if no signal came): after this, nothing touches the
+  /// broker from that thread, so the broker may go.
+  void finish() {
     if (thread_.joinable()) {
       done_ = true;
-      pthread_kill(thread_.native_handle(), SIGTERM);  // wakes its sigwait
+      pthread_kill(thread_.native_handle(), SIGTERM);  // wakes its sigwait; ignored if it is done already
       thread_.join();
     }
   }
+  ~SignalWatch() { finish(); }
 
  private:
   sigset_t set_{};
@@ -90,9 +93,11 @@ int main(int argc, char** argv) {
   signals.watch(**broker);
   if (auto s = (*broker)->start(); !s) {
     std::fprintf(stderr, "ampd: %s\n", s.error().message.c_str());
+    signals.finish();
     return 1;
   }
   const amp::Status s = (*broker)->run();
-  broker->reset();  // endpoints end, remotes stop
+  signals.finish();  // the signal thread may still be in stop(): it must be done before the broker goes
+  broker->reset();   // endpoints end, remotes stop
   return amp::ok(s) ? 0 : 1;
 }
