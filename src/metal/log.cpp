@@ -278,6 +278,10 @@ std::size_t format(std::span<char> out, const char* fmt, ...) noexcept {
 void set_log_sink(LogSink* sink) noexcept {
   g_sink.store(sink, std::memory_order_release);
 }
+LogSink& log_sink() noexcept {
+  LogSink* sink = g_sink.load(std::memory_order_acquire);
+  return sink != nullptr ? *sink : default_log_sink();
+}
 void set_log_level(LogLevel level) noexcept {
   detail::g_log_level.store(level, std::memory_order_relaxed);
 }
@@ -293,9 +297,7 @@ void vlog(LogLevel level, const char* fmt, va_list args) noexcept {
     std::memcpy(buf + kMaxLogMessage - 3, "...", 3);
     n = kMaxLogMessage;
   }
-  LogSink* sink = g_sink.load(std::memory_order_acquire);
-  if (sink == nullptr) sink = &default_log_sink();
-  sink->write(level, std::string_view(buf, n));
+  log_sink().write(level, std::string_view(buf, n));
 }
 
 void log(LogLevel level, const char* fmt, ...) noexcept {

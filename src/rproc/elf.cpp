@@ -299,6 +299,10 @@ Expected<ElfImage, ElfError> ElfImage::parse(std::span<const std::byte> file,
       file.subspan(static_cast<std::size_t>(strtab.offset), static_cast<std::size_t>(strtab.size));
   // The ELF specification ends every string table with a NUL, which terminates every name in it.
   if (names.back() != std::byte{0}) return unexpected(ElfError::kUnterminatedStringTable);
+  image.shoff_ = static_cast<std::size_t>(shoff);
+  image.shentsize_ = static_cast<std::size_t>(shentsize);
+  image.shnum_ = static_cast<std::size_t>(shnum);  // the table fits in the file: so does its count
+  image.names_ = names;
 
   for (std::uint64_t i = 0; i < shnum; ++i) {
     const SectionHeader s = read_section(file, l, sh_base(i));
@@ -358,6 +362,33 @@ Result<ElfSegment> ElfImage::segment(std::size_t index) const noexcept {
     if (!ph) return fail(to_status(ph.error()));  // only if the file changed after parse()
     if (!ph->is_load) continue;
     if (seen++ == index) return ph->segment;
+  }
+  return fail(Status::kNotFound);
+}
+
+Result<ElfSection> ElfImage::section(std::string_view name) const noexcept {
+  const Layout& l = is64_ ? kLayout64 : kLayout32;
+  for (std::size_t i = 1; i < shnum_; ++i) {           // 0 is SHN_UNDEF, no section
+    const std::size_t base = shoff_ + i * shentsize_;  // inside the file: checked by parse()
+    if (!in_file(base, l.shdr_size, file_.size())) return fail(Status::kOutOfRange);
+    const SectionHeader s = read_section(file_, l, base);
+    if (s.name >= names_.size()) continue;
+    const std::size_t at = static_cast<std::size_t>(s.name);
+    // Names end with a NUL (parse() checked the table's last byte): compare with the NUL included.
+    if (names_.size() - at < name.size() + 1 ||
+        std::memcmp(names_.data() + at, name.data(), name.size()) != 0 ||
+        names_[at + name.size()] != std::byte{0}) {
+      continue;
+    }
+    ElfSection out;
+    out.addr = s.addr;
+    out.type = static_cast<std::uint32_t>(s.type);
+    out.flags = read_field(file_, base, Field{8, is64_ ? 8U : 4U});  // sh_flags
+    if (s.type != kShtNobits) {
+      if (!in_file(s.offset, s.size, file_.size())) return fail(Status::kOutOfRange);
+      out.data = file_.subspan(static_cast<std::size_t>(s.offset), static_cast<std::size_t>(s.size));
+    }
+    return out;
   }
   return fail(Status::kNotFound);
 }

@@ -960,5 +960,51 @@ TEST(Elf, EveryErrorHasItsOwnMessage) {
   EXPECT_EQ(to_status(ElfError::kSegmentOutsideFile), Status::kMalformed);
 }
 
+// --- Sections by name (what a host reads besides the resource table, such as a log dictionary). ---
+
+TEST(Elf, SectionByNameIsFoundWithItsBytesAndAddressAndNoOtherName) {
+  for (const Format* fmt : {&kElf32, &kElf64}) {
+    ElfBuilder b = firmware(*fmt);
+    b.sections.push_back({"amp_log_fmt", kShtProgbits, 0, bytes_of({'h', 'i', 0}), 0});
+    const Built f = b.build();
+    auto image = ElfImage::parse(f.bytes);
+    ASSERT_TRUE(image) << to_string(image.error());
+    auto s = image->section("amp_log_fmt");
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->data.data(), f.bytes.data() + f.section_offsets[2]);
+    EXPECT_EQ(s->data.size(), 3U);
+    EXPECT_EQ(s->addr, 0U);
+    EXPECT_EQ(s->type, kShtProgbits);
+    EXPECT_EQ(s->flags, 2U);  // what the builder writes: SHF_ALLOC
+    auto bss = image->section(".bss");
+    ASSERT_TRUE(bss);
+    EXPECT_TRUE(bss->data.empty());  // SHT_NOBITS: no bytes in the file
+    EXPECT_EQ(bss->addr, kRam0 + 0x48);
+    // Only the whole name matches: neither a prefix nor a longer name.
+    EXPECT_EQ(error_of(image->section("amp_log")), Status::kNotFound);
+    EXPECT_EQ(error_of(image->section("amp_log_fmt_x")), Status::kNotFound);
+    EXPECT_EQ(error_of(image->section("")), Status::kNotFound);
+  }
+}
+
+TEST(Elf, SectionWhoseBytesLieOutsideTheFileIsRefused) {
+  ElfBuilder b = firmware(kElf32);
+  b.sections.push_back({"amp_log_fmt", kShtProgbits, 0, bytes_of({'h', 'i', 0}), 0});
+  Built f = b.build();
+  f.set_shdr(3, kElf32.sh_offset, f.bytes.size() - 1);  // 3 bytes from the last one: past the end
+  auto image = ElfImage::parse(f.bytes);
+  ASSERT_TRUE(image) << to_string(image.error());
+  EXPECT_EQ(error_of(image->section("amp_log_fmt")), Status::kOutOfRange);
+  EXPECT_TRUE(image->section(".resource_table"));
+}
+
+TEST(Elf, ImageWithoutSectionNamesHasNoSections) {
+  ElfBuilder b = firmware(kElf32);
+  b.with_sections = false;
+  auto image = ElfImage::parse(b.build().bytes);
+  ASSERT_TRUE(image);
+  EXPECT_EQ(error_of(image->section(".resource_table")), Status::kNotFound);
+}
+
 }  // namespace
 }  // namespace amp::rproc

@@ -74,15 +74,33 @@ std::uint32_t read_mode() noexcept {
   return table_region().load<std::uint32_t>(at).value_or(rproc::kDoorbellModeInterrupt);
 }
 
-// Log lines go to the trace buffer and the console: "[seconds.microseconds] level: message".
+// Log lines go to the trace buffer and the console: "[seconds.microseconds] level: message", or, in
+// dictionary mode, "[#<hex ns>] level: <record>", which the host renders the same (rproc::LogDictionary):
+// no division and no formatter in the image.
 void log_line(LogLevel level, std::string_view message) noexcept {
   char line[metal::kMaxLogMessage + 32];
+#if AMP_LOG_DICTIONARY
+  std::size_t n = 0;
+  const auto append = [&](std::string_view s) {
+    for (char c : s) {
+      if (n + 1 < sizeof line) line[n++] = c;
+    }
+  };
+  append("[#");
+  n = metal::dict::append_hex(line, n, board::now_ns());
+  append("] ");
+  append(metal::to_string(level));
+  append(": ");
+  append(message);
+  const std::string_view text(line, n);
+#else
   const std::uint64_t us = board::now_ns() / 1000;
   const std::size_t n =
       metal::format(line, "[%5lu.%06lu] %s: %.*s", static_cast<unsigned long>(us / 1'000'000),
                     static_cast<unsigned long>(us % 1'000'000), metal::to_string(level),
                     static_cast<int>(message.size()), message.data());
   const std::string_view text(line, n < sizeof line ? n : sizeof line - 1);
+#endif
   trace::write_line(text);
   board::console_write(text);
   board::console_write("\n");

@@ -46,6 +46,8 @@ LogSink& default_log_sink() noexcept;
 
 /// Replaces the sink; nullptr restores the platform default.
 void set_log_sink(LogSink* sink) noexcept;
+/// The sink log() writes to now.
+LogSink& log_sink() noexcept;
 /// Messages below `level` are dropped. The default is kWarning.
 void set_log_level(LogLevel level) noexcept;
 LogLevel log_level() noexcept;
@@ -81,20 +83,48 @@ std::size_t vformat(std::span<char> out, const char* fmt, va_list args) noexcept
 #define AMP_LOG_MIN_LEVEL 0
 #endif
 
+/// Lines are recorded rather than formatted (log_record.hpp: the host renders them from the image) in the
+/// translation units compiled with -DAMP_LOG_DICTIONARY=1.
+#ifndef AMP_LOG_DICTIONARY
+#define AMP_LOG_DICTIONARY 0
+#endif
+
 /// Logs only when the level is enabled, so the arguments are not evaluated otherwise.
-#if AMP_LOG_MIN_LEVEL > 0
-#define AMP_LOG(level, ...)                                                               \
-  do {                                                                                    \
-    if (static_cast<int>(level) >= AMP_LOG_MIN_LEVEL && ::amp::metal::log_enabled(level)) \
-      ::amp::metal::log((level), __VA_ARGS__);                                            \
+#if AMP_LOG_DICTIONARY
+#define AMP_LOG_EMIT(level, fmt, ...)                                                              \
+  do {                                                                                             \
+    AMP_LOG_DICT_FORMAT(amp_log_fmt_, fmt);                                                        \
+    if (false) ::amp::metal::dict::detail::check_format(fmt __VA_OPT__(, ) __VA_ARGS__);           \
+    ::amp::metal::dict::log((level), amp_log_fmt_, amp_log_fmt__kinds __VA_OPT__(, ) __VA_ARGS__); \
   } while (0)
 #else
-#define AMP_LOG(level, ...)                                                        \
-  do {                                                                             \
-    if (::amp::metal::log_enabled(level)) ::amp::metal::log((level), __VA_ARGS__); \
+#define AMP_LOG_EMIT(level, fmt, ...) ::amp::metal::log((level), fmt __VA_OPT__(, ) __VA_ARGS__)
+#endif
+#if AMP_LOG_MIN_LEVEL > 0
+#define AMP_LOG(level, fmt, ...)                                                          \
+  do {                                                                                    \
+    if (static_cast<int>(level) >= AMP_LOG_MIN_LEVEL && ::amp::metal::log_enabled(level)) \
+      AMP_LOG_EMIT(level, fmt __VA_OPT__(, ) __VA_ARGS__);                                \
+  } while (0)
+#else
+#define AMP_LOG(level, fmt, ...)                                                               \
+  do {                                                                                         \
+    if (::amp::metal::log_enabled(level)) AMP_LOG_EMIT(level, fmt __VA_OPT__(, ) __VA_ARGS__); \
   } while (0)
 #endif
 #define AMP_LOG_DEBUG(...) AMP_LOG(::amp::metal::LogLevel::kDebug, __VA_ARGS__)
 #define AMP_LOG_INFO(...) AMP_LOG(::amp::metal::LogLevel::kInfo, __VA_ARGS__)
 #define AMP_LOG_WARNING(...) AMP_LOG(::amp::metal::LogLevel::kWarning, __VA_ARGS__)
 #define AMP_LOG_ERROR(...) AMP_LOG(::amp::metal::LogLevel::kError, __VA_ARGS__)
+
+#if AMP_LOG_DICTIONARY
+#include "amp/metal/log_record.hpp"
+#endif
+
+/// A line for a sink of one's own (a fault handler's last words): metal::format() into `out`, or in
+/// dictionary mode the line's record (log_record.hpp). Returns the length, as format() does.
+#if AMP_LOG_DICTIONARY
+#define AMP_FORMAT_LINE(out, fmt, ...) AMP_LOG_DICT_ENCODE(out, fmt __VA_OPT__(, ) __VA_ARGS__)
+#else
+#define AMP_FORMAT_LINE(out, fmt, ...) ::amp::metal::format(out, fmt __VA_OPT__(, ) __VA_ARGS__)
+#endif

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 #include "amp/metal/io_region.hpp"
 #include "amp/metal/result.hpp"
@@ -116,6 +117,14 @@ struct ElfResourceTable {
   metal::DeviceAddress da = 0;      ///< sh_addr: where the loaded table lives in the remote's memory.
 };
 
+/// A section of a parsed image, by name (ElfImage::section).
+struct ElfSection {
+  std::span<const std::byte> data;  ///< The sh_size bytes of the file at sh_offset (empty for SHT_NOBITS).
+  metal::DeviceAddress addr = 0;    ///< sh_addr.
+  std::uint32_t type = 0;           ///< sh_type.
+  std::uint64_t flags = 0;          ///< sh_flags.
+};
+
 struct ParseOptions {
   /// Also accept ET_DYN (a position-independent executable), for inspection only: a "native" firmware (a
   /// Linux program that is the remote, see rproc/linux/process.hpp) is PIE by default, and its
@@ -153,6 +162,10 @@ class ElfImage {
 
   /// The `.resource_table` section, or kNoResourceTable.
   [[nodiscard]] Expected<ElfResourceTable, ElfError> resource_table() const noexcept;
+
+  /// The first section named `name`: kNotFound when there is none (or the image has no section names),
+  /// kOutOfRange when its bytes do not lie in the file.
+  [[nodiscard]] Result<ElfSection> section(std::string_view name) const noexcept;
 
   /// A forward range over the PT_LOAD segments: `for (const ElfSegment& s : image.segments())`.
   /// An input iterator that yields segments by value (decoded from the file on each dereference).
@@ -208,6 +221,11 @@ class ElfImage {
   std::size_t load_count_ = 0;
   bool has_rsc_ = false;
   ElfResourceTable rsc_{};
+  // The section header table and the section names, as parse() checked them (shnum_ 0: none).
+  std::size_t shoff_ = 0;
+  std::size_t shentsize_ = 0;
+  std::size_t shnum_ = 0;
+  std::span<const std::byte> names_{};
 };
 
 /// The remote's memory: windows of device addresses, each an IoRegion (which may be paged).

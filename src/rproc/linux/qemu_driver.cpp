@@ -126,12 +126,13 @@ std::string QemuDriver::trace() const {
   std::vector<char> text(image_->fw.trace->len);
   auto n = read_trace(ram, *image_->fw.trace, text);
   if (!n) return {};
-  return std::string(text.data(), *n);
+  return image_->fw.log_dictionary.render_text(std::string_view(text.data(), *n));
 }
 
 std::string QemuDriver::console() const {
   std::lock_guard lock(mutex_);
-  return qemu_ ? qemu_->console() : std::string();
+  if (!qemu_) return {};
+  return image_ ? image_->fw.log_dictionary.render_text(qemu_->console()) : qemu_->console();
 }
 
 std::string QemuDriver::qemu_output() const {

@@ -212,6 +212,7 @@ SysResult<QemuFirmware> check_qemu_firmware(const QemuBoard& board, std::span<co
   fw.pool_da = pool.da;
   fw.pool_size = pool.len;
   fw.trace = found.trace;
+  fw.log_dictionary = LogDictionary::of(*image);
   if (found.doorbell_offset) {
     if (found.doorbell_size < 8) {
       return sys_fail(Status::kMalformed, "firmware: its amp doorbell entry (type 128) holds " +

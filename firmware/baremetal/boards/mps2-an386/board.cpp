@@ -384,7 +384,7 @@ extern "C" [[noreturn]] void amp_board_fault(const std::uint32_t* frame, std::ui
   const std::uint32_t xpsr = framed ? frame[7] : 0;
   char line[200];
   const std::size_t n =
-      amp::metal::format(line,
+      AMP_FORMAT_LINE(line,
                          "fault: %s at pc 0x%08lx (exception %lu in %s mode, xpsr 0x%08lx, "
                          "cfsr 0x%08lx, hfsr 0x%08lx, address 0x%08lx)",
                          fault_name(exception, cfsr, hfsr), static_cast<unsigned long>(pc),

@@ -313,7 +313,7 @@ extern "C" [[noreturn]] void amp_board_fault(std::uint32_t what, std::uint32_t l
   }
   char line[160];
   const std::size_t n =
-      amp::metal::format(line, "fault: %s at pc 0x%08lx (spsr 0x%08lx, fsr 0x%lx, far 0x%08lx)",
+      AMP_FORMAT_LINE(line, "fault: %s at pc 0x%08lx (spsr 0x%08lx, fsr 0x%lx, far 0x%08lx)",
                          fault_name(what), static_cast<unsigned long>(pc), static_cast<unsigned long>(spsr),
                          static_cast<unsigned long>(status), static_cast<unsigned long>(address));
   amp::firmware::firmware_fault(std::string_view(line, n < sizeof line ? n : sizeof line - 1));

@@ -140,7 +140,8 @@ class QemuDriver final : public Driver {
   /// How the last QEMU ended ("exited with status 0" ...), stopped or not; "" before any ended.
   std::string last_end() const;
   /// What the firmware wrote into its trace buffer ("amp-trace", else its first one), from the current
-  /// QEMU's RAM or, after it ended, the last one's. "" when there is none.
+  /// QEMU's RAM or, after it ended, the last one's. "" when there is none. The lines of an image that logs by
+  /// dictionary come rendered (LogDictionary), as are the console's.
   std::string trace() const;
   /// The guest's console (its first UART), the last 16 KiB.
   std::string console() const;

@@ -28,6 +28,7 @@
 #include "amp/metal/linux/sys_error.hpp"
 #include "amp/rproc/baremetal_table.hpp"
 #include "amp/rproc/elf.hpp"
+#include "amp/rproc/linux/log_dictionary.hpp"
 #include "amp/rproc/resource_table.hpp"
 #include "amp/rproc/resources.hpp"
 
@@ -80,6 +81,9 @@ struct QemuFirmware {
   std::optional<std::size_t> doorbell_mode_offset;
   /// Whether that entry has the watchdog's words (ping at doorbell_mode_offset + 8, pong after it).
   bool watchdog = false;
+  /// The image's log formats, when it logs by dictionary (empty otherwise): its trace and console lines are
+  /// rendered with them.
+  LogDictionary log_dictionary;
 };
 
 /// Checks `image` for `board` (see the top of this file); `poll` requires the amp doorbell entry.
