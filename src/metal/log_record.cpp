@@ -1,9 +1,21 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "amp/metal/log_record.hpp"
 
+// The dictionary's bounds: the image's linker script defines them; on a host the linker does for a section
+// with a C name. Weak: a program with no dictionary string has none, and both are then null.
+extern "C" const char __start_amp_log_fmt[] __attribute__((weak));  // NOLINT: the linker's names
+extern "C" const char __stop_amp_log_fmt[] __attribute__((weak));   // NOLINT
+
 namespace amp::metal::dict {
 
 namespace {
+
+/// Whether `s` is a string of the dictionary (AMP_DICT_STRING), which only the host can read.
+bool in_dictionary(const char* s) noexcept {
+  const auto p = reinterpret_cast<std::uintptr_t>(s);
+  return p >= reinterpret_cast<std::uintptr_t>(__start_amp_log_fmt) &&
+         p < reinterpret_cast<std::uintptr_t>(__stop_amp_log_fmt);
+}
 
 constexpr char kHex[] = "0123456789abcdef";
 // Room kept at the end of a record for " ~", the mark of arguments cut.
@@ -32,6 +44,7 @@ class Writer {
   }
   /// `s`, at most `max` bytes of it or to its NUL, escaped.
   bool string(const char* s, std::size_t max) noexcept {
+    if (in_dictionary(s)) return put('*') && hex(reinterpret_cast<std::uintptr_t>(s));
     if (s == nullptr) s = "(null)";
     if (!put('\'')) return false;
     for (std::size_t i = 0; i < max && s[i] != '\0'; ++i) {

@@ -1,50 +1,53 @@
 // SPDX-License-Identifier: BSD-3-Clause
+#include "amp/metal/log.hpp"
 #include "amp/metal/result.hpp"
+
+// Each status and its name, once, for to_string() and log_name().
+#define AMP_STATUS_NAMES(X)                 \
+  X(kOk, "ok")                              \
+  X(kInvalidArgument, "invalid argument")   \
+  X(kOutOfRange, "out of range")            \
+  X(kMisaligned, "misaligned")              \
+  X(kOverflow, "arithmetic overflow")       \
+  X(kNoMemory, "no memory")                 \
+  X(kNotFound, "not found")                 \
+  X(kAlreadyExists, "already exists")       \
+  X(kBusy, "busy")                          \
+  X(kWouldBlock, "would block")             \
+  X(kTimeout, "timed out")                  \
+  X(kClosed, "closed")                      \
+  X(kBroken, "broken")                      \
+  X(kMalformed, "malformed")                \
+  X(kTooLarge, "too large")                 \
+  X(kNotSupported, "not supported")         \
+  X(kPermissionDenied, "permission denied") \
+  X(kIoError, "I/O error")                  \
+  X(kInternal, "internal error")
 
 namespace amp {
 
 const char* to_string(Status s) noexcept {
   switch (s) {
-    case Status::kOk:
-      return "ok";
-    case Status::kInvalidArgument:
-      return "invalid argument";
-    case Status::kOutOfRange:
-      return "out of range";
-    case Status::kMisaligned:
-      return "misaligned";
-    case Status::kOverflow:
-      return "arithmetic overflow";
-    case Status::kNoMemory:
-      return "no memory";
-    case Status::kNotFound:
-      return "not found";
-    case Status::kAlreadyExists:
-      return "already exists";
-    case Status::kBusy:
-      return "busy";
-    case Status::kWouldBlock:
-      return "would block";
-    case Status::kTimeout:
-      return "timed out";
-    case Status::kClosed:
-      return "closed";
-    case Status::kBroken:
-      return "broken";
-    case Status::kMalformed:
-      return "malformed";
-    case Status::kTooLarge:
-      return "too large";
-    case Status::kNotSupported:
-      return "not supported";
-    case Status::kPermissionDenied:
-      return "permission denied";
-    case Status::kIoError:
-      return "I/O error";
-    case Status::kInternal:
-      return "internal error";
+#define AMP_CASE(k, name) \
+  case Status::k:         \
+    return name;
+    AMP_STATUS_NAMES(AMP_CASE)
+#undef AMP_CASE
   }
   return "unknown status";
 }
+
+#if AMP_LOG_DICTIONARY
+const char* log_name(Status s) noexcept {
+  switch (s) {
+#define AMP_CASE(k, name) \
+  case Status::k:         \
+    return AMP_DICT_STRING(name);
+    AMP_STATUS_NAMES(AMP_CASE)
+#undef AMP_CASE
+  }
+  return AMP_DICT_STRING("unknown status");
+}
+#endif
 
 }  // namespace amp

@@ -270,7 +270,7 @@ virtio::Fault Device::fault() const noexcept {
 
 void Device::kick(std::uint32_t notify_id) noexcept {
   if (const Status s = config_.notifier->notify(notify_id); !ok(s)) {
-    AMP_LOG_WARNING("rpmsg: notifying the peer failed: %s", to_string(s));
+    AMP_LOG_WARNING("rpmsg: notifying the peer failed: %s", log_name(s));
   }
 }
 
@@ -308,7 +308,7 @@ Status Device::process(bool rearm) noexcept {
       // Let the caller's loop serve what else waits, and come back.
       const Status r = config_.reschedule->notify(notify_rx_);
       if (ok(r)) return s;
-      AMP_LOG_WARNING("rpmsg: asking to be processed again failed (%s); going on here", to_string(r));
+      AMP_LOG_WARNING("rpmsg: asking to be processed again failed (%s); going on here", log_name(r));
     }
     // No one to ask (or asking failed): go on here, the lock released in between (senders and stop() had
     // their turn).
@@ -762,7 +762,7 @@ void Device::announce_pending() noexcept {
     }
     if (todo == nullptr) return;
     if (const Status s = announce(*todo, kNsCreate, config_.announce_timeout_ns); !ok(s)) {
-      AMP_LOG_WARNING("rpmsg: announcing '%s' failed: %s", todo->name_, to_string(s));
+      AMP_LOG_WARNING("rpmsg: announcing '%s' failed: %s", todo->name_, log_name(s));
     }
   }
 }

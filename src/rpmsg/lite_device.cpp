@@ -63,7 +63,7 @@ Status LiteDevice::start(const LiteConfig& config, std::span<std::uint64_t> in_f
   for (LiteEndpoint* ep = endpoints_; ep != nullptr; ep = ep->next_) {
     if (!ep->service_ || !ns_) continue;
     if (const Status s = announce(*ep, kNsCreate, config_.announce_timeout_ns); !ok(s)) {
-      AMP_LOG_WARNING("rpmsg: announcing '%s' failed: %s", ep->name_, to_string(s));
+      AMP_LOG_WARNING("rpmsg: announcing '%s' failed: %s", ep->name_, log_name(s));
     }
   }
   return Status::kOk;

@@ -44,44 +44,52 @@ Status SplitRing::setup(const QueueConfig& config) noexcept {
 Status SplitRing::mark_broken(const char* role, Fault f) noexcept {
   if (fault_ == Fault::kNone) {
     fault_ = f;
-    AMP_LOG_ERROR("virtqueue (%s): peer broke the protocol: %s", role, to_string(f));
+    AMP_LOG_ERROR("virtqueue (%s): peer broke the protocol: %s", role, log_name(f));
   }
   return Status::kBroken;
 }
 
 }  // namespace detail
 
+// Each fault and its name, once, for to_string() and log_name().
+#define AMP_FAULT_NAMES(X)                                          \
+  X(kNone, "no fault")                                              \
+  X(kIndexRunaway, "ring index moved by more than the ring size")   \
+  X(kDescriptorIndex, "descriptor index out of range")              \
+  X(kDescriptorAddress, "buffer outside the shared region")         \
+  X(kDescriptorLoop, "descriptor chain loops")                      \
+  X(kChainTooLong, "descriptor chain longer than expected")         \
+  X(kUnexpectedIndirect, "indirect descriptor not negotiated")      \
+  X(kReadableAfterWritable, "readable buffer after a writable one") \
+  X(kUsedIdNotInFlight, "used buffer was not in flight")            \
+  X(kUsedLengthTooLarge, "used length larger than the buffer")      \
+  X(kRingAccess, "ring outside its region")                         \
+  X(kBadBuffer, "buffer of the wrong direction or too small")       \
+  X(kHeadInFlight, "buffer offered again while the device holds it")
+
 const char* to_string(Fault f) noexcept {
   switch (f) {
-    case Fault::kNone:
-      return "no fault";
-    case Fault::kIndexRunaway:
-      return "ring index moved by more than the ring size";
-    case Fault::kDescriptorIndex:
-      return "descriptor index out of range";
-    case Fault::kDescriptorAddress:
-      return "buffer outside the shared region";
-    case Fault::kDescriptorLoop:
-      return "descriptor chain loops";
-    case Fault::kChainTooLong:
-      return "descriptor chain longer than expected";
-    case Fault::kUnexpectedIndirect:
-      return "indirect descriptor not negotiated";
-    case Fault::kReadableAfterWritable:
-      return "readable buffer after a writable one";
-    case Fault::kUsedIdNotInFlight:
-      return "used buffer was not in flight";
-    case Fault::kUsedLengthTooLarge:
-      return "used length larger than the buffer";
-    case Fault::kRingAccess:
-      return "ring outside its region";
-    case Fault::kBadBuffer:
-      return "buffer of the wrong direction or too small";
-    case Fault::kHeadInFlight:
-      return "buffer offered again while the device holds it";
+#define AMP_CASE(k, name) \
+  case Fault::k:          \
+    return name;
+    AMP_FAULT_NAMES(AMP_CASE)
+#undef AMP_CASE
   }
   return "unknown fault";
 }
+
+#if AMP_LOG_DICTIONARY
+const char* log_name(Fault f) noexcept {
+  switch (f) {
+#define AMP_CASE(k, name) \
+  case Fault::k:          \
+    return AMP_DICT_STRING(name);
+    AMP_FAULT_NAMES(AMP_CASE)
+#undef AMP_CASE
+  }
+  return AMP_DICT_STRING("unknown fault");
+}
+#endif
 
 // ---------------------------------------------------------------------------------------------------------
 // DriverQueue

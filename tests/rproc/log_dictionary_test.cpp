@@ -29,6 +29,11 @@ LogDictionary own_dictionary() {
                        reinterpret_cast<std::uintptr_t>(__start_amp_log_fmt), sizeof(void*) * 8);
 }
 
+/// A 32-bit image's dictionary of `bytes` at `base`.
+LogDictionary dictionary_of(std::string_view bytes, std::uint64_t base = 0x100) {
+  return LogDictionary(std::vector<char>(bytes.begin(), bytes.end()), base, 32);
+}
+
 /// Records `fmt` with `args` (AMP_LOG_DICT_ENCODE) and renders the record; also formats it with
 /// metal::format(); both must agree.
 #define EXPECT_ROUND_TRIP(fmt, ...)                                                    \
@@ -50,7 +55,9 @@ TEST(LogDictionary, EveryConversionRendersAsTheFormatterWouldHaveFormattedIt) {
   EXPECT_ROUND_TRIP("[%08x] [%-6d] [%6d] [%06d]", 0x1fU, -12, -12, -12);
   EXPECT_ROUND_TRIP("%lld %llu %llx", -9223372036854775807LL - 1, 18446744073709551615ULL, 0x123456789abcULL);
   EXPECT_ROUND_TRIP("%ld %lu %zu", -5L, 123456789UL, std::size_t{42});
-  EXPECT_ROUND_TRIP("%hhu %hd %hu", 300U, -70000, 70000U);
+  // What %hh and %h show of a value: its low 8 or 16 bits (the values are of their types, as -Wformat wants).
+  EXPECT_ROUND_TRIP("%hhu %hd %hu %hhd", static_cast<unsigned char>(200), static_cast<short>(-4464),
+                    static_cast<unsigned short>(65000), static_cast<signed char>(-5));
   EXPECT_ROUND_TRIP("%c%c%c", 'a', ' ', '~');
   EXPECT_ROUND_TRIP("'%s' '%s'", "plain", "with space, back\\slash and\ttab");
   EXPECT_ROUND_TRIP("[%5s] [%-5s] [%.2s]", "ab", "ab", "abcdef");
@@ -68,6 +75,25 @@ TEST(LogDictionary, ABoundedStringTakesOnlyItsPrecisionFromAViewThatHasNoNul) {
   char record[metal::kMaxLogMessage + 1];
   const std::size_t n = AMP_LOG_DICT_ENCODE(record, "'%.*s'", static_cast<int>(name.size()), name.data());
   EXPECT_EQ(std::string_view(record, n).find('X'), std::string_view::npos) << record;
+}
+
+TEST(LogDictionary, AStringOfTheDictionaryTravelsAsItsAddressAndRendersAsItsText) {
+  const char* name = AMP_DICT_STRING("a name only the dictionary holds");
+  char record[metal::kMaxLogMessage + 1];
+  const std::size_t n = AMP_LOG_DICT_ENCODE(record, "[%s] [%.*s] [%s]", name, 6, name, "inline");
+  const std::string_view r(record, n);
+  EXPECT_EQ(r.find("name"), std::string_view::npos) << r;
+  EXPECT_NE(r.find(" *"), std::string_view::npos) << r;
+  EXPECT_EQ(own_dictionary().render(r).value_or("none"),
+            "[a name only the dictionary holds] [a name] [inline]");
+}
+
+TEST(LogDictionary, ADictionaryStringOutsideTheDictionaryRendersAsUnknown) {
+  using namespace std::string_view_literals;
+  const LogDictionary d = dictionary_of("%s|%s\0name\0"sv);
+  EXPECT_EQ(d.render("@100 *106 *106").value_or("none"), "name|name");
+  EXPECT_EQ(d.render("@100 *ff *10b").value_or("none"), "?|?");  // below the base; past the end
+  EXPECT_EQ(d.render("@100 *zz *").value_or("none"), "?|?");
 }
 
 TEST(LogDictionary, TheRecordCarriesNoTextOfTheFormat) {
@@ -131,10 +157,6 @@ TEST(LogDictionary, TextLinesGetTheirTimeStampAndRecordRenderedAndTheRestKept) {
 
 // --- Records are the remote's text: hostile ones. ---
 
-LogDictionary dictionary_of(std::string_view bytes, std::uint64_t base = 0x100) {
-  return LogDictionary(std::vector<char>(bytes.begin(), bytes.end()), base, 32);
-}
-
 TEST(LogDictionary, AnAddressOutsideTheDictionaryIsNotARecord) {
   using namespace std::string_view_literals;
   const LogDictionary d = dictionary_of("a %u\0b\0"sv);
@@ -165,6 +187,13 @@ TEST(LogDictionary, MissingExtraAndMismatchedArgumentsRenderAsFarAsTheyCan) {
   EXPECT_EQ(d.render("@10a ffffffff 3 'abcdef").value_or("none"), "-1|abc");  // the precision bounds it
   EXPECT_EQ(d.render("@10a 1 7fffffff 'ab").value_or("none"), "1|ab");
   EXPECT_EQ(d.render("@10a 1 ffffffff 'ab").value_or("none"), "1|ab");  // a negative precision: none
+}
+
+TEST(LogDictionary, ValuesWiderThanTheirConversionShowOnlyTheBitsItTakes) {
+  using namespace std::string_view_literals;
+  const LogDictionary d = dictionary_of("%hhu|%hd|%d|%u|%lld\0"sv);
+  EXPECT_EQ(d.render("@100 12c fffeeeee 1ffffffff 1ffffffff ffffffffffffffff").value_or("none"),
+            "44|-4370|-1|4294967295|-1");
 }
 
 TEST(LogDictionary, WidthsFromTheRemoteAreBounded) {

@@ -206,7 +206,7 @@ void serve(Firmware& fw, virtio::RscVdevTransport& transport) noexcept {
   dc.notifier = interrupts ? &fw.doorbell : nullptr;  // poll mode: neither side kicks
   if (const Status s = fw.device.start(dc, fw.storage); !ok(s)) {
     AMP_LOG(LogLevel::kError, "rpmsg: cannot start over the host's vrings: %s; waiting for a reset",
-            to_string(s));
+            log_name(s));
     wait_for_reset(transport, fw.mode);
     let_go(fw.mode);
     return;
@@ -219,7 +219,7 @@ void serve(Firmware& fw, virtio::RscVdevTransport& transport) noexcept {
             q1 ? static_cast<unsigned long long>(q1->da) : 0ULL, static_cast<unsigned>(kRingSize));
   }
   if (const Status s = fw.services.start(fw.device); !ok(s)) {
-    AMP_LOG(LogLevel::kError, "rpmsg: announcing the services failed: %s", to_string(s));
+    AMP_LOG(LogLevel::kError, "rpmsg: announcing the services failed: %s", log_name(s));
   }
   bool broken = false;
   for (;;) {

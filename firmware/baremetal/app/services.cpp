@@ -24,7 +24,7 @@ constexpr char kVersionLine[] = "amp-firmware " AMP_FIRMWARE_VERSION " " AMP_BOA
 
 void reply(Endpoint& self, std::uint32_t to, std::span<const std::byte> payload, const char* service) {
   if (const Status s = self.send_to(to, payload, kReplyTimeoutNs); !ok(s)) {
-    AMP_LOG(LogLevel::kWarning, "%s: no reply to %u: %s", service, static_cast<unsigned>(to), to_string(s));
+    AMP_LOG(LogLevel::kWarning, "%s: no reply to %u: %s", service, static_cast<unsigned>(to), log_name(s));
   }
 }
 

@@ -13,6 +13,8 @@
 //   "@" <hex address of the format> then, per argument, " " and one of
 //     <hex>          an integer, the bits of its type as the format names it (%d, %lx...: 32 or 64 bits)
 //     "'" <bytes>    a string (%s, %.*s), each '\\', ' ', and byte outside '!'..'~' as '\\' <2 hex digits>
+//     "*" <hex>      a string that is itself in the dictionary (AMP_DICT_STRING: the names log_name() gives),
+//                    by its address
 //   and " ~" when arguments had to be cut.
 // What each argument is comes from the format string, parsed at compile time (format_kinds()): the target
 // needs no parser of its own, and a format and its arguments that disagree do not compile (-Wformat).
@@ -143,6 +145,14 @@ __attribute__((format(printf, 1, 2))) inline void check_format(const char*, ...)
   __attribute__((section("amp_log_fmt"), used)) static constexpr char name[] = fmt;    \
   static constexpr std::uint32_t name##_kinds = ::amp::metal::dict::format_kinds(fmt); \
   static_assert(name##_kinds != ~std::uint32_t{0}, "a format that dictionary logging cannot take")
+
+/// A string literal kept in the dictionary, not in memory: an argument only a record can carry (the
+/// encoder sends its address, the host its text). For names that only log lines show (log_name()).
+#define AMP_DICT_STRING(s)                                                                 \
+  ([]() noexcept -> const char* {                                                          \
+    __attribute__((section("amp_log_fmt"), used)) static constexpr char amp_dict_s_[] = s; \
+    return amp_dict_s_;                                                                    \
+  }())
 
 /// Like metal::format() into `out`, but the record of the line (what a sink gets in dictionary mode).
 #define AMP_LOG_DICT_ENCODE(out, fmt, ...)                                                                 \

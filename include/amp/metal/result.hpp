@@ -40,6 +40,16 @@ enum class [[nodiscard]] Status : std::int32_t{
 
 /// A short, static, human-readable name for a Status ("out of range"). Never null.
 const char* to_string(Status s) noexcept;
+/// The name of `s` for a log line's argument: to_string(s), or, where the core is built with dictionary
+/// logging (AMP_LOG_DICTIONARY=1, metal/log_record.hpp), the name's entry in the image's log dictionary,
+/// which the image does not load: only a log record can carry it, and the host renders it.
+#if defined(AMP_LOG_DICTIONARY) && AMP_LOG_DICTIONARY
+const char* log_name(Status s) noexcept;
+#else
+inline const char* log_name(Status s) noexcept {
+  return to_string(s);
+}
+#endif
 
 constexpr bool ok(Status s) noexcept {
   return s == Status::kOk;

@@ -57,6 +57,14 @@ enum class Fault : std::uint8_t {
 };
 
 const char* to_string(Fault f) noexcept;
+/// As amp::log_name(Status): to_string(f), or its log dictionary entry in a dictionary-logging core.
+#if defined(AMP_LOG_DICTIONARY) && AMP_LOG_DICTIONARY
+const char* log_name(Fault f) noexcept;
+#else
+inline const char* log_name(Fault f) noexcept {
+  return to_string(f);
+}
+#endif
 
 /// Where a queue lives and what it may touch.
 struct QueueConfig {

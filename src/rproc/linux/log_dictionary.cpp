@@ -43,7 +43,7 @@ struct Args {
   const Arg* take() noexcept { return next < list.size() ? &list[next++] : nullptr; }
 };
 
-Args parse_args(std::string_view s) {
+Args parse_args(std::string_view s, const auto& lookup) {
   Args out;
   while (!s.empty()) {
     if (s.front() != ' ') {
@@ -72,6 +72,12 @@ Args parse_args(std::string_view s) {
         a.text += static_cast<char>(hi << 4 | lo);
         i += 2;
       }
+    } else if (!token.empty() && token.front() == '*') {
+      // A string of the dictionary, by its address.
+      const auto address = parse_hex(token.substr(1));
+      const std::optional<std::string_view> text = address ? lookup(*address) : std::nullopt;
+      a.is_string = true;
+      a.text = text ? std::string(*text) : std::string("?");
     } else if (auto v = parse_hex(token)) {
       a.value = *v;
     } else {
@@ -252,19 +258,23 @@ LogDictionary LogDictionary::of(const ElfImage& image) {
   return LogDictionary(std::move(bytes), s->addr, image.elf_class());
 }
 
+std::optional<std::string_view> LogDictionary::string_at(std::uint64_t address) const noexcept {
+  if (address < base_ || address - base_ >= formats_.size()) return std::nullopt;
+  const auto at = static_cast<std::size_t>(address - base_);
+  const char* start = formats_.data() + at;
+  const void* nul = std::memchr(start, '\0', formats_.size() - at);
+  if (nul == nullptr) return std::nullopt;  // a string must end inside the section
+  return std::string_view(start, static_cast<std::size_t>(static_cast<const char*>(nul) - start));
+}
+
 std::optional<std::string> LogDictionary::render(std::string_view record) const {
   if (formats_.empty() || record.size() < 2 || record.front() != '@') return std::nullopt;
   const std::size_t end = std::min(record.find(' '), record.size());
   const auto address = parse_hex(record.substr(1, end - 1));
-  if (!address || *address < base_ || *address - base_ >= formats_.size()) return std::nullopt;
-  const std::size_t at = static_cast<std::size_t>(*address - base_);
-  const char* start = formats_.data() + at;
-  const void* nul = std::memchr(start, '\0', formats_.size() - at);
-  if (nul == nullptr) return std::nullopt;  // a format must end inside the section
-  Args args = parse_args(record.substr(end));
-  std::string out =
-      render_format(std::string_view(start, static_cast<std::size_t>(static_cast<const char*>(nul) - start)),
-                    args, target_bits_);
+  const auto fmt = address ? string_at(*address) : std::nullopt;
+  if (!fmt) return std::nullopt;
+  Args args = parse_args(record.substr(end), [this](std::uint64_t a) { return string_at(a); });
+  std::string out = render_format(*fmt, args, target_bits_);
   if (args.bad) out += " [a malformed argument]";
   return out;
 }

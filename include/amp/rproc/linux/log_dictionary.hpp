@@ -44,6 +44,9 @@ class LogDictionary {
   std::string render_text(std::string_view text) const;
 
  private:
+  /// The NUL-terminated string at `address`, which must lie wholly inside the dictionary.
+  std::optional<std::string_view> string_at(std::uint64_t address) const noexcept;
+
   std::vector<char> formats_;
   std::uint64_t base_ = 0;
   unsigned target_bits_ = 32;
