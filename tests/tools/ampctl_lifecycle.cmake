@@ -76,6 +76,20 @@ file(WRITE ${WORK}/debug/remoteproc/remoteproc1/trace0 "boot ok\nticks 42\n")
 expect(0 "^boot ok\nticks 42\n$" "" trace m4 ${common} --debugfs ${WORK}/debug)
 expect(1 "" "no trace buffers for remoteproc0 .*is debugfs mounted" trace r5f_0 ${common} --debugfs ${WORK}/debug)
 expect(0 "^\\{\"remote\":\"remoteproc1\",\"traces\":\\[\"boot ok\\\\nticks 42\\\\n\"\\]\\}\n$" "" trace m4 ${common} --debugfs ${WORK}/debug --json)
+# A firmware that logs by dictionary: its records rendered with the formats of --elf's image, or of the
+# remote's firmware file when that is in the firmware directory; a bad --elf is a clear error.
+expect(1 "" "--elf .*notes.txt: not an ELF file" trace m4 ${common} --debugfs ${WORK}/debug --elf ${WORK}/notes.txt)
+expect(1 "" "--elf cannot read .*missing.elf" trace m4 ${common} --debugfs ${WORK}/debug --elf ${WORK}/missing.elf)
+if(DICT_FIRMWARE AND EXISTS "${DICT_FIRMWARE}")
+  # "@0": the first format of the image's dictionary, whatever it is; no arguments, so each shows as "?".
+  file(WRITE ${WORK}/debug/remoteproc/remoteproc1/trace0 "[#3b9aca07] info: @0\nplain\n")
+  expect(0 "^\\[    1\\.000000\\] info: [^@\n]+\nplain\n$" "" trace m4 ${common} --debugfs ${WORK}/debug --elf ${DICT_FIRMWARE})
+  expect(0 "^\\[#3b9aca07\\] info: @0\nplain\n$" "" trace m4 ${common} --debugfs ${WORK}/debug)
+  file(COPY_FILE ${DICT_FIRMWARE} ${WORK}/firmware/rproc-m4-fw)
+  expect(0 "^\\[    1\\.000000\\] info: [^@\n]+\nplain\n$" "" trace m4 ${common} --debugfs ${WORK}/debug)
+else()
+  message(STATUS "no dictionary-logging firmware image was built: its trace cases are not run")
+endif()
 expect(0 "usage: ampctl status" "" start --help)
 # --json for the other commands: one object with the outcome.
 expect(0 "^\\{\"command\":\"start\",\"remote\":\"remoteproc0\",\"ok\":true\\}\n$" "" start r5f_0 ${common} --json)

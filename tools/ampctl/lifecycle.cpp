@@ -9,10 +9,13 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "amp/rproc/elf.hpp"
+#include "amp/rproc/linux/log_dictionary.hpp"
 #include "amp/rproc/linux/sysfs.hpp"
 #include "common.hpp"
 #include "text.hpp"
@@ -30,6 +33,7 @@ struct LifecycleOptions {
   std::string machine_name;                   // --machine, as given
   std::uint16_t machine = elf::kMachineNone;  // --machine: the firmware must be for this CPU
   std::string debugfs = "/sys/kernel/debug";  // where the kernel exposes remoteproc trace buffers
+  std::string elf;                            // trace --elf: the image whose log dictionary renders the trace
   bool need_resource_table = false;
   std::vector<amp::rproc::MemoryRange> memory;  // --memory: where the remote's segments may go
 };
@@ -136,8 +140,35 @@ int status(const LifecycleOptions& a) {
   return rc;
 }
 
+/// The log dictionary of the image at `path` (empty when it has none); nullopt, with `error` set, when the
+/// file cannot be read or is not an ELF image.
+std::optional<amp::rproc::LogDictionary> dictionary_of(const std::string& path, std::string& error) {
+  std::string bytes;
+  if (!read_whole_file(path, bytes)) {
+    error = "cannot read " + path + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  auto image = amp::rproc::ElfImage::parse(std::as_bytes(std::span(bytes)));
+  if (!image) {
+    error = path + ": " + amp::rproc::to_string(image.error());
+    return std::nullopt;
+  }
+  return amp::rproc::LogDictionary::of(*image);
+}
+
 /// Prints the remote's trace buffers, which the kernel exposes in debugfs as remoteproc/<node>/trace<N>.
+/// A firmware that logs by dictionary has its records rendered with the image's formats: --elf's, else the
+/// remote's firmware file as sysfs names it, when that is in the firmware directory.
 int trace(const LifecycleOptions& a, const amp::rproc::SysfsRemoteproc& r) {
+  amp::rproc::LogDictionary dictionary;
+  std::string error;
+  if (!a.elf.empty()) {
+    auto d = dictionary_of(a.elf, error);
+    if (!d) return fail("--elf " + error);
+    dictionary = std::move(*d);
+  } else if (auto name = r.firmware(); name && !name->empty()) {
+    if (auto d = dictionary_of((a.roots.firmware_dir / *name).string(), error)) dictionary = std::move(*d);
+  }
   const std::string dir = a.debugfs + "/remoteproc/" + r.node();
   Json traces = Json::array();
   std::string text_out;
@@ -148,6 +179,7 @@ int trace(const LifecycleOptions& a, const amp::rproc::SysfsRemoteproc& r) {
       return fail("cannot read " + dir + "/trace" + std::to_string(i) + ": " + std::strerror(errno));
     }
     if (const auto nul = text.find('\0'); nul != std::string::npos) text.resize(nul);  // the unused rest
+    text = dictionary.render_text(text);
     traces.push_back(json_bytes(text));
     // The firmware wrote it: line breaks stay, escape sequences do not reach the terminal.
     text_out += printable_lines(text);
@@ -203,7 +235,9 @@ const char* const kLifecycleHelp = R"(usage: ampctl status [REMOTE...] [--json]
        ampctl load REMOTE FIRMWARE [--machine arm|aarch64|x86_64|riscv] [--need-resource-table]
                    [--memory ADDR:SIZE[,ADDR:SIZE...]]  (every segment must fit the remote's memory)
        ampctl start|stop|attach|detach REMOTE
-       ampctl trace REMOTE [--debugfs ROOT]  (trace buffers; default root /sys/kernel/debug)
+       ampctl trace REMOTE [--debugfs ROOT] [--elf FIRMWARE]  (trace buffers; default root /sys/kernel/debug;
+                   the log records of a firmware built with dictionary logging are rendered with the
+                   formats of FIRMWARE, by default the remote's firmware file if it is in the firmware dir)
 all take --json: one JSON object on stdout ({"command","remote","ok"[,"error"]}; status: a list, or the
 error object when there is no remoteproc; trace: {"remote","traces":[...]}). Strings in JSON are their
 bytes, each byte >= 0x80 as the character U+0080..U+00FF; in text, control characters and bytes >= 0x80
@@ -257,7 +291,10 @@ void add_lifecycle_commands(CLI::App& root, std::vector<Command>& commands) {
       add_parsed(*app, "--memory", "ADDR:SIZE[,...]",
                  [o](const std::string& s) { o->memory = parse_memory(s); });
     }
-    if (cmd == "trace") add_text(*app, "--debugfs", o->debugfs, "ROOT");
+    if (cmd == "trace") {
+      add_text(*app, "--debugfs", o->debugfs, "ROOT");
+      add_text(*app, "--elf", o->elf, "FIRMWARE");
+    }
     commands.push_back({app, &o->common, [cmd, o] { return run_lifecycle(cmd, *o); }});
   }
 }
