@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "amp/rproc/elf.hpp"
-#include "amp/rproc/linux/log_dictionary.hpp"
 #include "amp/rproc/linux/sysfs.hpp"
 #include "common.hpp"
+#include "log_command.hpp"
 #include "text.hpp"
 
 namespace ampctl {
@@ -138,22 +138,6 @@ int status(const LifecycleOptions& a) {
     std::printf("no remote processors\n");
   }
   return rc;
-}
-
-/// The log dictionary of the image at `path` (empty when it has none); nullopt, with `error` set, when the
-/// file cannot be read or is not an ELF image.
-std::optional<amp::rproc::LogDictionary> dictionary_of(const std::string& path, std::string& error) {
-  std::string bytes;
-  if (!read_whole_file(path, bytes)) {
-    error = "cannot read " + path + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  auto image = amp::rproc::ElfImage::parse(std::as_bytes(std::span(bytes)));
-  if (!image) {
-    error = path + ": " + amp::rproc::to_string(image.error());
-    return std::nullopt;
-  }
-  return amp::rproc::LogDictionary::of(*image);
 }
 
 /// Prints the remote's trace buffers, which the kernel exposes in debugfs as remoteproc/<node>/trace<N>.

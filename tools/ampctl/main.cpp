@@ -13,6 +13,7 @@
 #include "cli.hpp"
 #include "lifecycle.hpp"
 #include "link_commands.hpp"
+#include "log_command.hpp"
 #include "run.hpp"
 #include "signals.hpp"
 #include "text.hpp"
@@ -98,6 +99,7 @@ int main(int argc, char** argv) {
   add_link_commands(app, commands);
   add_run_command(app, commands);
   add_lifecycle_commands(app, commands);
+  add_log_command(app, commands);
   add_ampd_commands(app, commands);
 
   const Command* chosen = nullptr;
