@@ -4,6 +4,8 @@
 // block so that ASan reports any write outside one. Checks that:
 //  - every segment and the resource table reported by the image lie inside the input;
 //  - segment(i), segments() and segment_count() agree;
+//  - a section found by name (the resource table, the log dictionary) lies inside the input, and the same
+//    as resource_table() for `.resource_table`;
 //  - a failed load writes nothing; a successful one writes each segment's bytes and zeros where they belong
 //    (in segment order, where segments overlap) and nothing anywhere else.
 #include <algorithm>
@@ -131,6 +133,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(rsc->data.empty() || rsc->data.data() == file.data() + rsc->file_offset);
   } else {
     check(rsc.error() == amp::rproc::ElfError::kNoResourceTable);
+  }
+  for (const char* name : {".resource_table", "amp_log_fmt", ""}) {
+    if (auto sec = image->section(name)) {
+      check(inside(sec->data, file));
+      if (name[0] == '.')
+        check(image->resource_table() && sec->data.data() == image->resource_table()->data.data());
+    } else {
+      check(sec.error() == amp::Status::kNotFound || sec.error() == amp::Status::kOutOfRange);
+    }
   }
   check_load(*image, false);
   check_load(*image, true);
