@@ -6,7 +6,8 @@
 
 CASE: check (ampd --check on a good and a bad file), services_and_open (ampctl services, ampctl open with
 lines in and out), signal (SIGTERM stops ampd, its clients see their endpoints end), rpmsg_char_simple
-(examples/rpmsg_char_simple.cpp, an rpmsg_char program ported to ampd, twice at once). Prints what it checked
+(examples/rpmsg_char_simple.cpp, an rpmsg_char program ported to ampd, twice at once), ping (ampctl ping
+--via ampd: every size to the MTU echoed, then one beyond it refused; two at once; bad uses refused). Prints what it checked
 and exits 0, or says what failed.
 """
 import argparse
@@ -147,6 +148,35 @@ def case_rpmsg_char_simple():
     print("two rpmsg_char_simple programs at once through ampd: 500 messages each")
 
 
+def case_ping():
+    sock = socket_name()
+    p = start_ampd(sock)
+    rc, out, err = run([ARGS.ampctl, "ping", "--via", "ampd", "--socket", sock, "--json", "--rounds", "2"])
+    check(rc == 0, "ping --via ampd: %d %r %r" % (rc, out, err))
+    j = json.loads(out)
+    check(j["via"] == "ampd" and j["mtu"] == 496 and j["messages"] == 2 * 496 and j["errors"] == 0 and
+          j["bytes"] == 2 * 496 * 497 // 2, "ping --via ampd: %r" % j)
+    # Two at once: each its own endpoint on the same remote.
+    pings = [subprocess.Popen([ARGS.ampctl, "ping", "--via", "ampd", "--socket", sock, "--wait", "5000"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for q in pings:
+        out, err = q.communicate(timeout=60)
+        check(q.returncode == 0 and b"496 messages" in out and b" 0 errors" in out,
+              "two pings at once: %d %r %r" % (q.returncode, out, err))
+    rc, out, err = run([ARGS.ampctl, "ping", "--via", "ampd", "--socket", sock, "--service", "no-such"])
+    check(rc == 1 and "no-such" in err, "ping of nothing: %d %r" % (rc, err))
+    rc, out, err = run([ARGS.ampctl, "ping", "--via", "ampd", "--socket", sock, "--listen", "/tmp/x"])
+    check(rc == 2 and "--via ampd" in err, "ping --via ampd --listen: %d %r" % (rc, err))
+    rc, out, err = run([ARGS.ampctl, "ping", "--via", "kernel"])
+    check(rc == 2 and "--via is ampd" in err, "ping --via kernel: %d %r" % (rc, err))
+    rc, out, err = run([ARGS.ampctl, "ping", "--listen", "/tmp/x", "--remote", "1"])
+    check(rc == 2 and "for --via ampd" in err, "ping --remote without --via: %d %r" % (rc, err))
+    stop_ampd(p)
+    rc, out, err = run([ARGS.ampctl, "ping", "--via", "ampd", "--socket", sock])
+    check(rc == 1 and "ampd at" in err, "ping with no ampd: %d %r" % (rc, err))
+    print("ping --via ampd: every size to the MTU echoed (twice, and two clients at once), one beyond refused")
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -157,7 +187,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--example")
     ARGS = ap.parse_args()
-    {"check": case_check, "services_and_open": case_services_and_open, "signal": case_signal,
+    {"check": case_check, "services_and_open": case_services_and_open, "signal": case_signal, "ping": case_ping,
      "rpmsg_char_simple": case_rpmsg_char_simple}[ARGS.case]()
 
 

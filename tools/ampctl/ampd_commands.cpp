@@ -52,14 +52,8 @@ what arrives until nothing has for --linger MS (default 1000), then ends (exit c
 when the endpoint ends (its remote went away: exit code 1) and on SIGINT/SIGTERM.
 )";
 
-std::string socket_path(const AmpdOptions& o) {
-  if (!o.socket.empty()) return o.socket;
-  if (const char* s = std::getenv("AMPD_SOCKET"); s != nullptr && *s != '\0') return s;
-  return amp::client::default_socket_path();
-}
-
 amp::client::Connection connect(const AmpdOptions& o) {
-  const std::string path = socket_path(o);
+  const std::string path = ampd_socket_path(o.socket);
   auto c = amp::client::Connection::connect(path, kTimeout);
   if (!c) die("ampd at " + path + ": " + c.error().message);
   return std::move(*c);
@@ -148,6 +142,12 @@ int run_open(const AmpdOptions& o) {
 }
 
 }  // namespace
+
+std::string ampd_socket_path(const std::string& given) {
+  if (!given.empty()) return given;
+  if (const char* s = std::getenv("AMPD_SOCKET"); s != nullptr && *s != '\0') return s;
+  return amp::client::default_socket_path();
+}
 
 void add_ampd_commands(CLI::App& root, std::vector<Command>& commands) {
   {

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "ampd_commands.hpp"
 #include "link_options.hpp"
 #include "ping.hpp"
 #include "signals.hpp"
@@ -166,9 +167,48 @@ struct PingOptions {
   LinkOptions link;
   long rounds = 1;
   bool shutdown = false;
+  std::string via;  // "ampd": through ampd's socket (--socket), not a link of its own
+  long remote = 0;
+  long wait_ms = 0;
+  CLI::Option* remote_given = nullptr;
+  CLI::Option* wait_given = nullptr;
 };
 
+/// `ampctl ping --via ampd`: the echo service of one of ampd's remotes, through ampd.
+int run_ping_via_ampd(const PingOptions& o) {
+  const auto& g = o.link.given;
+  if (given(g.listen) || given(g.connect) || given(g.join_fd) || given(g.preset) || given(g.index) ||
+      given(g.shm) || given(g.notify) || given(g.ring_size) || given(g.buffer_size)) {
+    usage_error(
+        "--via ampd: ampd owns the remote and its link; give only --socket, --remote, --service, --wait");
+  }
+  const std::string path = given(g.socket) ? o.link.socket : ampd_socket_path("");
+  const std::string service = o.link.service.empty() ? "amp-echo" : o.link.service;
+  constexpr std::chrono::seconds kTimeout{5};
+  auto c = amp::client::Connection::connect(path, kTimeout);
+  if (!c) die("ampd at " + path + ": " + c.error().message);
+  const auto remote = static_cast<std::uint32_t>(o.remote);
+  if (o.wait_ms > 0) {
+    set_interruptible(true);
+    auto s = c->wait_for(remote, service, std::chrono::milliseconds(o.wait_ms));
+    set_interruptible(false);
+    if (!s) die("waiting for '" + printable(service) + "': " + s.error().message);
+  }
+  auto ep = c->open(remote, service, kTimeout);
+  if (!ep) die("opening '" + printable(service) + "' through ampd: " + ep.error().message);
+  const auto t0 = std::chrono::steady_clock::now();
+  const Summary s = ping_endpoint(*ep, o.rounds, o.shutdown);
+  const double secs = seconds_since(t0);
+  Json extra;
+  extra["via"] = "ampd";
+  extra["mtu"] = ep->mtu;
+  print_summary("ping", s, secs, o.common.json, extra);
+  return exit_code(s);
+}
+
 int run_ping(const PingOptions& o) {
+  if (o.via == "ampd") return run_ping_via_ampd(o);
+  if (given(o.remote_given) || given(o.wait_given)) usage_error("--remote and --wait are for --via ampd");
   check_link_options(o.link);
   auto link = open_link(o.link);
   const auto t0 = std::chrono::steady_clock::now();
@@ -288,11 +328,15 @@ unbind, hang-up or interrupted). A socket file of --listen is removed on every w
 
 std::string ping_help() {
   return std::string(R"(usage: ampctl ping LINK-OPTIONS [--rounds N] [--shutdown] [--json]
+       ampctl ping --via ampd [--socket PATH] [--remote N] [--service NAME] [--wait MS] [--rounds N] [--json]
 
 Finds the echo service, sends messages of every size 1..MTU (N rounds), checks every echo. The host's
 endpoint is announced by the service's name, so the remote sees it come and, at the end, go. A remote
 that hangs up or destroys its endpoint ends the ping at once (exit code 1). --shutdown sends OpenAMP's
 shutdown value at the end. On SIGINT/SIGTERM: the summary so far, marked interrupted, exit 128 + N.
+--via ampd: the service (default amp-echo) of ampd's remote N (default 0), through ampd's socket (--socket,
+default $AMPD_SOCKET, else ampd's default: docs/ampd.md); --wait MS waits for the service to be announced.
+Every size up to the endpoint's MTU is echoed and checked, then a message one byte larger must be refused.
 
 )") + kLinkOptionsHelp;
 }
@@ -321,6 +365,12 @@ void add_link_commands(CLI::App& root, std::vector<Command>& commands) {
     add_link_options(*app, o->link, Role::kDriver);
     add_number(*app, "--rounds", o->rounds, 1, 1000000);
     app->add_flag("--shutdown", o->shutdown);
+    add_parsed(*app, "--via", "ampd", [o](const std::string& s) {
+      if (s != "ampd") usage_error("--via is ampd, not '" + s + "'");
+      o->via = s;
+    });
+    o->remote_given = add_number(*app, "--remote", o->remote, 0, 0xFFFFFFFE);
+    o->wait_given = add_number(*app, "--wait", o->wait_ms, 0, 3'600'000);
     commands.push_back({app, &o->common, [o] { return run_ping(*o); }});
   }
 }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 
+#include "amp/client/linux/endpoint_io.hpp"
 #include "amp/metal/time.hpp"
 #include "signals.hpp"
 
@@ -27,6 +28,16 @@ double Summary::percentile(double p) const {
   const auto idx = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
   return v[std::min(idx, v.size() - 1)];
 }
+
+namespace {
+
+/// The bytes of the message of `size` in round `round`: they differ from size to size and round to round.
+void fill(std::vector<std::byte>& payload, std::uint32_t size, long round) {
+  for (std::uint32_t i = 0; i < size; ++i)
+    payload[i] = static_cast<std::byte>((i * 7 + size + static_cast<std::uint32_t>(round)) & 0xFF);
+}
+
+}  // namespace
 
 Summary ping(amp::rpmsg::Link& link, const std::string& service, long rounds, bool shutdown_peer) {
   // Shared with the name-service handler, which stays set on the device after this returns.
@@ -121,8 +132,7 @@ Summary ping_device(amp::rpmsg::Device& device, const std::string& service, std:
         stop = true;
         break;
       }
-      for (std::uint32_t i = 0; i < size; ++i)
-        payload[i] = static_cast<std::byte>((i * 7 + size + static_cast<std::uint32_t>(r)) & 0xFF);
+      fill(payload, size, r);
       const auto data = std::span<const std::byte>(payload.data(), size);
       const std::uint64_t t0 = amp::metal::monotonic_ns();
       const Status s = ep.send_to(remote, data, 5'000'000'000);
@@ -173,6 +183,70 @@ Summary ping_device(amp::rpmsg::Device& device, const std::string& service, std:
     (void)ep.send_to(remote, std::as_bytes(std::span(&magic, 1)), 1'000'000'000);
   }
   ep.destroy();  // announced: the remote sees the host's endpoint go
+  return sum;
+}
+
+Summary ping_endpoint(const amp::client::EndpointFd& ep, long rounds, bool shutdown_peer) {
+  Summary sum;
+  const auto record = [&](const std::string& error) {
+    ++sum.errors;
+    if (sum.first_error.empty()) sum.first_error = error;
+  };
+  set_interruptible(true);
+  const std::uint32_t mtu = ep.mtu;
+  std::vector<std::byte> payload(mtu);
+  std::vector<std::byte> echo(mtu + std::size_t{1});
+  for (long r = 0; r < rounds; ++r) {
+    for (std::uint32_t size = 1; size <= mtu; ++size) {
+      if (interrupted()) {
+        sum.interrupted = true;
+        return sum;
+      }
+      fill(payload, size, r);
+      const auto data = std::span<const std::byte>(payload.data(), size);
+      const std::uint64_t t0 = amp::metal::monotonic_ns();
+      if (auto w = amp::client::write_message(ep, data); !w) {
+        record(w.error().status == Status::kClosed
+                   ? std::string("the endpoint ended (its remote went away)")
+                   : "send of " + std::to_string(size) + " bytes: " + w.error().message);
+        return sum;
+      }
+      // Up to 5 s for the echo, in slices, so that a signal ends the wait.
+      amp::metal::SysResult<std::size_t> got = amp::metal::sys_fail(Status::kTimeout, "no echo");
+      for (int slice = 0; slice < 50 && !interrupted(); ++slice) {
+        got = amp::client::read_message(ep, echo, 100ms);
+        if (got || got.error().status != Status::kTimeout) break;
+      }
+      if (interrupted()) {
+        sum.interrupted = true;  // the message in flight is neither good nor bad
+        return sum;
+      }
+      if (!got) {
+        record(got.error().status == Status::kClosed
+                   ? std::string("the endpoint ended (its remote went away)")
+               : got.error().status == Status::kTimeout
+                   ? "no echo of " + std::to_string(size) + " bytes within 5 s"
+                   : "receive: " + got.error().message);
+        return sum;
+      }
+      const std::uint64_t t1 = amp::metal::monotonic_ns();
+      if (*got != size || !std::equal(data.begin(), data.end(), echo.begin())) {
+        record("echo of " + std::to_string(size) + " bytes differs");
+        continue;
+      }
+      ++sum.messages;
+      sum.bytes += size;
+      sum.rtt_us.push_back(static_cast<double>(t1 - t0) / 1000.0);
+    }
+  }
+  // A message larger than the MTU must be refused (EMSGSIZE), not truncated.
+  std::vector<std::byte> too_big(mtu + std::size_t{1});
+  const auto big = amp::client::write_message(ep, too_big);
+  if (big || big.error().status != Status::kTooLarge) record("an oversize message was not refused");
+  if (shutdown_peer) {
+    const std::uint32_t magic = kShutdownMagic;
+    (void)amp::client::write_message(ep, std::as_bytes(std::span(&magic, 1)));
+  }
   return sum;
 }
 

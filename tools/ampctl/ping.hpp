@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "amp/client/linux/connection.hpp"
 #include "amp/rpmsg/device.hpp"
 #include "amp/rpmsg/linux/link.hpp"
 #include "text.hpp"
@@ -37,6 +38,11 @@ Summary ping(amp::rpmsg::Link& link, const std::string& service, long rounds, bo
 /// tells which), and, marked interrupted, on a signal.
 Summary ping_device(amp::rpmsg::Device& device, const std::string& service, std::uint32_t remote, long rounds,
                     bool shutdown_peer, const std::function<bool()>& peer_gone);
+
+/// The same exercise through an endpoint ampd opened (`ampctl ping --via ampd`): every size 1..ep.mtu,
+/// `rounds` times, each echo checked (5 s for each), then a message beyond the MTU, which must be refused
+/// (EMSGSIZE). Ends early when the endpoint ends (its remote went away) and, marked interrupted, on a signal.
+Summary ping_endpoint(const amp::client::EndpointFd& ep, long rounds, bool shutdown_peer);
 
 /// The summary on stdout: one line of text (and the first error, and a note when interrupted), or one
 /// JSON object with `extra`'s members added.
