@@ -221,13 +221,20 @@ std::string render_format(std::string_view fmt, Args& args, unsigned target_bits
         out +=
             printf_string(spec.append("c").c_str(), width, static_cast<int>(static_cast<unsigned char>(raw)));
       } else if (conv == 'p') {
-        out += "0x" + printf_string("%llx", static_cast<unsigned long long>(raw));
+        out += "0x";
+        out += printf_string("%llx", static_cast<unsigned long long>(raw));
       } else if (conv == 'd' || conv == 'i') {
-        if (precision >= 0) spec += "." + std::to_string(precision);
+        if (precision >= 0) {
+          spec += '.';
+          spec += std::to_string(precision);
+        }
         out += printf_string(spec.append("lld").c_str(), width,
                              static_cast<long long>(sign_extend(raw, value_bits)));
       } else {
-        if (precision >= 0) spec += "." + std::to_string(precision);
+        if (precision >= 0) {
+          spec += '.';
+          spec += std::to_string(precision);
+        }
         spec += "ll";
         spec += conv;
         out += printf_string(spec.c_str(), width, static_cast<unsigned long long>(mask(raw, value_bits)));
