@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: BSD-3-Clause
-#include "amp/metal/log.hpp"
+#include "amp/metal/log_record.hpp"
 #include "amp/metal/result.hpp"
 
 // Each status and its name, once, for to_string() and log_name().
@@ -38,15 +38,14 @@ const char* to_string(Status s) noexcept {
 }
 
 #if AMP_LOG_DICTIONARY
+namespace {
+#define AMP_ROW(k, name) name,
+AMP_DICT_NAMES(kLogNames, 20, AMP_STATUS_NAMES(AMP_ROW) "unknown status");
+#undef AMP_ROW
+}  // namespace
+
 const char* log_name(Status s) noexcept {
-  switch (s) {
-#define AMP_CASE(k, name) \
-  case Status::k:         \
-    return AMP_DICT_STRING(name);
-    AMP_STATUS_NAMES(AMP_CASE)
-#undef AMP_CASE
-  }
-  return AMP_DICT_STRING("unknown status");
+  return metal::dict::name_at(kLogNames, static_cast<std::uint32_t>(s));
 }
 #endif
 

@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "amp/metal/log.hpp"
+#include "amp/metal/log_record.hpp"
 
 namespace amp::virtio {
 
@@ -79,15 +80,14 @@ const char* to_string(Fault f) noexcept {
 }
 
 #if AMP_LOG_DICTIONARY
+namespace {
+#define AMP_ROW(k, name) name,
+AMP_DICT_NAMES(kLogNames, 48, AMP_FAULT_NAMES(AMP_ROW) "unknown fault");
+#undef AMP_ROW
+}  // namespace
+
 const char* log_name(Fault f) noexcept {
-  switch (f) {
-#define AMP_CASE(k, name) \
-  case Fault::k:          \
-    return AMP_DICT_STRING(name);
-    AMP_FAULT_NAMES(AMP_CASE)
-#undef AMP_CASE
-  }
-  return AMP_DICT_STRING("unknown fault");
+  return metal::dict::name_at(kLogNames, static_cast<std::uint32_t>(f));
 }
 #endif
 

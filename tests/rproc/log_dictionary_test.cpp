@@ -88,6 +88,22 @@ TEST(LogDictionary, AStringOfTheDictionaryTravelsAsItsAddressAndRendersAsItsText
             "[a name only the dictionary holds] [a name] [inline]");
 }
 
+// The way log_name(Status) and log_name(Fault) name values in a dictionary-logging core. "eleven char"
+// fills its 12 bytes with its NUL; one more character would not compile.
+AMP_DICT_NAMES(kTestNames, 12, "zero", "one", "eleven char", "unknown");
+
+TEST(LogDictionary, ANameFromAFixedStrideTableTravelsAsItsAddressAndAValueBeyondGetsTheLastName) {
+  EXPECT_EQ(metal::dict::name_at(kTestNames, 1), kTestNames[1]);
+  char record[metal::kMaxLogMessage + 1];
+  const std::size_t n =
+      AMP_LOG_DICT_ENCODE(record, "%s %s %s %s %s", metal::dict::name_at(kTestNames, 0),
+                          metal::dict::name_at(kTestNames, 1), metal::dict::name_at(kTestNames, 2),
+                          metal::dict::name_at(kTestNames, 3), metal::dict::name_at(kTestNames, 4000000000U));
+  const std::string_view r(record, n);
+  EXPECT_EQ(r.find("one"), std::string_view::npos) << r;
+  EXPECT_EQ(own_dictionary().render(r).value_or("none"), "zero one eleven char unknown unknown");
+}
+
 TEST(LogDictionary, ADictionaryStringOutsideTheDictionaryRendersAsUnknown) {
   using namespace std::string_view_literals;
   const LogDictionary d = dictionary_of("%s|%s\0name\0"sv);
