@@ -52,7 +52,7 @@ struct World {
     if (driver.start(dc, s1) != Status::kOk) return;
     amp::rpmsg::LiteConfig lc;
     lc.shm = shm;
-    lc.transport = &t2;
+    lc.vdev = &t2;
     lc.notifier = &notifier;
     lc.announce_timeout_ns = 0;
     if (lite.start(lc, s2) != Status::kOk) return;

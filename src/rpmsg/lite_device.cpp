@@ -40,7 +40,7 @@ LiteDevice::~LiteDevice() {
 
 Status LiteDevice::start(const LiteConfig& config, std::span<std::uint64_t> in_flight) noexcept {
   if (running_) return Status::kBusy;
-  virtio::Transport* t = config.transport;
+  const virtio::RscVdev* t = config.vdev;
   if (t == nullptr || config.buffer_size <= kHeaderSize || config.buffer_size > kHeaderSize + 0xFFFF) {
     return Status::kInvalidArgument;
   }
@@ -71,7 +71,7 @@ Status LiteDevice::start(const LiteConfig& config, std::span<std::uint64_t> in_f
 
 Status LiteDevice::setup_queue(std::uint32_t index, virtio::DeviceQueue& q,
                                std::span<std::uint64_t> in_flight, std::uint32_t& notify_id) noexcept {
-  auto got = config_.transport->queue(index);
+  auto got = config_.vdev->queue(index);
   if (!got) return got.error();
   const virtio::QueueInfo info = *got;  // read once
   auto layout = virtio::RingLayout::compute(info.num, info.align);

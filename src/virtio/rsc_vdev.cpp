@@ -3,7 +3,7 @@
 
 namespace amp::virtio {
 
-Result<RscVdevTransport> RscVdevTransport::open(const metal::IoRegion& body) noexcept {
+Result<RscVdev> RscVdev::open(const metal::IoRegion& body) noexcept {
   auto num = body.load<std::uint8_t>(vdev::kNumVrings, std::memory_order_acquire);
   auto config_len = body.load<std::uint32_t>(vdev::kConfigLen, std::memory_order_relaxed);
   if (!num || !config_len) return fail(Status::kMalformed);
@@ -11,14 +11,14 @@ Result<RscVdevTransport> RscVdevTransport::open(const metal::IoRegion& body) noe
   const std::uint32_t config = *config_len;
   const std::uint64_t needed = kVdevHeaderSize + std::uint64_t{kVdevVringSize} * vrings + config;
   if (needed > body.size()) return fail(Status::kMalformed);
-  RscVdevTransport t;
+  RscVdev t;
   t.body_ = *body.subregion(0, static_cast<std::size_t>(needed));
   t.num_vrings_ = vrings;
   t.config_len_ = config;
   return t;
 }
 
-Status RscVdevTransport::write(const metal::IoRegion& body, const Spec& spec) noexcept {
+Status RscVdev::write(const metal::IoRegion& body, const Spec& spec) noexcept {
   if (spec.vrings.size() > 255) return Status::kInvalidArgument;
   const std::size_t size = body_size(spec.vrings.size(), spec.config_len);
   AMP_RETURN_IF_ERROR(body.fill(0, std::byte{0}, size));
@@ -44,36 +44,36 @@ Status RscVdevTransport::write(const metal::IoRegion& body, const Spec& spec) no
                                   std::memory_order_release);
 }
 
-std::uint32_t RscVdevTransport::device_id() const noexcept {
+std::uint32_t RscVdev::device_id() const noexcept {
   return body_.load<std::uint32_t>(vdev::kId, std::memory_order_relaxed).value_or(0);
 }
 
-std::uint32_t RscVdevTransport::notify_id() const noexcept {
+std::uint32_t RscVdev::notify_id() const noexcept {
   return body_.load<std::uint32_t>(vdev::kNotifyId, std::memory_order_relaxed).value_or(0);
 }
 
-std::uint8_t RscVdevTransport::status() const noexcept {
+std::uint8_t RscVdev::status() const noexcept {
   return body_.load<std::uint8_t>(vdev::kStatus, std::memory_order_acquire).value_or(0);
 }
 
-void RscVdevTransport::set_status(std::uint8_t status) noexcept {
+void RscVdev::set_status(std::uint8_t status) noexcept {
   (void)body_.store<std::uint8_t>(vdev::kStatus, status, std::memory_order_release);
 }
 
-std::uint64_t RscVdevTransport::device_features() const noexcept {
+std::uint64_t RscVdev::device_features() const noexcept {
   return body_.load<std::uint32_t>(vdev::kDeviceFeatures, std::memory_order_relaxed).value_or(0);
 }
 
-std::uint64_t RscVdevTransport::driver_features() const noexcept {
+std::uint64_t RscVdev::driver_features() const noexcept {
   return body_.load<std::uint32_t>(vdev::kDriverFeatures, std::memory_order_acquire).value_or(0);
 }
 
-void RscVdevTransport::set_driver_features(std::uint64_t features) noexcept {
+void RscVdev::set_driver_features(std::uint64_t features) noexcept {
   (void)body_.store<std::uint32_t>(vdev::kDriverFeatures, static_cast<std::uint32_t>(features),
                                    std::memory_order_release);
 }
 
-Result<QueueInfo> RscVdevTransport::queue(std::uint32_t index) const noexcept {
+Result<QueueInfo> RscVdev::queue(std::uint32_t index) const noexcept {
   if (index >= num_vrings_) return fail(Status::kNotFound);
   const std::size_t v = vdev::kVrings + kVdevVringSize * index;
   auto da = body_.load<std::uint32_t>(v + vdev::kVringDa, std::memory_order_acquire);
@@ -86,7 +86,7 @@ Result<QueueInfo> RscVdevTransport::queue(std::uint32_t index) const noexcept {
                    *notify};
 }
 
-Status RscVdevTransport::set_queue_address(std::uint32_t index, metal::DeviceAddress da) noexcept {
+Status RscVdev::set_queue_address(std::uint32_t index, metal::DeviceAddress da) noexcept {
   if (index >= num_vrings_) return Status::kNotFound;
   if (da >= kRscAddrAny) return Status::kOutOfRange;
   const std::size_t v = vdev::kVrings + kVdevVringSize * index;
@@ -94,12 +94,12 @@ Status RscVdevTransport::set_queue_address(std::uint32_t index, metal::DeviceAdd
                                     std::memory_order_release);
 }
 
-Status RscVdevTransport::read_config(std::size_t offset, std::span<std::byte> out) const noexcept {
+Status RscVdev::read_config(std::size_t offset, std::span<std::byte> out) const noexcept {
   if (offset > config_len_ || out.size() > config_len_ - offset) return Status::kOutOfRange;
   return body_.read(kVdevHeaderSize + kVdevVringSize * num_vrings_ + offset, out);
 }
 
-Status RscVdevTransport::write_config(std::size_t offset, std::span<const std::byte> in) noexcept {
+Status RscVdev::write_config(std::size_t offset, std::span<const std::byte> in) noexcept {
   if (offset > config_len_ || in.size() > config_len_ - offset) return Status::kOutOfRange;
   return body_.write(kVdevHeaderSize + kVdevVringSize * num_vrings_ + offset, in);
 }
@@ -126,16 +126,16 @@ Result<metal::IoRegion> find_vdev(const metal::IoRegion& table, std::uint32_t in
 }
 
 Result<metal::IoRegion> write_single_vdev_table(const metal::IoRegion& table,
-                                                const RscVdevTransport::Spec& spec) noexcept {
+                                                const RscVdev::Spec& spec) noexcept {
   constexpr std::size_t kEntry = kRscTableHeaderSize + 4;
-  const std::size_t body = RscVdevTransport::body_size(spec.vrings.size(), spec.config_len);
+  const std::size_t body = RscVdev::body_size(spec.vrings.size(), spec.config_len);
   auto region = table.subregion(kEntry + 4, body);
   if (!region) return region;
   if (const Status s = table.fill(0, std::byte{0}, kEntry + 4 + body); !ok(s)) return fail(s);
   (void)table.store<std::uint32_t>(4, 1, std::memory_order_relaxed);
   (void)table.store<std::uint32_t>(kRscTableHeaderSize, kEntry, std::memory_order_relaxed);
   (void)table.store<std::uint32_t>(kEntry, kRscVdev, std::memory_order_relaxed);
-  if (const Status s = RscVdevTransport::write(*region, spec); !ok(s)) return fail(s);
+  if (const Status s = RscVdev::write(*region, spec); !ok(s)) return fail(s);
   // The version last: a reader that sees a valid table sees all of it.
   (void)table.store<std::uint32_t>(0, kRscTableVersion, std::memory_order_release);
   return region;

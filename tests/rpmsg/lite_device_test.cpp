@@ -35,7 +35,7 @@ class LiteLoopback : public Loopback {
   LiteConfig lite_config(bool interrupts = true) {
     LiteConfig c;
     c.shm = shm_;
-    c.transport = &device_transport_;
+    c.vdev = &device_transport_;
     c.notifier = interrupts ? &to_driver_ : nullptr;
     return c;
   }
@@ -216,7 +216,7 @@ class LiteScripted : public testing::ScriptedDriverBase {
   void start_lite(bool interrupts = true) {
     LiteConfig c;
     c.shm = shm_;
-    c.transport = &device_transport_;
+    c.vdev = &device_transport_;
     c.notifier = interrupts ? &to_driver_ : nullptr;
     ASSERT_EQ(lite_.start(c, lite_storage_), Status::kOk);
     ASSERT_EQ(lite_.create_endpoint(
@@ -340,7 +340,7 @@ TEST_F(LiteScripted, AReadOnlyBufferOfferedForSendingBreaksTheDevice) {
   driver_transport_.set_status(virtio::kStatusDriverOk);
   LiteConfig c;
   c.shm = shm_;
-  c.transport = &device_transport_;
+  c.vdev = &device_transport_;
   ASSERT_EQ(lite_.start(c, lite_storage_), Status::kOk);
   EXPECT_FALSE(lite_.name_service());
   LiteEndpoint ep;
@@ -363,7 +363,7 @@ TEST_F(LiteScripted, ABufferTooSmallForAMessageIsKeptForTheNextOneThatFits) {
   driver_transport_.set_status(virtio::kStatusDriverOk);
   LiteConfig c;
   c.shm = shm_;
-  c.transport = &device_transport_;
+  c.vdev = &device_transport_;
   ASSERT_EQ(lite_.start(c, lite_storage_), Status::kOk);
   LiteEndpoint ep;
   ASSERT_EQ(lite_.create_endpoint(ep, "", kAddrAny, 0x401, [](LiteEndpoint&, const LiteMessage&) {}),
@@ -412,7 +412,7 @@ TEST_F(LiteScripted, RepliesMadeInsideProcessAreVisibleAtItsEndWithOneKick) {
 TEST_F(LiteScripted, StartWantsDriverOkAnRpmsgDeviceAndRingsInsideTheSharedMemory) {
   LiteConfig c;
   c.shm = shm_;
-  c.transport = &device_transport_;
+  c.vdev = &device_transport_;
   driver_transport_.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
   EXPECT_EQ(lite_.start(c, lite_storage_), Status::kWouldBlock);
   driver_transport_.set_status(virtio::kStatusDriverOk);
@@ -424,7 +424,7 @@ TEST_F(LiteScripted, StartWantsDriverOkAnRpmsgDeviceAndRingsInsideTheSharedMemor
   EXPECT_EQ(lite_.start(c, lite_storage_), Status::kOk);
   lite_.stop();
   LiteConfig no_transport = c;
-  no_transport.transport = nullptr;
+  no_transport.vdev = nullptr;
   EXPECT_EQ(lite_.start(no_transport, lite_storage_), Status::kInvalidArgument);
 }
 

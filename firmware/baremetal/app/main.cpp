@@ -143,7 +143,7 @@ void wait_a_little(DoorbellMode mode) noexcept {
 }
 
 /// The vdev's status, read afresh from the table.
-std::uint8_t vdev_status(const virtio::RscVdevTransport& t) noexcept {
+std::uint8_t vdev_status(const virtio::RscVdev& t) noexcept {
   return t.status();
 }
 
@@ -158,18 +158,18 @@ std::uint32_t state() noexcept {
 
 /// Whether the session the firmware serves has ended: the host reset the vdev (no DRIVER_OK), or put the
 /// image's table back (the state word cleared), possibly with DRIVER_OK set again since.
-bool session_over(const virtio::RscVdevTransport& t) noexcept {
+bool session_over(const virtio::RscVdev& t) noexcept {
   return (vdev_status(t) & virtio::kStatusDriverOk) == 0 || state() != rproc::kDoorbellStateServing;
 }
 
 /// Waits until the host has set DRIVER_OK (without FAILED or NEEDS_RESET); returns the transport over the
 /// vdev as it is now.
-virtio::RscVdevTransport wait_for_driver(DoorbellMode mode) noexcept {
+virtio::RscVdev wait_for_driver(DoorbellMode mode) noexcept {
   for (;;) {
     if (mode == DoorbellMode::kInterrupt) (void)board::doorbell_take();
     auto body = virtio::find_vdev(table_region(), 0);
     if (body) {
-      if (auto t = virtio::RscVdevTransport::open(*body)) {
+      if (auto t = virtio::RscVdev::open(*body)) {
         const std::uint8_t st = vdev_status(*t);
         constexpr std::uint8_t kBad = virtio::kStatusFailed | virtio::kStatusNeedsReset;
         if ((st & virtio::kStatusDriverOk) != 0 && (st & kBad) == 0) return *t;
@@ -180,7 +180,7 @@ virtio::RscVdevTransport wait_for_driver(DoorbellMode mode) noexcept {
 }
 
 /// Waits until the session is over (see session_over).
-void wait_for_reset(const virtio::RscVdevTransport& t, DoorbellMode mode) noexcept {
+void wait_for_reset(const virtio::RscVdev& t, DoorbellMode mode) noexcept {
   for (;;) {
     if (mode == DoorbellMode::kInterrupt) (void)board::doorbell_take();
     if (session_over(t)) return;
@@ -195,14 +195,14 @@ void let_go(DoorbellMode mode) noexcept {
 }
 
 /// One session: from DRIVER_OK to the host's reset.
-void serve(Firmware& fw, virtio::RscVdevTransport& transport) noexcept {
+void serve(Firmware& fw, virtio::RscVdev& transport) noexcept {
   const bool interrupts = fw.mode == DoorbellMode::kInterrupt;
   // Serving from here: the vrings are read after this, so a host that puts the table back from now on is
   // noticed (it clears the word), and one that did so before has already placed the vrings we read.
   set_state(rproc::kDoorbellStateServing);
   rpmsg::LiteConfig dc;
   dc.shm = shared_memory();
-  dc.transport = &transport;
+  dc.vdev = &transport;
   dc.notifier = interrupts ? &fw.doorbell : nullptr;  // poll mode: neither side kicks
   if (const Status s = fw.device.start(dc, fw.storage); !ok(s)) {
     AMP_LOG(LogLevel::kError, "rpmsg: cannot start over the host's vrings: %s; waiting for a reset",
@@ -265,7 +265,7 @@ void serve(Firmware& fw, virtio::RscVdevTransport& transport) noexcept {
             static_cast<unsigned>(raw_mode));
   }
   for (;;) {
-    virtio::RscVdevTransport transport = wait_for_driver(fw.mode);
+    virtio::RscVdev transport = wait_for_driver(fw.mode);
     serve(fw, transport);
   }
 }

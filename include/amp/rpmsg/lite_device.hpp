@@ -29,7 +29,7 @@
 #include "amp/metal/result.hpp"
 #include "amp/rpmsg/device.hpp"  // Notifier, Stats, kForever
 #include "amp/rpmsg/wire.hpp"
-#include "amp/virtio/transport.hpp"
+#include "amp/virtio/rsc_vdev.hpp"
 #include "amp/virtio/virtqueue.hpp"
 
 namespace amp::rpmsg {
@@ -87,7 +87,8 @@ class LiteEndpoint {
 struct LiteConfig {
   /// All memory the host may point at: rings and buffers must lie inside.
   metal::IoRegion shm{};
-  virtio::Transport* transport = nullptr;
+  /// The vdev entry of the resource table the host set up (read at start() only).
+  const virtio::RscVdev* vdev = nullptr;
   /// Kicks the host (interrupt mode); nullptr when both sides poll.
   Notifier* notifier = nullptr;
   /// The host's buffer size, header included, which bounds payload_size(). Linux and OpenAMP use 512.
