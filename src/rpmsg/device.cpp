@@ -29,7 +29,6 @@ class CallbackScope {
   const Endpoint* saved_;
 };
 
-using detail::kMaxBufferSize;
 /// A single-threaded device makes its sends visible at least every this many messages.
 constexpr std::uint32_t kTxBurst = 16;
 
@@ -170,7 +169,7 @@ Status Device::start_role(const DeviceConfig& config, const RoleOps& ops,
   const std::uint32_t rx_size = config.rx_buffer_size != 0 ? config.rx_buffer_size : config.buffer_size;
   const std::uint32_t tx_size = config.tx_buffer_size != 0 ? config.tx_buffer_size : config.buffer_size;
   for (std::uint32_t size : {rx_size, tx_size}) {
-    if (size <= kHeaderSize || size > kMaxBufferSize || size % 8 != 0) return Status::kInvalidArgument;
+    if (!valid_buffer_size(size)) return Status::kInvalidArgument;
   }
   if (config.transport->device_id() != kVirtioIdRpmsg) {
     AMP_LOG_ERROR("rpmsg: the vdev is not an rpmsg device (id %u)",

@@ -31,6 +31,18 @@ struct Device::DeviceRole {
     const std::uint64_t agreed = t.driver_features() & t.device_features();
     d.ns_ = (agreed & detail::kFeatureNsBit) != 0;
     d.event_idx_ = (agreed & detail::kFeatureEventIdxBit) != 0;
+    if ((agreed & detail::kFeatureBufferSizesBit) != 0) {
+      // The sizes this device declared, as the driver read them (the config space is shared: read once).
+      std::byte raw[kBufferSizesConfigSize];
+      auto sizes =
+          ok(t.read_config(0, raw)) ? decode_buffer_sizes(raw) : Result<BufferSizes>(fail(Status::kNotFound));
+      if (!sizes) {
+        AMP_LOG_ERROR("rpmsg: buffer sizes agreed, but the config space holds no valid declaration of them");
+        return Status::kMalformed;
+      }
+      d.tx_size_ = sizes->tx;
+      d.rx_size_ = sizes->rx;
+    }
 
     virtio::QueueConfig tx;
     virtio::QueueConfig rx;
@@ -100,7 +112,7 @@ struct Device::DeviceRole {
     }
     slot.id = head;
     slot.data = b.data;  // checked and translated by the queue
-    slot.len = b.len < detail::kMaxBufferSize ? b.len : detail::kMaxBufferSize;
+    slot.len = b.len < kMaxBufferSize ? b.len : kMaxBufferSize;
     return true;
   }
 

@@ -2,6 +2,7 @@
 // rpmsg::Device in the virtio driver role (the host side, like Linux's virtio_rpmsg_bus): it owns the
 // buffers, fills queue 0 with empty receive buffers and sends on queue 1. Referenced only from
 // start_driver_role (see role.hpp).
+#include <cstring>
 #include <new>
 
 #include "amp/metal/log.hpp"
@@ -12,6 +13,40 @@ namespace amp::rpmsg {
 using virtio::Buffer;
 
 struct Device::DriverRole {
+  /// The device offers VIRTIO_RPMSG_F_BUFSZ: its declaration, read once from the config space, sets this
+  /// side's buffer sizes and the bit is acknowledged; bytes that are no declaration leave the bit out.
+  static Status take_buffer_sizes(Device& d, virtio::Transport& t, std::uint64_t& wanted) noexcept {
+    std::byte raw[kBufferSizesConfigSize];
+    Status s = t.read_config(0, raw);
+    auto sizes = ok(s) ? decode_buffer_sizes(raw) : Result<BufferSizes>(fail(Status::kNotFound));
+    if (!sizes && sizes.error() == Status::kNotFound) {
+      AMP_LOG_WARNING(
+          "rpmsg: the device offers feature bit 1 without a buffer-size declaration in its config "
+          "space (another meaning of the bit, such as NuttX's name-service acknowledgement): not "
+          "acknowledged, %u-byte buffers",
+          static_cast<unsigned>(d.tx_size_));
+      return Status::kOk;
+    }
+    if (!sizes) {
+      std::uint32_t tx = 0;
+      std::uint32_t rx = 0;
+      std::memcpy(&tx, raw + 3, 4);
+      std::memcpy(&rx, raw + 7, 4);
+      AMP_LOG_ERROR(
+          "rpmsg: the device declares buffers of %u bytes (its tx) and %u bytes (its rx): each must "
+          "be a multiple of %u in [%u, %u]",
+          static_cast<unsigned>(tx), static_cast<unsigned>(rx), static_cast<unsigned>(kBufferSizeAlign),
+          static_cast<unsigned>(kHeaderSize + kBufferSizeAlign),
+          static_cast<unsigned>(kMaxBufferSize - kMaxBufferSize % kBufferSizeAlign));
+      t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFailed);
+      return Status::kMalformed;
+    }
+    d.rx_size_ = sizes->tx;  // the device sends in our receive buffers
+    d.tx_size_ = sizes->rx;
+    wanted |= detail::kFeatureBufferSizesBit;
+    return Status::kOk;
+  }
+
   static Status start(Device& d, std::span<virtio::DriverQueue::Slot> slots,
                       std::span<std::uint64_t>) noexcept {
     new (&d.queues_.driver) DriverQueues();  // this role's queues from now on (the union's other member ends)
@@ -20,8 +55,10 @@ struct Device::DriverRole {
     t.set_status(virtio::kStatusAcknowledge);
     t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
     const std::uint64_t offered = t.device_features();
-    const std::uint64_t wanted =
-        detail::kFeatureNsBit | (d.config_.event_idx ? detail::kFeatureEventIdxBit : 0);
+    std::uint64_t wanted = detail::kFeatureNsBit | (d.config_.event_idx ? detail::kFeatureEventIdxBit : 0);
+    if ((offered & detail::kFeatureBufferSizesBit) != 0 && d.config_.accept_buffer_sizes) {
+      AMP_RETURN_IF_ERROR(take_buffer_sizes(d, t, wanted));
+    }
     const std::uint64_t agreed = offered & wanted;
     t.set_driver_features(agreed);
     d.ns_ = (agreed & detail::kFeatureNsBit) != 0;

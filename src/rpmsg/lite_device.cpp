@@ -13,6 +13,7 @@ namespace {
 
 constexpr std::uint64_t kFeatureNsBit = std::uint64_t{1} << kFeatureNs;
 constexpr std::uint64_t kFeatureEventIdxBit = std::uint64_t{1} << virtio::kFeatureEventIdx;
+constexpr std::uint64_t kFeatureBufferSizesBit = std::uint64_t{1} << kFeatureBufferSizes;
 
 }  // namespace
 
@@ -50,6 +51,14 @@ Status LiteDevice::start(const LiteConfig& config, std::span<std::uint64_t> in_f
   const std::uint64_t agreed = t->driver_features() & t->device_features();
   ns_ = (agreed & kFeatureNsBit) != 0;
   event_idx_ = (agreed & kFeatureEventIdxBit) != 0;
+  if ((agreed & kFeatureBufferSizesBit) != 0) {
+    // The sizes the table declares, as the host read them (shared memory: read once, checked).
+    std::byte raw[kBufferSizesConfigSize];
+    auto sizes =
+        ok(t->read_config(0, raw)) ? decode_buffer_sizes(raw) : Result<BufferSizes>(fail(Status::kNotFound));
+    if (!sizes) return Status::kMalformed;
+    config_.buffer_size = sizes->tx;  // what a send may fill: the host's receive buffers
+  }
   const std::size_t half = in_flight.size() / 2;
   AMP_RETURN_IF_ERROR(setup_queue(0, tx_, in_flight.first(half), notify_tx_));
   AMP_RETURN_IF_ERROR(setup_queue(1, rx_, in_flight.subspan(half), notify_rx_));

@@ -45,10 +45,9 @@ struct Device::RoleOps {
 };
 
 namespace detail {
-/// The header's len is 16 bits: no buffer is used beyond this.
-inline constexpr std::uint32_t kMaxBufferSize = kHeaderSize + 0xFFFF;
 inline constexpr std::uint64_t kFeatureNsBit = std::uint64_t{1} << kFeatureNs;
 inline constexpr std::uint64_t kFeatureEventIdxBit = std::uint64_t{1} << virtio::kFeatureEventIdx;
+inline constexpr std::uint64_t kFeatureBufferSizesBit = std::uint64_t{1} << kFeatureBufferSizes;
 }  // namespace detail
 
 }  // namespace amp::rpmsg

@@ -448,7 +448,9 @@ Status TableBuilder::add_vdev(std::uint32_t id, std::uint32_t dfeatures,
 
 Status TableBuilder::add_vdev(const virtio::RscVdevTransport::Spec& spec) noexcept {
   if (!ok(error_)) return error_;
-  if (spec.vrings.empty() || spec.vrings.size() > kMaxVrings) return record(Status::kInvalidArgument);
+  if (spec.vrings.empty() || spec.vrings.size() > kMaxVrings || spec.config.size() > spec.config_len) {
+    return record(Status::kInvalidArgument);
+  }
   for (const virtio::QueueInfo& q : spec.vrings) {
     if (!power_of_two(q.num) || q.num > kMaxVringNum || !power_of_two(q.align) || q.align < 4) {
       return record(Status::kInvalidArgument);
@@ -472,6 +474,10 @@ Status TableBuilder::add_vdev(const virtio::RscVdevTransport::Spec& spec) noexce
     put32(r + vd::kVringAlign, q.align);
     put32(r + vd::kVringNum, q.num);
     put32(r + vd::kVringNotifyId, q.notify_id);
+  }
+  if (!spec.config.empty()) {
+    std::memcpy(out_.data() + body + vd::kVrings + kVringSize * spec.vrings.size(), spec.config.data(),
+                spec.config.size());
   }
   return Status::kOk;
 }

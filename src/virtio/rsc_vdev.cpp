@@ -19,7 +19,7 @@ Result<RscVdev> RscVdev::open(const metal::IoRegion& body) noexcept {
 }
 
 Status RscVdev::write(const metal::IoRegion& body, const Spec& spec) noexcept {
-  if (spec.vrings.size() > 255) return Status::kInvalidArgument;
+  if (spec.vrings.size() > 255 || spec.config.size() > spec.config_len) return Status::kInvalidArgument;
   const std::size_t size = body_size(spec.vrings.size(), spec.config_len);
   AMP_RETURN_IF_ERROR(body.fill(0, std::byte{0}, size));
   AMP_RETURN_IF_ERROR(body.store<std::uint32_t>(vdev::kId, spec.id, std::memory_order_relaxed));
@@ -38,6 +38,9 @@ Status RscVdev::write(const metal::IoRegion& body, const Spec& spec) noexcept {
     AMP_RETURN_IF_ERROR(body.store<std::uint32_t>(v + vdev::kVringNum, q.num, std::memory_order_relaxed));
     AMP_RETURN_IF_ERROR(
         body.store<std::uint32_t>(v + vdev::kVringNotifyId, q.notify_id, std::memory_order_relaxed));
+  }
+  if (!spec.config.empty()) {
+    AMP_RETURN_IF_ERROR(body.write(kVdevHeaderSize + kVdevVringSize * spec.vrings.size(), spec.config));
   }
   // Publish the ring count last, so a reader that sees it sees the rest.
   return body.store<std::uint8_t>(vdev::kNumVrings, static_cast<std::uint8_t>(spec.vrings.size()),

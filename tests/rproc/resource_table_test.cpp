@@ -192,6 +192,39 @@ TEST(FirmwareTable, IsTheRpmsgVdevTableLinuxExpects) {
   EXPECT_EQ(r.vdev.rings()[1].num, 64U);
 }
 
+// A firmware that declares its buffer sizes (VIRTIO_RPMSG_F_BUFSZ): bit 1 offered, an 11-byte config space
+// that is the declaration, which a driver reads back through the vdev.
+TEST(FirmwareTable, DeclaresItsBufferSizesInTheVdevsConfigSpace) {
+  constexpr RpmsgSizedFirmwareTable kTable = rpmsg_firmware_table({.vring_num = 64}, {4096, 1024});
+  Bytes want;
+  want.u32(1).u32(1).u32(0).u32(0).u32(24).u32(0);         // header, offset[0], pad
+  want.u32(kRscVdev).u32(7).u32(0).u32(3).u32(0).u32(11);  // type, id, notifyid, NS | BUFSZ, gf, config_len
+  want.u8(0).u8(2).u8(0).u8(0);
+  want.u32(kRscAddrAny).u32(0x1000).u32(64).u32(0).u32(0);
+  want.u32(kRscAddrAny).u32(0x1000).u32(64).u32(0).u32(0);
+  want.u8(1).u8(11).u8(0).u32(4096).u32(1024).u8(0);  // version, le16 size, txbuf_size, rxbuf_size, padding
+  ASSERT_EQ(want.v.size(), sizeof kTable);
+  std::vector<std::byte> got(sizeof kTable);
+  std::memcpy(got.data(), &kTable, sizeof kTable);
+  EXPECT_EQ(got, want.v);
+
+  Table t;
+  std::memcpy(t.mem.data(), &kTable, sizeof kTable);
+  t.size = sizeof kTable;
+  auto rt = ResourceTable::parse(t.region());
+  ASSERT_TRUE(rt) << to_string(rt.error().error);
+  Recorder r;
+  ASSERT_TRUE(rt->for_each(r));
+  auto vdev = virtio::RscVdev::open(r.vdev_body);
+  ASSERT_TRUE(vdev);
+  std::byte config[rpmsg::kBufferSizesConfigSize];
+  ASSERT_EQ(vdev->read_config(0, config), Status::kOk);
+  auto sizes = rpmsg::decode_buffer_sizes(config);
+  ASSERT_TRUE(sizes);
+  EXPECT_EQ(sizes->tx, 4096U);
+  EXPECT_EQ(sizes->rx, 1024U);
+}
+
 TEST(ResourceTable, DevmemAndVendorEntries) {
   Table t;
   TableBuilder b(t.mem);

@@ -214,6 +214,12 @@ struct DeviceConfig {
   /// driver's buffers, which bounds payload_size(); the buffers themselves say how big they are.)
   std::uint32_t rx_buffer_size = 0;
   std::uint32_t tx_buffer_size = 0;
+  /// Driver role: when the device offers VIRTIO_RPMSG_F_BUFSZ (wire.hpp), take the buffer sizes it declares
+  /// in its config space instead of the ones above (a declaration amp cannot use: start() fails with
+  /// kMalformed). Device role: the sizes come from the config space whenever the driver agreed to the bit;
+  /// the side that writes the table declares them (RscVdev::Spec::config, rproc::TableBuilder,
+  /// rproc::rpmsg_firmware_table).
+  bool accept_buffer_sizes = true;
   /// Driver role: buffers per direction; 0 means the ring size (the kernel's choice).
   std::uint32_t rx_buffers = 0;
   std::uint32_t tx_buffers = 0;

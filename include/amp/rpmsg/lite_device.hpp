@@ -91,7 +91,8 @@ struct LiteConfig {
   const virtio::RscVdev* vdev = nullptr;
   /// Kicks the host (interrupt mode); nullptr when both sides poll.
   Notifier* notifier = nullptr;
-  /// The host's buffer size, header included, which bounds payload_size(). Linux and OpenAMP use 512.
+  /// The host's buffer size, header included, which bounds payload_size(). Linux and OpenAMP use 512. When
+  /// the host acknowledged VIRTIO_RPMSG_F_BUFSZ, the size the table's config space declares instead.
   std::uint32_t buffer_size = kDefaultBufferSize;
   /// How long an announcement waits for a buffer.
   std::uint64_t announce_timeout_ns = 1'000'000'000;

@@ -5,6 +5,18 @@
 //   then `len` bytes of payload.
 //   name-service message (40 bytes), sent to address 53: char name[32] (NUL-terminated); le32 addr;
 //   le32 flags (0 = create, 1 = destroy).
+//   buffer sizes (VIRTIO_RPMSG_F_BUFSZ, feature bit 1), in the rpmsg vdev's config space, 11 bytes, packed:
+//   u8 version (1); le16 size (11, the structure's own); le32 txbuf_size; le32 rxbuf_size. Both sizes are
+//   the device's (the remote's) view, header included: txbuf_size is the size of the buffers it sends in
+//   (the driver's receive buffers), rxbuf_size of those it receives in. The device declares them (in the
+//   resource table's vdev config); the driver reads them when it acknowledges the bit and carves its buffers
+//   to those sizes; without the bit both are 512. This is `struct virtio_rpmsg_config` as applied to Linux's
+//   rpmsg-next on 2026-09-04 (Tanmay Shah's series "rpmsg: virtio: ... get buffer size from config space",
+//   include/linux/rpmsg/virtio_rpmsg.h, commit ca96ea25 there; the series went through three layouts in
+//   review, 66, 16 and 13 bytes, before this one). Linux's fields are __virtio16/__virtio32: for a legacy
+//   remoteproc vdev, the CPUs' own order, little-endian on every core amp runs on, as the rest of the table.
+//   NuttX's OpenAMP uses bit 1 for a name-service acknowledgement (its sizes, 64 bytes from offset 0, under
+//   its bit 2): see decode_buffer_sizes() for how amp tells the two apart.
 //
 // Thread-safety: constants and pure functions only.
 #pragma once
@@ -35,6 +47,12 @@ inline constexpr unsigned kFeatureNs = 0;
 inline constexpr std::uint32_t kVirtioIdRpmsg = 7;
 /// The kernel's buffer size (16 header + 496 payload).
 inline constexpr std::uint32_t kDefaultBufferSize = 512;
+/// VIRTIO_RPMSG_F_BUFSZ: the device declares its buffer sizes in its config space (BufferSizes).
+inline constexpr unsigned kFeatureBufferSizes = 1;
+/// The largest buffer a header's 16-bit length can fill; amp's buffers are also a multiple of 8 bytes, so
+/// that each one laid after another stays aligned for the header's words.
+inline constexpr std::uint32_t kMaxBufferSize = kHeaderSize + 0xFFFF;
+inline constexpr std::uint32_t kBufferSizeAlign = 8;
 
 struct Header {
   std::uint32_t src = 0;
@@ -102,6 +120,48 @@ struct NsMessage {
   // whose writes fail with EINVAL): no peer that works announces it.
   if (m.addr == kAddrAny) return fail(Status::kMalformed);
   return m;
+}
+
+/// The buffer sizes a device declares (VIRTIO_RPMSG_F_BUFSZ), header included, from the device's side.
+struct BufferSizes {
+  std::uint32_t tx = kDefaultBufferSize;  ///< The device sends in these: the driver's receive buffers.
+  std::uint32_t rx = kDefaultBufferSize;  ///< The device receives in these: the driver's send buffers.
+};
+inline constexpr std::size_t kBufferSizesConfigSize = 11;
+inline constexpr std::uint8_t kBufferSizesVersion = 1;
+
+/// Whether `size` is a buffer size amp uses: room for the header and at least one byte, at most
+/// kMaxBufferSize, a multiple of kBufferSizeAlign.
+constexpr bool valid_buffer_size(std::uint32_t size) noexcept {
+  return size > kHeaderSize && size <= kMaxBufferSize && size % kBufferSizeAlign == 0;
+}
+
+/// The config-space bytes that declare `sizes`.
+inline void encode_buffer_sizes(const BufferSizes& sizes,
+                                std::span<std::byte, kBufferSizesConfigSize> out) noexcept {
+  const std::uint16_t size = kBufferSizesConfigSize;
+  out[0] = std::byte{kBufferSizesVersion};
+  std::memcpy(out.data() + 1, &size, 2);
+  std::memcpy(out.data() + 3, &sizes.tx, 4);
+  std::memcpy(out.data() + 7, &sizes.rx, 4);
+}
+
+/// Reads a device's declaration from its config space `in` (all of it, as long as the vdev says; read once
+/// by the caller). kNotFound when the bytes are not a version-1 declaration at all (shorter than 11 bytes,
+/// another version, another size field: a device that gives bit 1 another meaning, as NuttX's OpenAMP
+/// does): the driver then leaves the bit unacknowledged and uses 512-byte buffers. kMalformed when it is
+/// one but a size is one amp cannot use (valid_buffer_size()): the driver refuses to start.
+[[nodiscard]] inline Result<BufferSizes> decode_buffer_sizes(std::span<const std::byte> in) noexcept {
+  if (in.size() < kBufferSizesConfigSize) return fail(Status::kNotFound);
+  std::uint16_t size = 0;
+  std::memcpy(&size, in.data() + 1, 2);
+  if (in[0] != std::byte{kBufferSizesVersion} || size != kBufferSizesConfigSize)
+    return fail(Status::kNotFound);
+  BufferSizes s;
+  std::memcpy(&s.tx, in.data() + 3, 4);
+  std::memcpy(&s.rx, in.data() + 7, 4);
+  if (!valid_buffer_size(s.tx) || !valid_buffer_size(s.rx)) return fail(Status::kMalformed);
+  return s;
 }
 
 }  // namespace amp::rpmsg

@@ -90,4 +90,49 @@ constexpr RpmsgFirmwareTable rpmsg_firmware_table(const RpmsgFirmwareTableSpec& 
   return t;
 }
 
+/// struct fw_rsc_vdev with two vrings and, as its config space, the buffer-size declaration of
+/// VIRTIO_RPMSG_F_BUFSZ (rpmsg/wire.hpp: config_len 11, one byte of padding after it).
+struct FwRscVdev2Sizes {
+  FwRscVdev2 vdev;
+  std::uint8_t config[12];
+};
+
+/// RpmsgFirmwareTable for a firmware that declares its buffer sizes.
+struct RpmsgSizedFirmwareTable {
+  std::uint32_t ver;
+  std::uint32_t num;
+  std::uint32_t reserved[2];
+  std::uint32_t offset[1];
+  std::uint32_t pad;
+  FwRscVdev2Sizes vdev;
+};
+static_assert(offsetof(RpmsgSizedFirmwareTable, vdev) == 24);
+static_assert(offsetof(FwRscVdev2Sizes, config) == sizeof(FwRscVdev2));
+static_assert(sizeof(RpmsgSizedFirmwareTable) == 24 + sizeof(FwRscVdev2) + 12);
+
+/// The table of a firmware whose rpmsg buffers are `sizes` (from its side: it sends in `sizes.tx`-byte
+/// buffers, receives in `sizes.rx`-byte ones, headers included; each rpmsg::valid_buffer_size()): the vdev
+/// offers VIRTIO_RPMSG_F_BUFSZ on top of spec.features and declares them in its config space. A host that
+/// acknowledges the bit (Linux since the series wire.hpp cites, amp) carves its buffers to them; one that
+/// does not uses 512 bytes, which the firmware then gets.
+constexpr RpmsgSizedFirmwareTable rpmsg_firmware_table(const RpmsgFirmwareTableSpec& spec,
+                                                       const rpmsg::BufferSizes& sizes) noexcept {
+  const RpmsgFirmwareTable plain = rpmsg_firmware_table(spec);
+  RpmsgSizedFirmwareTable t{};
+  t.ver = plain.ver;
+  t.num = plain.num;
+  t.offset[0] = plain.offset[0];
+  t.vdev.vdev = plain.vdev;
+  t.vdev.vdev.dfeatures |= 1U << rpmsg::kFeatureBufferSizes;
+  t.vdev.vdev.config_len = rpmsg::kBufferSizesConfigSize;
+  // The declaration's bytes, little-endian (encode_buffer_sizes, which a constant cannot call).
+  t.vdev.config[0] = rpmsg::kBufferSizesVersion;
+  t.vdev.config[1] = static_cast<std::uint8_t>(rpmsg::kBufferSizesConfigSize);
+  for (unsigned i = 0; i < 4; ++i) {
+    t.vdev.config[3 + i] = static_cast<std::uint8_t>(sizes.tx >> (8 * i));
+    t.vdev.config[7 + i] = static_cast<std::uint8_t>(sizes.rx >> (8 * i));
+  }
+  return t;
+}
+
 }  // namespace amp::rproc

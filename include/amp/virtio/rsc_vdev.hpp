@@ -55,6 +55,8 @@ class RscVdev {
     std::uint32_t device_features = 0;
     std::uint32_t config_len = 0;
     std::span<const QueueInfo> vrings{};
+    /// The config space's first bytes (the rest of config_len is zeroed); at most config_len of them.
+    std::span<const std::byte> config{};
   };
   [[nodiscard]] static Status write(const metal::IoRegion& body, const Spec& spec) noexcept;
   /// Bytes a vdev body with `vrings` rings and `config_len` bytes of config takes.
