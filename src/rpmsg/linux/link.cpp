@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -125,14 +126,23 @@ bool inside(std::uint64_t off, std::uint64_t len, std::uint64_t size) {
 }
 
 /// Lays out the one-vdev resource table at layout.table, its vrings at layout.vring0/1.
+/// `sizes`: the buffer sizes the vdev declares (VIRTIO_RPMSG_F_BUFSZ offered), or none.
 SysResult<void> write_table(const metal::SharedMemory& shm, const LinkLayout& layout, std::uint32_t ring_size,
-                            std::uint32_t features) {
+                            std::uint32_t features, const BufferSizes* sizes = nullptr) {
   auto table = shm.region().subregion(layout.table, layout.table_size);
   const std::array<virtio::QueueInfo, 2> rings{
       virtio::QueueInfo{shm.device_address() + layout.vring0, layout.ring_align, ring_size, 1},
       virtio::QueueInfo{shm.device_address() + layout.vring1, layout.ring_align, ring_size, 2}};
   if (!table) return sys_fail(Status::kOutOfRange, "the shared memory is too small for the resource table");
-  if (auto body = virtio::write_single_vdev_table(*table, {kVirtioIdRpmsg, 0, features, 0, rings}); !body) {
+  std::array<std::byte, kBufferSizesConfigSize> config{};
+  virtio::RscVdev::Spec spec{kVirtioIdRpmsg, 0, features, 0, rings};
+  if (sizes != nullptr) {
+    encode_buffer_sizes(*sizes, config);
+    spec.device_features |= 1U << kFeatureBufferSizes;
+    spec.config_len = kBufferSizesConfigSize;
+    spec.config = config;
+  }
+  if (auto body = virtio::write_single_vdev_table(*table, spec); !body) {
     return sys_fail(body.error(), std::string("writing the resource table: ") + amp::to_string(body.error()));
   }
   return {};
@@ -537,7 +547,10 @@ SysResult<std::unique_ptr<Link>> Link::create(metal::UnixSocket socket, const Li
   // Lay out the table before the peer can look at it.
   const std::uint32_t features =
       (1U << kFeatureNs) | (config.event_idx ? 1U << virtio::kFeatureEventIdx : 0U);
-  if (auto s = write_table(shm, *layout, config.ring_size, features); !s)
+  // The buffer size goes through the virtio negotiation too (VIRTIO_RPMSG_F_BUFSZ), as with a firmware
+  // that declares its own: the driver side takes it from the config space.
+  const BufferSizes sizes{config.buffer_size, config.buffer_size};
+  if (auto s = write_table(shm, *layout, config.ring_size, features, &sizes); !s)
     return Unexpected<SysError>(s.error());
   return create_in(std::move(socket), config, std::move(shm), *layout);
 }
