@@ -81,7 +81,9 @@ link options:
   --notify eventfd|socket|poll|adaptive   notifications (the creator's choice: --listen; default eventfd)
   --shm NAME               a named POSIX shm object instead of a memfd (--listen) / the preset's object
   --ring-size N            entries per vring (default 256)     --buffer-size N   bytes per buffer (default 512)
-                           (--ring-size, --buffer-size: the creator's choice, --listen)
+                           (--ring-size, --buffer-size: the creator's choice, --listen; the buffer size,
+                           a multiple of 8 in [24, 65544], is declared in the vdev's config space and taken
+                           by the driver through the VIRTIO_RPMSG_F_BUFSZ negotiation)
   --timeout MS|forever     how long to wait for the peer (default 10000; 0 or forever: as long as it takes;
                            the set-up after it arrived stays bounded: 10000 then)
   --service NAME           the echo service's name (default amp-echo; rpmsg-openamp-demo-channel for the preset)
@@ -116,7 +118,7 @@ void add_link_options(CLI::App& app, LinkOptions& o, Role role) {
   g.socket = add_text(app, "--socket", o.socket, "PATH");
   g.shm = add_text(app, "--shm", o.shm, "NAME");
   g.ring_size = add_number(app, "--ring-size", o.ring_size, 1, 32768);
-  g.buffer_size = add_number(app, "--buffer-size", o.buffer_size, 24, 65552);
+  g.buffer_size = add_number(app, "--buffer-size", o.buffer_size, 24, 65544);
   add_parsed(app, "--timeout", "MS|forever", [&o](const std::string& s) { parse_timeout(s, o.timeout); });
   add_text(app, "--service", o.service, "NAME");
 }

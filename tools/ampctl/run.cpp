@@ -620,7 +620,7 @@ void add_run_command(CLI::App& root, std::vector<Command>& commands) {
   add_number(*app, "--rounds", o->rounds, 1, 1000000);
   add_number(*app, "--duration", o->duration, 0, 86400000);
   add_number(*app, "--timeout", o->timeout, 1, 3600000);
-  add_number(*app, "--buffer-size", o->buffer_size, 24, 65552);
+  add_number(*app, "--buffer-size", o->buffer_size, 24, 65544);
   app->add_flag("--echo", o->echo);
   add_text(*app, "--vhost-user", o->vhost_user, "SOCKET");
   g.recover = app->add_flag("--recover", o->recover);

@@ -203,9 +203,9 @@ SysResult<LinkLayout> LinkLayout::compute(std::uint32_t ring_size, std::uint32_t
   if (!ring)
     return sys_fail(Status::kInvalidArgument,
                     "ring size " + std::to_string(ring_size) + " is not a power of two in [1, 32768]");
-  if (buffer_size <= kHeaderSize || buffer_size > kHeaderSize + 0xFFFF || buffer_size % 8 != 0) {
+  if (!valid_buffer_size(buffer_size)) {
     return sys_fail(Status::kInvalidArgument,
-                    "buffer size " + std::to_string(buffer_size) + " must be a multiple of 8 in [24, 65552]");
+                    "buffer size " + std::to_string(buffer_size) + " must be a multiple of 8 in [24, 65544]");
   }
   LinkLayout l;
   l.table = 0;
