@@ -73,7 +73,8 @@ class EmulatedRemote {
   };
 
   void run() {
-    auto table = memory_.region().subregion(kTableDa - kMemBase, sizeof(RpmsgFirmwareTable));
+    // Room for either table (a firmware that declares its buffer sizes has 12 more bytes).
+    auto table = memory_.region().subregion(kTableDa - kMemBase, sizeof(RpmsgSizedFirmwareTable));
     auto body = table ? virtio::find_vdev(*table) : Result<metal::IoRegion>(fail(Status::kNotFound));
     auto transport = body ? virtio::RscVdevTransport::open(*body) : fail(Status::kNotFound);
     if (!transport) {
@@ -186,7 +187,8 @@ class VdevHostTest : public ::testing::Test {
   }
 
   /// What the firmware's ELF put at kTableDa.
-  void load_table(const RpmsgFirmwareTable& table) {
+  template <class Table>
+  void load_table(const Table& table) {
     ASSERT_TRUE(ok(memory_->region().write(kTableDa - kMemBase, std::as_bytes(std::span(&table, 1)))));
   }
 
@@ -263,6 +265,36 @@ TEST_F(VdevHostTest, KernelStartedRemoteGetsRpmsgFromUserspace) {
   EXPECT_EQ(emulated->result(), 0);
   ASSERT_EQ(lifecycle.detach(), Status::kOk);
   EXPECT_EQ(fake_.dir().read("sys/class/remoteproc/remoteproc0/state"), "detach");
+}
+
+// A firmware that declares its buffer sizes (VIRTIO_RPMSG_F_BUFSZ): the host sizes its pool for them and
+// its driver takes them; a declaration amp cannot use is a clear error before anything starts.
+TEST_F(VdevHostTest, AFirmwaresDeclaredBufferSizesSizeThePoolAndTheMtu) {
+  load_table(rpmsg_firmware_table({.vring_num = 64}, {4096, 1024}));
+  kick_ = RegisterKick(mailbox_->region(), 0x10);
+  auto emulated = remote();
+  emulated->start();
+  VdevHostConfig c = config();
+  c.table_size = sizeof(RpmsgSizedFirmwareTable);
+  auto host = VdevHost::start(c);
+  ASSERT_TRUE(host) << host.error().message;
+  EXPECT_EQ((*host)->plan().buffers_size, 64U * 4096 + 64U * 1024);
+  EXPECT_EQ((*host)->device().payload_size(), 1024U - rpmsg::kHeaderSize) << "the host sends in 1 KiB";
+  ASSERT_NO_FATAL_FAILURE(expect_echoes(**host, 20, *emulated));
+  (*host)->close();
+  emulated->stop();
+  EXPECT_EQ(emulated->result(), 0);
+}
+
+TEST_F(VdevHostTest, ABufferSizeDeclarationAmpCannotUseIsRefusedWithTheSizes) {
+  load_table(rpmsg_firmware_table({.vring_num = 64}, {4096, 20}));
+  VdevHostConfig c = config();
+  c.table_size = sizeof(RpmsgSizedFirmwareTable);
+  auto host = VdevHost::start(c);
+  ASSERT_FALSE(host);
+  EXPECT_EQ(host.error().status, Status::kMalformed);
+  EXPECT_NE(host.error().message.find("declares buffers of 4096 and 20 bytes"), std::string::npos)
+      << host.error().message;
 }
 
 TEST_F(VdevHostTest, FixedVringsAreUsedWhereTheFirmwareWantsThem) {

@@ -70,6 +70,28 @@ SysResult<RpmsgPlan> plan_rpmsg(const ResourceTable& table, MemoryMap memory, De
   if (!found) return sys_fail(Status::kNotFound, "resource table: no rpmsg vdev with two vrings");
   const std::uint32_t num = std::max(plan.vdev.vrings[0].num, plan.vdev.vrings[1].num);
   plan.buffers_size = 2 * std::size_t{num} * buffer_size;
+  // A firmware that declares its buffer sizes (VIRTIO_RPMSG_F_BUFSZ) gets buffers of those: the driver
+  // takes them at start, so the pool is sized for them (vring 0 holds the host's receive buffers).
+  if (auto vdev = virtio::RscVdev::open(plan.vdev.body);
+      vdev && (vdev->device_features() & (1U << rpmsg::kFeatureBufferSizes)) != 0) {
+    std::byte raw[rpmsg::kBufferSizesConfigSize];
+    auto sizes = ok(vdev->read_config(0, raw)) ? rpmsg::decode_buffer_sizes(raw)
+                                               : Result<rpmsg::BufferSizes>(fail(Status::kNotFound));
+    if (!sizes && sizes.error() == Status::kMalformed) {
+      std::uint32_t tx = 0;
+      std::uint32_t rx = 0;
+      std::memcpy(&tx, raw + 3, 4);
+      std::memcpy(&rx, raw + 7, 4);
+      return sys_fail(Status::kMalformed, "resource table: the rpmsg vdev (entry " +
+                                              std::to_string(plan.vdev.index) + ") declares buffers of " +
+                                              std::to_string(tx) + " and " + std::to_string(rx) +
+                                              " bytes: each must be a multiple of 8 in [24, 65544]");
+    }
+    if (sizes) {
+      plan.buffers_size =
+          std::size_t{plan.vdev.vrings[0].num} * sizes->tx + std::size_t{plan.vdev.vrings[1].num} * sizes->rx;
+    }
+  }
   auto buffers = pool.allocate(plan.buffers_size, kBufferAlign);
   if (!buffers) {
     return sys_fail(Status::kNoMemory, "the host's pool (" + std::to_string(pool.memory().size()) +
