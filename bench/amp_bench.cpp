@@ -3,7 +3,7 @@
 // every notification mode, next to this machine's raw limits measured in the same run (a cache-line ping-pong
 // through shared memory, an eventfd ping-pong), and the CPU that an idle link costs.
 //
-//   amp-bench [--json] [--iterations N] [--messages N] [--repeat R]
+//   amp-bench [--json] [--iterations N] [--messages N] [--repeat R] [--buffer-size N]
 //   amp-bench --qemu FIRMWARE.elf [...]   against a bare-metal firmware under QEMU (qemu_bench.cpp)
 #include <fcntl.h>
 #include <sched.h>
@@ -131,6 +131,26 @@ Latency raw_eventfd(int iterations) {
   return Latency::of(std::move(samples));
 }
 
+/// One core's memcpy bandwidth in MB/s for `size`-byte copies into `count` buffers in turn (the working set
+/// of the link's receive side, so that caches hold as much of it as they would of the pool), best of 3.
+double raw_memcpy_mb_per_s(std::size_t size, std::size_t count) {
+  std::vector<std::byte> src(size, std::byte{0x5a});
+  std::vector<std::byte> dst(size * count);
+  pin_to_cpu(0);
+  const std::size_t copies = std::max<std::size_t>(1000, (std::size_t{2} << 30) / size / 4);  // about 512 MB
+  double best = 0;
+  for (int round = 0; round < 3; ++round) {
+    const std::uint64_t t0 = monotonic_ns();
+    for (std::size_t i = 0; i < copies; ++i) {
+      std::memcpy(dst.data() + (i % count) * size, src.data(), size);
+      __asm__ __volatile__("" : : "r"(dst.data()) : "memory");  // keep every copy
+    }
+    const double secs = static_cast<double>(monotonic_ns() - t0) / 1e9;
+    best = std::max(best, static_cast<double>(copies) * static_cast<double>(size) / secs / 1e6);
+  }
+  return best;
+}
+
 // ---- amp -------------------------------------------------------------------------------------------------
 
 constexpr std::byte kEndMarker{0xE5};
@@ -165,6 +185,7 @@ int remote_main(amp::metal::UnixSocket sock) {
     return 1;
   }
   std::uint64_t sunk = 0;
+  volatile std::uint64_t touched = 0;  // what the sink read, kept so that the reads are made
   Endpoint echo, sink;
   auto& dev = (*link)->device();
   if (!ok(dev.create_endpoint(echo, "bench-echo", amp::rpmsg::kAddrAny, amp::rpmsg::kAddrAny,
@@ -175,6 +196,15 @@ int remote_main(amp::metal::UnixSocket sock) {
                                   (void)ep.send(std::as_bytes(std::span(&sunk, 1)));
                                   sunk = 0;
                                 } else {
+                                  // Read the message where it lies (zero-copy): a word of every cache line,
+                                  // so that its bytes really cross to this core.
+                                  std::uint64_t sum = 0;
+                                  for (std::size_t i = 0; i + 8 <= m.payload.size(); i += 64) {
+                                    std::uint64_t w;
+                                    std::memcpy(&w, m.payload.data() + i, 8);
+                                    sum += w;
+                                  }
+                                  touched = touched + sum;
                                   ++sunk;
                                 }
                               }))) {
@@ -210,7 +240,7 @@ struct Host {
   bool sink_done = false;
 };
 
-std::unique_ptr<Host> start_host(NotifyMode mode, bool single_threaded) {
+std::unique_ptr<Host> start_host(NotifyMode mode, bool single_threaded, std::uint32_t buffer_size) {
   auto socks = amp::metal::UnixSocket::pair();
   if (!socks) die(socks.error().message);
   auto h = std::make_unique<Host>();
@@ -226,6 +256,7 @@ std::unique_ptr<Host> start_host(NotifyMode mode, bool single_threaded) {
   cfg.notify = mode;
   cfg.own_thread = mode != NotifyMode::kPoll;  // poll mode: this thread sends and polls, one core per side
   cfg.single_threaded = single_threaded;
+  cfg.buffer_size = buffer_size;  // the remote joins with it, and takes it through VIRTIO_RPMSG_F_BUFSZ
   auto link = Link::create(std::move(socks->first), cfg);
   if (!link) die(link.error().message);
   h->link = std::move(*link);
@@ -383,6 +414,7 @@ int main(int argc, char** argv) {
   int iterations = 20000;
   int messages = 200000;
   int repeat = 3;
+  int buffer_size = static_cast<int>(amp::rpmsg::kDefaultBufferSize);
   std::string only;  // --notify: a comma-separated subset of the modes
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -399,13 +431,17 @@ int main(int argc, char** argv) {
       num(messages);
     } else if (a == "--repeat") {
       num(repeat);
+    } else if (a == "--buffer-size") {
+      num(buffer_size);
+      if (!amp::rpmsg::valid_buffer_size(static_cast<std::uint32_t>(buffer_size)))
+        die("--buffer-size must be a multiple of 8 in [24, 65544]");
     } else if (a == "--notify") {
       if (i + 1 >= argc) die("--notify needs a list, e.g. poll,eventfd");
       only = argv[++i];
     } else if (a == "--help" || a == "-h") {
       std::printf(
           "usage: amp-bench [--json] [--iterations N] [--messages N] [--repeat R] [--notify "
-          "poll-1t,poll,adaptive,eventfd,socket]\n"
+          "poll-1t,poll,adaptive,eventfd,socket] [--buffer-size N]\n"
           "       amp-bench --qemu FIRMWARE.elf [--raw RAW.elf] ... (amp-bench --qemu --help)\n");
       return 0;
     } else {
@@ -428,7 +464,7 @@ int main(int argc, char** argv) {
   struct Row {
     Variant variant;
     std::size_t size;
-    Runs p50, p99, max, mps, mbps, rtt_ratio, msgs_per_raw;
+    Runs p50, p99, max, mps, mbps, rtt_ratio, msgs_per_raw, of_memcpy;
   };
   std::vector<Variant> variants;
   for (const Variant v : {Variant{NotifyMode::kPoll, true}, Variant{NotifyMode::kPoll, false},
@@ -437,13 +473,17 @@ int main(int argc, char** argv) {
     if (only.empty() || ("," + only + ",").find("," + v.name() + ",") != std::string::npos)
       variants.push_back(v);
   }
+  // Payloads: 16 and 256 bytes and the MTU (buffer size - 16), as far as the MTU allows.
+  const std::size_t mtu = static_cast<std::size_t>(buffer_size) - amp::rpmsg::kHeaderSize;
+  std::vector<std::size_t> sizes;
+  for (std::size_t size : {std::size_t{16}, std::size_t{256}, mtu}) {
+    if (size <= mtu && (sizes.empty() || size > sizes.back())) sizes.push_back(size);
+  }
   std::vector<Row> rows;
   for (const Variant& v : variants) {
-    for (std::size_t size : {std::size_t{16}, std::size_t{256}, std::size_t{496}}) {
-      rows.push_back(Row{v, size, {}, {}, {}, {}, {}, {}, {}});
-    }
+    for (std::size_t size : sizes) rows.push_back(Row{v, size, {}, {}, {}, {}, {}, {}, {}, {}});
   }
-  Runs raw_cl_p50, raw_cl_p99, raw_ev_p50, raw_ev_p99;
+  Runs raw_cl_p50, raw_cl_p99, raw_ev_p50, raw_ev_p99, raw_memcpy;
   std::vector<std::pair<std::string, double>> idle;
   for (int r = 0; r < repeat; ++r) {
     for (auto& row : rows) {
@@ -459,7 +499,12 @@ int main(int argc, char** argv) {
       raw_ev_p99.values.push_back(ev.p99);
       // Polling modes compare with the cache-line ping-pong, blocking ones with the eventfd ping-pong.
       const double raw = (mode == NotifyMode::kPoll || mode == NotifyMode::kAdaptive) ? cl.p50 : ev.p50;
-      auto host = start_host(mode, v.single_threaded);
+      // Bulk rows (the MTU of a buffer of 4 KiB or more): also against one core's memcpy of that size over
+      // a working set as large as the link's 256 receive buffers, measured right before.
+      const bool bulk = row.size == mtu && buffer_size >= 4096;
+      const double memcpy_mbps = bulk ? raw_memcpy_mb_per_s(row.size, 256) : 0;
+      if (bulk) raw_memcpy.values.push_back(memcpy_mbps);
+      auto host = start_host(mode, v.single_threaded, static_cast<std::uint32_t>(buffer_size));
       const ModeResult m = measure(*host, mode, row.size, iterations, messages);
       row.p50.values.push_back(m.rtt.p50);
       row.p99.values.push_back(m.rtt.p99);
@@ -468,6 +513,7 @@ int main(int argc, char** argv) {
       row.mbps.values.push_back(m.mb_per_s);
       row.rtt_ratio.values.push_back(m.rtt.p50 / raw);
       row.msgs_per_raw.values.push_back(m.msgs_per_s * raw / 1e9);
+      if (bulk) row.of_memcpy.values.push_back(m.mb_per_s / memcpy_mbps);
       if (r == 0 && row.size == 16 && !v.single_threaded)
         idle.emplace_back(v.name(), idle_cpu_percent(*host, 2.0));
       stop_host(*host);
@@ -490,8 +536,13 @@ int main(int argc, char** argv) {
 
   if (json) {
     std::printf(
-        "{\"machine\":{\"cpu\":\"%s\",\"cpus\":%u},\"rounds\":%d,\"iterations\":%d,\"messages\":%d,\n",
-        cpu_model, std::thread::hardware_concurrency(), repeat, iterations, messages);
+        "{\"machine\":{\"cpu\":\"%s\",\"cpus\":%u},\"rounds\":%d,\"iterations\":%d,\"messages\":%d,"
+        "\"buffer_size\":%d,\n",
+        cpu_model, std::thread::hardware_concurrency(), repeat, iterations, messages, buffer_size);
+    if (!raw_memcpy.values.empty()) {
+      std::printf(" \"raw_memcpy_mb_per_s\":{\"median\":%.0f,\"min\":%.0f,\"max\":%.0f},\n",
+                  raw_memcpy.median(), raw_memcpy.lo(), raw_memcpy.hi());
+    }
     std::printf(
         " \"raw\":{\"cacheline_rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"min_p50\":%.0f,\"max_p50\":%.0f},"
         "\"eventfd_rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"min_p50\":%.0f,\"max_p50\":%.0f}},\n \"amp\":[",
@@ -503,10 +554,15 @@ int main(int argc, char** argv) {
           "%s\n  {\"notify\":\"%s\",\"payload\":%zu,\"rtt_ns\":{\"p50\":%.0f,\"p99\":%.0f,\"max\":%.0f,"
           "\"min_p50\":%.0f,\"max_p50\":%.0f},\"rtt_p50_vs_raw\":{\"median\":%.2f,\"min\":%.2f,\"max\":%.2f},"
           "\"msgs_per_s\":%.0f,\"mb_per_s\":%.1f,\"msgs_per_raw_rtt\":{\"median\":%.2f,\"min\":%.2f,\"max\":%"
-          ".2f}}",
+          ".2f}",
           i == 0 ? "" : ",", r.variant.name().c_str(), r.size, r.p50.median(), r.p99.median(), r.max.median(),
           r.p50.lo(), r.p50.hi(), r.rtt_ratio.median(), r.rtt_ratio.lo(), r.rtt_ratio.hi(), r.mps.median(),
           r.mbps.median(), r.msgs_per_raw.median(), r.msgs_per_raw.lo(), r.msgs_per_raw.hi());
+      if (!r.of_memcpy.values.empty()) {
+        std::printf(",\"of_memcpy\":{\"median\":%.2f,\"min\":%.2f,\"max\":%.2f}", r.of_memcpy.median(),
+                    r.of_memcpy.lo(), r.of_memcpy.hi());
+      }
+      std::printf("}");
     }
     std::printf("],\n \"idle_cpu_percent\":{");
     for (std::size_t i = 0; i < idle.size(); ++i) {
@@ -517,13 +573,17 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "amp-bench on %s (%u CPUs), host on CPU 0, remote on CPU 1; %d rounds, medians (spread: min..max over "
-      "rounds)\n\n",
-      cpu_model, std::thread::hardware_concurrency(), repeat);
+      "rounds); %d-byte buffers\n\n",
+      cpu_model, std::thread::hardware_concurrency(), repeat, buffer_size);
   std::printf(
       "raw limits:  cache-line ping-pong RTT p50 %.0f ns (%.0f..%.0f), p99 %.0f   eventfd ping-pong RTT p50 "
       "%.0f ns (%.0f..%.0f), p99 %.0f\n\n",
       raw_cl_p50.median(), raw_cl_p50.lo(), raw_cl_p50.hi(), raw_cl_p99.median(), raw_ev_p50.median(),
       raw_ev_p50.lo(), raw_ev_p50.hi(), raw_ev_p99.median());
+  if (!raw_memcpy.values.empty()) {
+    std::printf("raw memcpy:  one core, %zu-byte copies over 256 buffers, %.0f MB/s (%.0f..%.0f)\n\n", mtu,
+                raw_memcpy.median(), raw_memcpy.lo(), raw_memcpy.hi());
+  }
   std::printf("%-8s %7s  %9s %9s %9s  %16s  %11s  %18s\n", "notify", "payload", "RTT p50", "p99", "max",
               "p50/raw", "msgs/s", "msgs per raw RTT");
   for (const Row& r : rows) {
@@ -532,9 +592,14 @@ int main(int argc, char** argv) {
                   r.rtt_ratio.hi());
     std::snprintf(per_rtt, sizeof per_rtt, "%.2f (%.2f..%.2f)", r.msgs_per_raw.median(), r.msgs_per_raw.lo(),
                   r.msgs_per_raw.hi());
-    std::printf("%-8s %5zu B  %6.0f ns %6.0f ns %6.0f ns  %16s  %11.0f  %18s   %.1f MB/s\n",
+    char of_memcpy[64] = "";
+    if (!r.of_memcpy.values.empty()) {
+      std::snprintf(of_memcpy, sizeof of_memcpy, "  %.0f%% of memcpy (%.0f..%.0f)",
+                    100 * r.of_memcpy.median(), 100 * r.of_memcpy.lo(), 100 * r.of_memcpy.hi());
+    }
+    std::printf("%-8s %5zu B  %6.0f ns %6.0f ns %6.0f ns  %16s  %11.0f  %18s   %.1f MB/s%s\n",
                 r.variant.name().c_str(), r.size, r.p50.median(), r.p99.median(), r.max.median(), ratio,
-                r.mps.median(), per_rtt, r.mbps.median());
+                r.mps.median(), per_rtt, r.mbps.median(), of_memcpy);
   }
   std::printf(
       "\n(p50/raw and msgs per raw RTT: poll and adaptive against the cache-line ping-pong, eventfd and "
