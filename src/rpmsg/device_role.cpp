@@ -29,6 +29,7 @@ struct Device::DeviceRole {
       metal::sleep_ns(1'000'000);
     }
     const std::uint64_t agreed = t.driver_features() & t.device_features();
+    d.features_ = agreed;
     d.ns_ = (agreed & detail::kFeatureNsBit) != 0;
     d.event_idx_ = (agreed & detail::kFeatureEventIdxBit) != 0;
     if ((agreed & detail::kFeatureBufferSizesBit) != 0) {

@@ -38,8 +38,7 @@ struct Device::DriverRole {
           static_cast<unsigned>(tx), static_cast<unsigned>(rx), static_cast<unsigned>(kBufferSizeAlign),
           static_cast<unsigned>(kHeaderSize + kBufferSizeAlign),
           static_cast<unsigned>(kMaxBufferSize - kMaxBufferSize % kBufferSizeAlign));
-      t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFailed);
-      return Status::kMalformed;
+      return Status::kMalformed;  // start() marks the vdev FAILED
     }
     d.rx_size_ = sizes->tx;  // the device sends in our receive buffers
     d.tx_size_ = sizes->rx;
@@ -47,8 +46,20 @@ struct Device::DriverRole {
     return Status::kOk;
   }
 
+  /// start_steps(), and on any failure after the handshake began the vdev marked FAILED, so that the device
+  /// side stops waiting for a DRIVER_OK that will not come.
   static Status start(Device& d, std::span<virtio::DriverQueue::Slot> slots,
-                      std::span<std::uint64_t>) noexcept {
+                      std::span<std::uint64_t> in_flight) noexcept {
+    const Status s = start_steps(d, slots, in_flight);
+    if (!ok(s)) {
+      virtio::Transport& t = *d.config_.transport;
+      t.set_status(static_cast<std::uint8_t>(t.status() | virtio::kStatusFailed));
+    }
+    return s;
+  }
+
+  static Status start_steps(Device& d, std::span<virtio::DriverQueue::Slot> slots,
+                            std::span<std::uint64_t>) noexcept {
     new (&d.queues_.driver) DriverQueues();  // this role's queues from now on (the union's other member ends)
     virtio::Transport& t = *d.config_.transport;
     t.set_status(0);
@@ -61,6 +72,7 @@ struct Device::DriverRole {
     }
     const std::uint64_t agreed = offered & wanted;
     t.set_driver_features(agreed);
+    d.features_ = agreed;
     d.ns_ = (agreed & detail::kFeatureNsBit) != 0;
     d.event_idx_ = (agreed & detail::kFeatureEventIdxBit) != 0;
     t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);

@@ -84,6 +84,18 @@ namespace {
 #define AMP_ROW(k, name) name,
 AMP_DICT_NAMES(kLogNames, 48, AMP_FAULT_NAMES(AMP_ROW) "unknown fault");
 #undef AMP_ROW
+// The table is indexed by the value: the list must hold every value, in order.
+#define AMP_VALUE(k, name) Fault::k,
+constexpr Fault kOrder[] = {AMP_FAULT_NAMES(AMP_VALUE)};
+#undef AMP_VALUE
+constexpr bool in_value_order() {
+  for (std::size_t i = 0; i < sizeof kOrder / sizeof kOrder[0]; ++i) {
+    if (static_cast<std::size_t>(kOrder[i]) != i) return false;
+  }
+  return true;
+}
+static_assert(in_value_order(), "the names' list is not in the order of the values");
+static_assert(sizeof kLogNames / sizeof kLogNames[0] == sizeof kOrder / sizeof kOrder[0] + 1);
 }  // namespace
 
 const char* log_name(Fault f) noexcept {

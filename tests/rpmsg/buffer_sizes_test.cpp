@@ -200,11 +200,32 @@ TEST_P(BufferSizesBothRoles, TheDriverCarvesTheDeclaredSizesAndEverySizeToTheMtu
 INSTANTIATE_TEST_SUITE_P(Sizes, BufferSizesBothRoles, ::testing::Values(512U, 4096U, 65536U));
 
 TEST_F(BufferSizesLoopback, EachDirectionGetsItsOwnSize) {
-  declare(1024, 4096);  // the device sends in 1 KiB buffers and receives in 4 KiB ones
+  declare(4096, 1024);  // the device sends in 4 KiB buffers and receives in 1 KiB ones
   ASSERT_EQ(driver_.start(driver_config(8), driver_storage_), Status::kOk);
   ASSERT_EQ(device_.start(config(Role::kDevice), device_storage_), Status::kOk);
-  EXPECT_EQ(driver_.payload_size(), 4096U - kHeaderSize);
-  EXPECT_EQ(device_.payload_size(), 1024U - kHeaderSize);
+  EXPECT_NE(driver_.features() & kBufSz, 0U);
+  EXPECT_NE(device_.features() & kBufSz, 0U);
+  EXPECT_EQ(driver_.payload_size(), 1024U - kHeaderSize);
+  EXPECT_EQ(device_.payload_size(), 4096U - kHeaderSize);
+  std::size_t to_driver = 0;
+  std::size_t to_device = 0;
+  Endpoint on_driver;
+  Endpoint on_device;
+  ASSERT_EQ(driver_.create_endpoint(on_driver, "", 0x500, 0x501,
+                                    [&](Endpoint&, const Message& m) { to_driver = m.payload.size(); }),
+            Status::kOk);
+  ASSERT_EQ(device_.create_endpoint(on_device, "", 0x501, 0x500,
+                                    [&](Endpoint&, const Message& m) { to_device = m.payload.size(); }),
+            Status::kOk);
+  // A 4080-byte message fits only if the driver carved its receive buffers to the device's tx size.
+  const std::vector<std::byte> big(4096 - kHeaderSize, std::byte{7});
+  ASSERT_EQ(on_device.send(big), Status::kOk);
+  pump();
+  EXPECT_EQ(to_driver, big.size());
+  ASSERT_EQ(on_driver.send(std::span(big).first(1024 - kHeaderSize)), Status::kOk);
+  pump();
+  EXPECT_EQ(to_device, 1024U - kHeaderSize);
+  EXPECT_EQ(on_driver.send(std::span(big).first(1024 - kHeaderSize + 1)), Status::kTooLarge);
 }
 
 TEST_F(BufferSizesLoopback, ADeviceThatDeclaresNonsenseIsRefusedAndTheVdevMarkedFailed) {
@@ -221,6 +242,8 @@ TEST_F(BufferSizesLoopback, ADeviceThatDeclaresNonsenseIsRefusedAndTheVdevMarked
 TEST_F(BufferSizesLoopback, DeclaredSizesThatDoNotFitThePoolAreRefused) {
   declare(65536, 65536);
   EXPECT_EQ(driver_.start(driver_config(4), driver_storage_), Status::kNoMemory) << "8 x 64 KiB > 256 KiB";
+  EXPECT_NE(device_transport_.status() & virtio::kStatusFailed, 0) << "the device is told";
+  EXPECT_EQ(device_.start(config(Role::kDevice), device_storage_), Status::kClosed);
 }
 
 TEST_F(BufferSizesLoopback, WithoutTheBitTheBuffersAre512BytesWhateverTheConfigSays) {
@@ -291,6 +314,14 @@ TEST_F(BufferSizesLoopback, LiteDeviceTakesTheDeclaredSizeForItsSends) {
   // The driver sends in 2 KiB buffers (the device's rx), the echo comes back in 4 KiB ones.
   EXPECT_EQ(driver_.payload_size(), 2048U - kHeaderSize);
   echo_every_size(host, 2048 - kHeader, [&] { pump(lite); });
+  // And the LiteDevice's own MTU, which fits only the driver's 4-KiB receive buffers.
+  expected_ = 4096 - kHeader;
+  echoed_ = false;
+  std::vector<std::byte> pattern(4096 - kHeader);
+  for (std::size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<std::byte>((i * 131 + 7) & 0xFF);
+  ASSERT_EQ(echo.send_to(0x500, pattern), Status::kOk);
+  pump(lite);
+  EXPECT_TRUE(echoed_);
   // A spoiled declaration: the LiteDevice refuses to start.
   lite.stop();
   at(testing::kVdevOffset + virtio::RscVdev::body_size(2, 0))[1] = std::byte{12};

@@ -371,6 +371,8 @@ class Device {
   Role role() const noexcept { return config_.role; }
   /// Largest payload one message can carry.
   std::uint32_t payload_size() const noexcept { return payload_size_; }
+  /// The virtio features both sides agreed on at the last start() (VIRTIO_RPMSG_F_NS, _F_BUFSZ, event idx).
+  std::uint64_t features() const noexcept { return features_; }
   /// Whether the peer and we agreed on the name service / event indexes.
   bool name_service() const noexcept { return ns_; }
   bool event_idx() const noexcept { return event_idx_; }
@@ -481,6 +483,7 @@ class Device {
   bool ever_started_ = false;
   bool stopped_ = false;
   virtio::Fault fault_ = virtio::Fault::kNone;  // violations seen above the queues
+  std::uint64_t features_ = 0;
   bool ns_ = false;
   bool event_idx_ = false;
   std::uint32_t payload_size_ = 0;
