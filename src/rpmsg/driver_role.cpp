@@ -40,6 +40,13 @@ struct Device::DriverRole {
           static_cast<unsigned>(kMaxBufferSize - kMaxBufferSize % kBufferSizeAlign));
       return Status::kMalformed;  // start() marks the vdev FAILED
     }
+    const BufferSizes& expected = d.config_.expected_buffer_sizes;
+    if ((expected.tx != 0 || expected.rx != 0) && (expected.tx != sizes->tx || expected.rx != sizes->rx)) {
+      AMP_LOG_ERROR("rpmsg: the device changed its buffer-size declaration from %u/%u to %u/%u bytes",
+                    static_cast<unsigned>(expected.tx), static_cast<unsigned>(expected.rx),
+                    static_cast<unsigned>(sizes->tx), static_cast<unsigned>(sizes->rx));
+      return Status::kMalformed;
+    }
     d.rx_size_ = sizes->tx;  // the device sends in our receive buffers
     d.tx_size_ = sizes->rx;
     wanted |= detail::kFeatureBufferSizesBit;

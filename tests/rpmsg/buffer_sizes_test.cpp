@@ -239,6 +239,16 @@ TEST_F(BufferSizesLoopback, ADeviceThatDeclaresNonsenseIsRefusedAndTheVdevMarked
   }
 }
 
+TEST_F(BufferSizesLoopback, ADeclarationThatChangedSinceTheHostSizedItsPoolIsRefused) {
+  declare(4096, 2048);
+  DeviceConfig c = driver_config(8);
+  c.expected_buffer_sizes = {4096, 1024};  // what the host read earlier (rproc::plan_rpmsg)
+  EXPECT_EQ(driver_.start(c, driver_storage_), Status::kMalformed);
+  EXPECT_NE(device_transport_.status() & virtio::kStatusFailed, 0);
+  c.expected_buffer_sizes = {4096, 2048};
+  EXPECT_EQ(driver_.start(c, driver_storage_), Status::kOk) << "the same declaration is taken";
+}
+
 TEST_F(BufferSizesLoopback, DeclaredSizesThatDoNotFitThePoolAreRefused) {
   declare(65536, 65536);
   EXPECT_EQ(driver_.start(driver_config(4), driver_storage_), Status::kNoMemory) << "8 x 64 KiB > 256 KiB";

@@ -220,6 +220,9 @@ struct DeviceConfig {
   /// the side that writes the table declares them (RscVdev::Spec::config, rproc::TableBuilder,
   /// rproc::rpmsg_firmware_table).
   bool accept_buffer_sizes = true;
+  /// Driver role: the declaration a host already read to size `buffer_pool` (rproc::plan_rpmsg), if it did
+  /// ({0, 0}: none). The one start() reads must be the same: a device that changed it meanwhile is refused.
+  BufferSizes expected_buffer_sizes{0, 0};
   /// Driver role: buffers per direction; 0 means the ring size (the kernel's choice).
   std::uint32_t rx_buffers = 0;
   std::uint32_t tx_buffers = 0;

@@ -88,6 +88,7 @@ SysResult<RpmsgPlan> plan_rpmsg(const ResourceTable& table, MemoryMap memory, De
                                               " bytes: each must be a multiple of 8 in [24, 65544]");
     }
     if (sizes) {
+      plan.declared = *sizes;
       plan.buffers_size =
           std::size_t{plan.vdev.vrings[0].num} * sizes->tx + std::size_t{plan.vdev.vrings[1].num} * sizes->rx;
     }
@@ -169,6 +170,7 @@ SysResult<void> VdevHost::run() {
   dc.wait_mode = c.irq_fd >= 0 ? rpmsg::WaitMode::kBlock : rpmsg::WaitMode::kSpin;
   dc.buffer_pool = plan_.buffers;
   dc.buffer_pool_size = plan_.buffers_size;
+  dc.expected_buffer_sizes = plan_.declared;  // read once for the pool: the driver must find the same
   dc.buffer_size = c.buffer_size;
   dc.event_idx = c.event_idx;
   dc.start_timeout_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(c.timeout).count());

@@ -53,6 +53,8 @@ struct RpmsgPlan {
   AssignedVdev vdev;                 ///< the first rpmsg vdev with two vrings (its ordinal and body included)
   metal::DeviceAddress buffers = 0;  ///< rx_count + tx_count buffers of buffer_size bytes
   std::size_t buffers_size = 0;
+  /// The buffer sizes the vdev declares (VIRTIO_RPMSG_F_BUFSZ), as read for the pool; {0, 0} when none.
+  rpmsg::BufferSizes declared{0, 0};
 };
 
 /// The host's part of `table` for rpmsg: runs a ResourceAssigner (vrings and carveouts at ANY placed from
