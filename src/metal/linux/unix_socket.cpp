@@ -314,6 +314,13 @@ SysResult<UnixListener> UnixListener::listen(const std::string& path, int backlo
     if (::bind(fd.get(), addr->get(), addr->len) < 0)
       return sys_fail("bind " + path + " (after removing a stale socket)");
   }
+  // Listen at once: between bind() and listen() a client that sees the file is refused, and another
+  // server's probe above would take the fresh file for a stale one and remove it.
+  if (::listen(fd.get(), backlog) < 0) {
+    const int err = errno;
+    if (!is_abstract(path)) (void)::unlink(path.c_str());
+    return Unexpected<SysError>(errno_error("listen " + path, err));
+  }
   dev_t dev = 0;
   ino_t ino = 0;
   if (!is_abstract(path)) {
@@ -323,9 +330,7 @@ SysResult<UnixListener> UnixListener::listen(const std::string& path, int backlo
       ino = st.st_ino;
     }
   }
-  UnixListener l(std::move(fd), path, dev, ino);  // from here on, the destructor removes the file
-  if (::listen(l.fd_.get(), backlog) < 0) return sys_fail("listen " + path);
-  return l;
+  return UnixListener(std::move(fd), path, dev, ino);  // from here on, the destructor removes the file
 }
 
 UnixListener::UnixListener(UnixListener&& o) noexcept
