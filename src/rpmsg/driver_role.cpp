@@ -2,7 +2,6 @@
 // rpmsg::Device in the virtio driver role (the host side, like Linux's virtio_rpmsg_bus): it owns the
 // buffers, fills queue 0 with empty receive buffers and sends on queue 1. Referenced only from
 // start_driver_role (see role.hpp).
-#include <cstring>
 #include <new>
 
 #include "amp/metal/log.hpp"
@@ -28,15 +27,12 @@ struct Device::DriverRole {
       return Status::kOk;
     }
     if (!sizes) {
-      std::uint32_t tx = 0;
-      std::uint32_t rx = 0;
-      std::memcpy(&tx, raw + 3, 4);
-      std::memcpy(&rx, raw + 7, 4);
+      const BufferSizes bad = buffer_size_fields(raw);
       AMP_LOG_ERROR(
           "rpmsg: the device declares buffers of %u bytes (its tx) and %u bytes (its rx): each must "
           "be a multiple of %u in [%u, %u]",
-          static_cast<unsigned>(tx), static_cast<unsigned>(rx), static_cast<unsigned>(kBufferSizeAlign),
-          static_cast<unsigned>(kHeaderSize + kBufferSizeAlign),
+          static_cast<unsigned>(bad.tx), static_cast<unsigned>(bad.rx),
+          static_cast<unsigned>(kBufferSizeAlign), static_cast<unsigned>(kHeaderSize + kBufferSizeAlign),
           static_cast<unsigned>(kMaxBufferSize - kMaxBufferSize % kBufferSizeAlign));
       return Status::kMalformed;  // start() marks the vdev FAILED
     }

@@ -146,6 +146,14 @@ inline void encode_buffer_sizes(const BufferSizes& sizes,
   std::memcpy(out.data() + 7, &sizes.rx, 4);
 }
 
+/// The two size fields of a declaration as they are, unchecked (for a message about one decode refused).
+inline BufferSizes buffer_size_fields(std::span<const std::byte, kBufferSizesConfigSize> in) noexcept {
+  BufferSizes s;
+  std::memcpy(&s.tx, in.data() + 3, 4);
+  std::memcpy(&s.rx, in.data() + 7, 4);
+  return s;
+}
+
 /// Reads a device's declaration from its config space `in` (all of it, as long as the vdev says; read once
 /// by the caller). kNotFound when the bytes are not a version-1 declaration at all (shorter than 11 bytes,
 /// another version, another size field: a device that gives bit 1 another meaning, as NuttX's OpenAMP
@@ -157,9 +165,7 @@ inline void encode_buffer_sizes(const BufferSizes& sizes,
   std::memcpy(&size, in.data() + 1, 2);
   if (in[0] != std::byte{kBufferSizesVersion} || size != kBufferSizesConfigSize)
     return fail(Status::kNotFound);
-  BufferSizes s;
-  std::memcpy(&s.tx, in.data() + 3, 4);
-  std::memcpy(&s.rx, in.data() + 7, 4);
+  const BufferSizes s = buffer_size_fields(in.first<kBufferSizesConfigSize>());
   if (!valid_buffer_size(s.tx) || !valid_buffer_size(s.rx)) return fail(Status::kMalformed);
   return s;
 }

@@ -78,13 +78,10 @@ SysResult<RpmsgPlan> plan_rpmsg(const ResourceTable& table, MemoryMap memory, De
     auto sizes = ok(vdev->read_config(0, raw)) ? rpmsg::decode_buffer_sizes(raw)
                                                : Result<rpmsg::BufferSizes>(fail(Status::kNotFound));
     if (!sizes && sizes.error() == Status::kMalformed) {
-      std::uint32_t tx = 0;
-      std::uint32_t rx = 0;
-      std::memcpy(&tx, raw + 3, 4);
-      std::memcpy(&rx, raw + 7, 4);
+      const rpmsg::BufferSizes bad = rpmsg::buffer_size_fields(raw);
       return sys_fail(Status::kMalformed, "resource table: the rpmsg vdev (entry " +
                                               std::to_string(plan.vdev.index) + ") declares buffers of " +
-                                              std::to_string(tx) + " and " + std::to_string(rx) +
+                                              std::to_string(bad.tx) + " and " + std::to_string(bad.rx) +
                                               " bytes: each must be a multiple of 8 in [24, 65544]");
     }
     if (sizes) {
