@@ -88,13 +88,7 @@ AMP_DICT_NAMES(kLogNames, 48, AMP_FAULT_NAMES(AMP_ROW) "unknown fault");
 #define AMP_VALUE(k, name) Fault::k,
 constexpr Fault kOrder[] = {AMP_FAULT_NAMES(AMP_VALUE)};
 #undef AMP_VALUE
-constexpr bool in_value_order() {
-  for (std::size_t i = 0; i < sizeof kOrder / sizeof kOrder[0]; ++i) {
-    if (static_cast<std::size_t>(kOrder[i]) != i) return false;
-  }
-  return true;
-}
-static_assert(in_value_order(), "the names' list is not in the order of the values");
+static_assert(metal::dict::in_value_order(kOrder), "the names' list is not in the order of the values");
 static_assert(sizeof kLogNames / sizeof kLogNames[0] == sizeof kOrder / sizeof kOrder[0] + 1);
 }  // namespace
 

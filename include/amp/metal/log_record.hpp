@@ -166,6 +166,15 @@ template <std::size_t N, std::size_t Stride>
 const char* name_at(const char (&names)[N][Stride], std::uint32_t i) noexcept {
   return names[i < N - 1 ? i : N - 1];
 }
+/// Whether `values` are 0, 1, 2...: what a table name_at() indexes by value needs of the list it was made
+/// from (checked with static_assert where it is made).
+template <class E, std::size_t N>
+consteval bool in_value_order(const E (&values)[N]) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (static_cast<std::size_t>(values[i]) != i) return false;
+  }
+  return true;
+}
 }  // namespace amp::metal::dict
 
 /// Like metal::format() into `out`, but the record of the line (what a sink gets in dictionary mode).
