@@ -1,11 +1,21 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Echo (remote): announces "amp-echo" and sends every message back to its sender.
-//   echo [SOCKET_PATH [WAIT_SECONDS]]   (default /tmp/amp-example.sock, 30 s; start it before `ping`)
+//   echo [SOCKET_PATH [WAIT_SECONDS [BUFFER_SIZE]]]
+// (default /tmp/amp-example.sock, 30 s, 512 bytes per buffer; start it before `ping`). BUFFER_SIZE goes
+// through the negotiation (VIRTIO_RPMSG_F_BUFSZ): `ping` sends its largest message to what it agreed.
 #include "example_link.hpp"
 
 int main(int argc, char** argv) {
-  const std::chrono::seconds wait(argc > 2 ? std::atoi(argv[2]) : 30);
-  auto link = example::remote_link(argc > 1 ? argv[1] : "/tmp/amp-example.sock", wait);
+  long wait = 30;
+  long buffer_size = amp::rpmsg::kDefaultBufferSize;
+  if (argc > 2 && !example::parse_number(argv[2], "echo: WAIT_SECONDS", 1, 3600, wait)) return 2;
+  if (argc > 3 && !example::parse_number(argv[3], "echo: BUFFER_SIZE", 24, 65544, buffer_size)) return 2;
+  if (buffer_size % 8 != 0) {
+    std::fprintf(stderr, "echo: BUFFER_SIZE must be a multiple of 8, not %ld\n", buffer_size);
+    return 2;
+  }
+  auto link = example::remote_link(argc > 1 ? argv[1] : "/tmp/amp-example.sock", std::chrono::seconds(wait),
+                                   static_cast<std::uint32_t>(buffer_size));
   if (!link) return 1;
   amp::rpmsg::Endpoint ep;
   const amp::Status s = link->device().create_endpoint(

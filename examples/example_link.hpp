@@ -7,6 +7,7 @@
 // destructor runs. std::exit would skip them, and the listener's is what removes the socket file.
 #pragma once
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -19,9 +20,25 @@
 
 namespace example {
 
-/// Remote side: waits up to `wait` for a host on `path`, then creates the link.
-inline std::unique_ptr<amp::rpmsg::Link> remote_link(const std::string& path,
-                                                     std::chrono::seconds wait = std::chrono::seconds(30)) {
+/// A whole-number argument in [lo, hi], or a message on stderr and false.
+inline bool parse_number(const char* arg, const char* what, long lo, long hi, long& out) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(arg, &end, 10);
+  if (end == arg || *end != '\0' || errno != 0 || v < lo || v > hi) {
+    std::fprintf(stderr, "%s: '%s' is not a number from %ld to %ld\n", what, arg, lo, hi);
+    return false;
+  }
+  out = v;
+  return true;
+}
+
+/// Remote side: waits up to `wait` for a host on `path`, then creates the link. `buffer_size` (bytes per
+/// buffer, header included; a multiple of 8 from 24 to 65544) is declared in the vdev's config space
+/// (VIRTIO_RPMSG_F_BUFSZ): a host that speaks it carves its buffers to it, one that does not gets 512.
+inline std::unique_ptr<amp::rpmsg::Link> remote_link(
+    const std::string& path, std::chrono::seconds wait = std::chrono::seconds(30),
+    std::uint32_t buffer_size = amp::rpmsg::kDefaultBufferSize) {
   auto listener = amp::metal::UnixListener::listen(path);
   if (!listener) {
     std::fprintf(stderr, "%s\n", listener.error().message.c_str());
@@ -29,6 +46,7 @@ inline std::unique_ptr<amp::rpmsg::Link> remote_link(const std::string& path,
   }
   amp::rpmsg::LinkConfig cfg;
   cfg.role = amp::rpmsg::Role::kDevice;
+  cfg.buffer_size = buffer_size;
   // A client that connects and leaves without joining does not end the wait.
   auto link = amp::rpmsg::Link::accept(*listener, cfg, wait);
   if (!link) {
