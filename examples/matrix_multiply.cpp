@@ -124,7 +124,9 @@ int main(int argc, char** argv) {
     } else if (a == "--shm" && has_value) {
       o.shm = argv[++i];
     } else if (a == "--rounds" && has_value) {
-      o.rounds = std::atoi(argv[++i]);
+      long rounds = 0;
+      if (!example::parse_number(argv[++i], "matrix_multiply: --rounds", 1, 1'000'000, rounds)) return 2;
+      o.rounds = static_cast<int>(rounds);
     } else if (a.rfind("--", 0) != 0 && o.socket.empty()) {
       o.socket = a;
     } else {
